@@ -1,0 +1,53 @@
+package broker
+
+// wheel is a timing wheel of one-second slots holding conns by the second
+// their deadline falls due. It is lazy: activity does not move a conn; when
+// its slot comes round, the conn's real deadline is checked and the conn is
+// re-slotted if the deadline moved. One per loop, touched only on the loop,
+// so keepalive costs no timer and no goroutine per connection.
+type wheel struct {
+	slots [wheelSlots][]*conn
+	last  int64 // last second processed
+}
+
+const wheelSlots = 512
+
+// add slots c to fall due at second at.
+func (w *wheel) add(c *conn, at int64) {
+	if w.last == 0 {
+		w.last = at - 1
+	}
+	if at <= w.last {
+		at = w.last + 1
+	}
+	i := at % wheelSlots
+	w.slots[i] = append(w.slots[i], c)
+}
+
+// advance visits the conns of every slot from the last second processed up
+// to now. visit re-adds those still alive.
+func (w *wheel) advance(now int64, visit func(*conn)) {
+	if w.last == 0 {
+		w.last = now
+		return
+	}
+	for t := w.last + 1; t <= now; t++ {
+		w.last = t
+		i := t % wheelSlots
+		due := w.slots[i]
+		if len(due) == 0 {
+			continue
+		}
+		w.slots[i] = nil
+		for _, c := range due {
+			visit(c)
+		}
+		if cap(due) <= 1024 && w.slots[i] == nil {
+			clear(due)
+			w.slots[i] = due[:0]
+		}
+		if now-t >= wheelSlots {
+			t = now - wheelSlots // a long stall: each slot once is enough
+		}
+	}
+}

@@ -1,0 +1,92 @@
+package broker
+
+import (
+	"context"
+	"sync"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/panjf2000/gnet/v2"
+)
+
+// loop is cim's state for one gnet event loop. Writes to a conn from any
+// goroutine land in the conn's outbound buffer; the conn is put on its loop's
+// mailbox, and the loop is asked once (Execute) to flush every conn in it:
+// one task and one write per conn per batch, however many messages.
+type loop struct {
+	el  gnet.EventLoop
+	srv *Server
+
+	mu        sync.Mutex
+	dirty     []*conn    // REQUIRES: mu held. conns with bytes to flush
+	retry     []*session // REQUIRES: mu held. sessions to pump at the next tick
+	scheduled bool       // REQUIRES: mu held. a flush task is queued on el
+
+	// Loop only.
+	spare []*conn
+	wheel wheel
+	pk    packets.Packet // decode scratch
+}
+
+// markDirty puts c on the mailbox and makes sure a flush is queued.
+// Safe from any goroutine.
+func (l *loop) markDirty(c *conn) {
+	l.mu.Lock()
+	l.dirty = append(l.dirty, c)
+	sched := !l.scheduled
+	l.scheduled = true
+	l.mu.Unlock()
+	if sched {
+		if err := l.el.Execute(context.Background(), l); err != nil {
+			// The engine is shutting down; the conns close with it.
+			l.mu.Lock()
+			l.scheduled = false
+			l.mu.Unlock()
+		}
+	}
+}
+
+// Run flushes the mailbox; gnet calls it on the loop.
+func (l *loop) Run(context.Context) error {
+	l.mu.Lock()
+	list := l.dirty
+	l.dirty = l.spare[:0]
+	l.scheduled = false
+	l.mu.Unlock()
+	for i, c := range list {
+		c.flush()
+		list[i] = nil
+	}
+	l.spare = list[:0]
+	return nil
+}
+
+// retryLater asks the loop to pump s at its next tick (the conn's outbound
+// buffer was full when s had queued messages and room in flight).
+func (l *loop) retryLater(s *session) {
+	l.mu.Lock()
+	l.retry = append(l.retry, s)
+	l.mu.Unlock()
+}
+
+// tick runs once a second on the loop: keepalive deadlines and retries.
+func (l *loop) tick(now int64) {
+	l.wheel.advance(now, func(c *conn) { c.checkDeadline(now) })
+	l.mu.Lock()
+	retry := l.retry
+	l.retry = nil
+	l.mu.Unlock()
+	for _, s := range retry {
+		s.mu.Lock()
+		s.retrying = false
+		s.pump(now)
+		s.mu.Unlock()
+	}
+}
+
+// tickTask adapts tick to gnet.Runnable.
+type tickTask struct {
+	l   *loop
+	now int64
+}
+
+func (t tickTask) Run(context.Context) error { t.l.tick(t.now); return nil }

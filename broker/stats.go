@@ -1,0 +1,39 @@
+package broker
+
+import "sync/atomic"
+
+// Stats are the broker's counters, all atomic; read with Snapshot.
+type Stats struct {
+	ClientsConnected atomic.Int64
+	ClientsTotal     atomic.Int64 // connections accepted
+	MessagesIn       atomic.Int64 // PUBLISH received
+	MessagesOut      atomic.Int64 // PUBLISH sent
+	BytesIn          atomic.Int64
+	BytesOut         atomic.Int64
+	Dropped          atomic.Int64 // QoS 0 dropped at a full outbound buffer, or too large for the client
+	QueueDropped     atomic.Int64 // QoS 1/2 dropped from a full session queue
+	Expired          atomic.Int64 // messages whose expiry passed before delivery
+	Retained         atomic.Int64 // retained messages held
+	Sessions         atomic.Int64 // sessions held, online or not
+	Subscriptions    atomic.Int64
+	ProtocolErrors   atomic.Int64 // connections closed for bad input
+}
+
+// StatsSnapshot is a copy of Stats at one moment.
+type StatsSnapshot struct {
+	ClientsConnected, ClientsTotal, MessagesIn, MessagesOut, BytesIn, BytesOut int64
+	Dropped, QueueDropped, Expired, Retained, Sessions, Subscriptions          int64
+	ProtocolErrors                                                             int64
+}
+
+// Snapshot copies the counters.
+func (s *Stats) Snapshot() StatsSnapshot {
+	return StatsSnapshot{
+		ClientsConnected: s.ClientsConnected.Load(), ClientsTotal: s.ClientsTotal.Load(),
+		MessagesIn: s.MessagesIn.Load(), MessagesOut: s.MessagesOut.Load(),
+		BytesIn: s.BytesIn.Load(), BytesOut: s.BytesOut.Load(),
+		Dropped: s.Dropped.Load(), QueueDropped: s.QueueDropped.Load(), Expired: s.Expired.Load(),
+		Retained: s.Retained.Load(), Sessions: s.Sessions.Load(), Subscriptions: s.Subscriptions.Load(),
+		ProtocolErrors: s.ProtocolErrors.Load(),
+	}
+}

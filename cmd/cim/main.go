@@ -1,0 +1,55 @@
+// Command cim is the cim broker, and the tools around it.
+//
+//	cim server [flags]   run a broker node
+//	cim bench  ...       load-test a broker (see cim bench -h)
+//	cim version          print the version
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/cimgo/cim/broker"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cmd, args := os.Args[1], os.Args[2:]
+	switch cmd {
+	case "server":
+		os.Exit(runServer(ctx, args))
+	case "version", "-v", "--version":
+		fmt.Println("cim", version)
+	case "help", "-h", "--help":
+		usage()
+	default:
+		fmt.Fprintf(os.Stderr, "cim: unknown command %q\n\n", cmd)
+		usage()
+		os.Exit(2)
+	}
+}
+
+func usage() {
+	fmt.Fprint(os.Stderr, `usage: cim <command> [flags]
+
+commands:
+  server    run a broker node (MQTT 3.1.1 and 5.0)
+  bench     load-test a broker
+  version   print the version
+
+Run 'cim <command> -h' for a command's flags.
+`)
+}
+
+func init() { broker.Version = version }
