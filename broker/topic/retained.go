@@ -136,9 +136,7 @@ func (x *Index[V]) Len() int {
 //
 // fn runs under the read lock: it must not call back into the index.
 func (x *Index[V]) MatchFilter(filter string, fn func(name string, v V) bool) {
-	if _, inner, shared := ParseShare(filter); shared {
-		filter = inner
-	}
+	_, filter, _ = ParseShare(filter)
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	x.mu.root.walk(filter, 0, true, fn)

@@ -114,14 +114,15 @@ func ValidFilter(filter string) error {
 	return nil
 }
 
-// ParseShare splits a shared subscription filter $share/<group>/<inner>. For
-// any filter not starting with "$share/" it returns shared == false and leaves
-// group and inner empty. It does not validate: "$share/g" yields group "g",
-// inner "" and shared true, which ValidFilter rejects. The returned strings
-// are substrings of filter.
+// ParseShare splits a shared subscription filter $share/<group>/<inner>.
+// inner is always the filter that decides what matches: for a filter not
+// starting with "$share/" it is filter itself, with group empty and shared
+// false. ParseShare does not validate: "$share/g" yields group "g", inner ""
+// and shared true, which ValidFilter rejects. The returned strings are
+// substrings of filter.
 func ParseShare(filter string) (group, inner string, shared bool) {
 	if !strings.HasPrefix(filter, SharePrefix) {
-		return "", "", false
+		return "", filter, false
 	}
 	rest := filter[len(SharePrefix):]
 	i := strings.IndexByte(rest, '/')
@@ -137,9 +138,7 @@ func ParseShare(filter string) (group, inner string, shared bool) {
 // [MQTT-4.7.2-1], so "#" does not see $SYS topics. Match does not validate
 // either argument and does not allocate.
 func Match(filter, name string) bool {
-	if _, inner, shared := ParseShare(filter); shared {
-		filter = inner
-	}
+	_, filter, _ = ParseShare(filter)
 	if name != "" && name[0] == '$' && filter != "" && (filter[0] == '+' || filter[0] == '#') {
 		return false // [MQTT-4.7.2-1]
 	}
