@@ -97,11 +97,16 @@ func decodeBody(pk *packets.Packet, body []byte) (err error) {
 	}()
 	switch pk.FixedHeader.Type {
 	case packets.Connect:
-		if err := pk.ConnectDecode(body); err != nil {
-			return err
+		err := pk.ConnectDecode(body)
+		if pk.ProtocolVersion == 0x80|5 {
+			// The codec reads v5 properties only for a version byte of
+			// exactly 5, so a v5 bridge CONNECT was decoded as if it had
+			// none: refuse it (a bridge retries without the bit).
+			pk.ProtocolVersion = 5
+			return packets.ErrUnsupportedProtocolVersion
 		}
-		pk.ProtocolVersion = pk.ProtocolVersion & 0x7f // bridge bit; validated by ConnectValidate
-		return nil
+		pk.ProtocolVersion &= 0x7f // bridge bit (v3/v4); validated by ConnectValidate
+		return err
 	case packets.Publish:
 		if pk.ProtocolVersion < 5 {
 			return decodePublish3(pk, body)
@@ -128,8 +133,17 @@ func decodeBody(pk *packets.Packet, body []byte) (err error) {
 	case packets.Pingreq:
 		return nil
 	case packets.Disconnect:
+		if pk.ProtocolVersion >= 5 && len(body) == 1 {
+			// The codec skips a reason code that comes without a property
+			// length (it wants Remaining > 1); mosquitto sends e0 01 04.
+			pk.ReasonCode = body[0] // spec 3.14.2.1
+			return nil
+		}
 		return pk.DisconnectDecode(body)
 	case packets.Auth:
+		if len(body) == 0 {
+			return nil // reason 0x00, no properties (spec 3.15.2.1)
+		}
 		return pk.AuthDecode(body)
 	case packets.Connack, packets.Suback, packets.Unsuback, packets.Pingresp:
 		// Server-to-client packets; the client package decodes them too.
