@@ -348,7 +348,16 @@ func (c *conn) handlePublish(pk *packets.Packet) {
 	}
 	reason := byte(0)
 	if c.srv.allowed(c.username, c.clientID, name, accessWrite) {
-		c.srv.route(newMessage(pk, name, c.clientID, c.srv.now()), s)
+		if qos == 0 && !pk.FixedHeader.Retain {
+			// QoS 0 is encoded into each subscriber's buffer before route
+			// returns and kept nowhere: it may alias the read buffer.
+			m := &c.loop.msg
+			fillMessage(m, pk, name, pk.Payload, c.clientID, c.srv.now())
+			c.srv.route(m, s)
+			*m = Message{}
+		} else {
+			c.srv.route(newMessage(pk, name, c.clientID, c.srv.now()), s)
+		}
 	} else {
 		reason = packets.ErrNotAuthorized.Code
 		c.srv.log.Debug("publish denied", "client", c.clientID, "topic", name)

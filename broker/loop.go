@@ -25,6 +25,7 @@ type loop struct {
 	spare []*conn
 	wheel wheel
 	pk    packets.Packet // decode scratch
+	msg   Message        // QoS 0 routing scratch (see handlePublish)
 }
 
 // markDirty puts c on the mailbox and makes sure a flush is queued.

@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"unsafe"
+
 	"github.com/cimgo/cim/broker/mqtt"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -32,9 +34,17 @@ func newMessage(pk *packets.Packet, topic, from string, now int64) *Message {
 	buf := make([]byte, len(topic)+len(pk.Payload))
 	copy(buf, topic)
 	copy(buf[len(topic):], pk.Payload)
-	m := &Message{
-		Topic:   string(buf[:len(topic)]),
-		Payload: buf[len(topic):],
+	m := new(Message)
+	fillMessage(m, pk, unsafeString(buf[:len(topic)]), buf[len(topic):], from, now)
+	return m
+}
+
+// fillMessage sets m from a decoded PUBLISH with the given topic and payload
+// (owned or not: the caller decides).
+func fillMessage(m *Message, pk *packets.Packet, topic string, payload []byte, from string, now int64) {
+	*m = Message{
+		Topic:   topic,
+		Payload: payload,
 		From:    from,
 		Created: now,
 		QoS:     pk.FixedHeader.Qos,
@@ -57,8 +67,10 @@ func newMessage(pk *packets.Packet, topic, from string, now int64) *Message {
 			m.Props = mqtt.AppendProperties(nil, &fwd, packets.Publish)
 		}
 	}
-	return m
 }
+
+// unsafeString aliases b, which must never change afterwards.
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // appendDeliveryProps appends the per-delivery v5 properties: remaining
 // message expiry, topic alias and subscription identifiers.
