@@ -31,20 +31,22 @@ type Trie[K comparable] struct {
 	}
 }
 
-// node is one level of a filter. The '+' and '#' children have their own
-// fields, not map entries, so that Match reaches them without hashing.
-// A '#' node never has children: '#' is always the last level.
+// node is one level of a filter: 64 bytes on 64-bit platforms, one size
+// class, since a broker of unique per-device topics holds one per client.
+// The '+' and '#' children have their own fields, not map entries, so that
+// Match reaches them without hashing. A '#' node never has children: '#' is
+// always the last level.
 type node[K comparable] struct {
 	children map[string]*node[K] // exact levels; nil until the first one
 	plus     *node[K]
 	hash     *node[K]
-	subs     subList[K]       // non-shared subscriptions whose filter ends here
-	shared   []*shareGroup[K] // $share groups whose inner filter ends here; few per filter, so a slice
+	subs     subList[K]     // non-shared subscriptions whose filter ends here
+	groups   *shareGroup[K] // $share groups whose inner filter ends here: a list, as there are few
 }
 
 func (n *node[K]) empty() bool {
 	return len(n.children) == 0 && n.plus == nil && n.hash == nil &&
-		len(n.subs.items) == 0 && len(n.shared) == 0
+		len(n.subs.items) == 0 && n.groups == nil
 }
 
 // shareGroup is one shared subscription: a group name on one filter. A
@@ -52,6 +54,7 @@ func (n *node[K]) empty() bool {
 type shareGroup[K comparable] struct {
 	name    string
 	members subList[K]
+	sibling *shareGroup[K] // the next group on the same node
 	// next is the round-robin cursor. Match advances it under the read lock,
 	// concurrently with other Matches, hence atomic.
 	next atomic.Uint32
@@ -74,7 +77,8 @@ type subList[K comparable] struct {
 
 // The index is built above indexAbove entries and dropped below indexBelow;
 // the gap keeps a set hovering at the threshold from rebuilding it each time.
-// A linear scan of 32 entries compares well with a map lookup for pointer keys.
+// BenchmarkSubListFind puts the crossover of a scan and a map lookup for
+// pointer keys near 32 entries (about 13 ns each).
 const (
 	indexAbove = 32
 	indexBelow = 16
@@ -163,18 +167,31 @@ func (t *Trie[K]) Subscribe(filter string, key K, sub Subscription) (isNew bool)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := &t.mu.root
+	owned := false
 	for i := 0; i <= len(inner); {
+		start := i
 		var level string
 		level, i = nextLevel(inner, i)
-		n = n.child(level)
+		c := n.lookup(level)
+		if c == nil {
+			if !owned {
+				// The caller's filter may alias a decode buffer (DESIGN.md
+				// rule 2). Clone it once; the keys of all nodes created here
+				// are substrings of the clone.
+				inner, owned = strings.Clone(inner), true
+				level = inner[start : start+len(level)]
+			}
+			c = n.add(level)
+		}
+		n = c
 	}
 	if !shared {
 		isNew = n.subs.set(key, sub)
 	} else {
 		g := n.group(group)
 		if g == nil {
-			g = &shareGroup[K]{name: strings.Clone(group)}
-			n.shared = append(n.shared, g)
+			g = &shareGroup[K]{name: strings.Clone(group), sibling: n.groups}
+			n.groups = g
 		}
 		isNew = g.members.set(key, sub)
 	}
@@ -184,30 +201,21 @@ func (t *Trie[K]) Subscribe(filter string, key K, sub Subscription) (isNew bool)
 	return isNew
 }
 
-// child returns n's child for level, creating it.
-// REQUIRES: mu held for writing.
-func (n *node[K]) child(level string) *node[K] {
+// add creates n's child for level, which it keeps: level must not alias
+// a buffer. REQUIRES: mu held for writing, no child for level yet.
+func (n *node[K]) add(level string) *node[K] {
+	c := &node[K]{}
 	switch level {
 	case "+":
-		if n.plus == nil {
-			n.plus = &node[K]{}
-		}
-		return n.plus
+		n.plus = c
 	case "#":
-		if n.hash == nil {
-			n.hash = &node[K]{}
+		n.hash = c
+	default:
+		if n.children == nil {
+			n.children = make(map[string]*node[K], 1)
 		}
-		return n.hash
+		n.children[level] = c
 	}
-	if c := n.children[level]; c != nil {
-		return c
-	}
-	if n.children == nil {
-		n.children = make(map[string]*node[K], 1)
-	}
-	c := &node[K]{}
-	// Clone: the caller's filter may alias a decode buffer (DESIGN.md rule 2).
-	n.children[strings.Clone(level)] = c
 	return c
 }
 
@@ -223,7 +231,7 @@ func (n *node[K]) lookup(level string) *node[K] {
 }
 
 func (n *node[K]) group(name string) *shareGroup[K] {
-	for _, g := range n.shared {
+	for g := n.groups; g != nil; g = g.sibling {
 		if g.name == name {
 			return g
 		}
@@ -253,7 +261,8 @@ func (n *node[K]) remove(filter string, i int, group string, shared bool, key K)
 		if !shared {
 			return n.subs.remove(key)
 		}
-		for j, g := range n.shared {
+		for p := &n.groups; *p != nil; p = &(*p).sibling {
+			g := *p
 			if g.name != group {
 				continue
 			}
@@ -261,13 +270,7 @@ func (n *node[K]) remove(filter string, i int, group string, shared bool, key K)
 				return false
 			}
 			if len(g.members.items) == 0 {
-				last := len(n.shared) - 1
-				n.shared[j] = n.shared[last]
-				n.shared[last] = nil
-				n.shared = n.shared[:last]
-				if last == 0 {
-					n.shared = nil
-				}
+				*p = g.sibling // unlink the empty group
 			}
 			return true
 		}
@@ -367,7 +370,7 @@ func (n *node[K]) emit(pick func(K) bool, fn func(K, Subscription)) {
 		e := &n.subs.items[i]
 		fn(e.key, e.sub)
 	}
-	for _, g := range n.shared {
+	for g := n.groups; g != nil; g = g.sibling {
 		g.deliver(pick, fn)
 	}
 }

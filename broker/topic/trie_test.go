@@ -229,8 +229,8 @@ func TestTrieShared(t *testing.T) {
 		}
 	}
 	tr.Unsubscribe("$share/g/a/+", "m3")
-	if n := tr.mu.root.children["a"].plus; len(n.shared) != 1 || n.shared[0].name != "h" {
-		t.Errorf("empty group not removed: %d groups", len(n.shared))
+	if g := tr.mu.root.children["a"].plus.groups; g == nil || g.name != "h" || g.sibling != nil {
+		t.Errorf("empty group g not removed, or h lost")
 	}
 	if tr.Unsubscribe("$share/g/a/+", "m3") {
 		t.Error("second Unsubscribe of m3 succeeded")
@@ -248,6 +248,9 @@ func TestTrieLargeSet(t *testing.T) {
 	for k := range n {
 		tr.Subscribe("cim/all", k, Subscription{ID: uint32(k)})
 		tr.Subscribe("$share/g/cim/all", k, Subscription{ID: uint32(k)})
+	}
+	if l := &tr.mu.root.children["cim"].children["all"].subs; l.index == nil || len(l.index) != n {
+		t.Fatalf("no key index over %d subscribers", len(l.items))
 	}
 	for k := range n {
 		if tr.Subscribe("cim/all", k, Subscription{ID: uint32(k), QoS: 1}) {
@@ -323,6 +326,14 @@ func keysOf2(tr *Trie[int], name string) []int {
 	var got []int
 	tr.Match(name, nil, func(k int, _ Subscription) { got = append(got, k) })
 	return got
+}
+
+func TestNodeSize(t *testing.T) {
+	// A node per filter level, and one per client for per-client topics:
+	// keep it in the 64-byte size class (DESIGN.md rule 7).
+	if s := unsafe.Sizeof(node[*session]{}); unsafe.Sizeof(uintptr(0)) == 8 && s > 64 {
+		t.Errorf("node is %d bytes, want <= 64", s)
+	}
 }
 
 func TestTrieMatchNoAllocs(t *testing.T) {
