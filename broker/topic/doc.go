@@ -21,15 +21,17 @@
 //
 // The trie has one node per filter level. Exact levels hang in a map; '+'
 // and '#' have their own pointers so matching reaches them without hashing.
-// Subscribers sit on the node where their filter ends; share groups too,
-// beside them. For the filters
+// Subscribers sit on the node where their filter ends, in a slice (with a
+// key index once there are many); share groups too, in a short list beside
+// them, each with its members and an atomic round-robin cursor. For the
+// filters
 //
 //	a/b, a/+, a/#, +/b, #, $SYS/#, $share/g/a/b
 //
 // the trie is
 //
 //	root
-//	 ├─ "a" ─────┬─ "b" ── subs{k1}  shared{g: [k6 k7], cursor}
+//	 ├─ "a" ─────┬─ "b" ── subs{k1}  groups: g{members [k6 k7], cursor} → ...
 //	 │           ├─ +   ── subs{k2}
 //	 │           └─ #   ── subs{k3}
 //	 ├─ "$SYS" ──── #   ── subs{k5}

@@ -21,8 +21,8 @@ var (
 	ErrShareNoFilter  = errors.New("topic: $share group without a topic filter")
 )
 
-// MaxLen is the longest topic name or filter: an MQTT UTF-8 string carries a
-// two-byte length. [MQTT-1.5.3-1] (3.1.1) / [MQTT-1.5.4-1] (5.0)
+// MaxLen is the longest topic name or filter in bytes: an MQTT UTF-8 string
+// carries a two-byte length [MQTT-4.7.3-3].
 const MaxLen = 65535
 
 // SharePrefix starts a shared subscription filter: $share/<group>/<filter>.
@@ -62,8 +62,10 @@ func ValidName(name string) error {
 // ValidFilter reports whether filter may be used in a SUBSCRIBE or
 // UNSUBSCRIBE. It accepts shared subscriptions, $share/<group>/<filter>, whose
 // group is non-empty and free of '/', '+' and '#', and whose filter is itself
-// valid. A filter that is just "$share" or starts "$share" without the slash
-// is an ordinary filter.
+// valid [MQTT-4.8.2-1], [MQTT-4.8.2-2]. A filter that is just "$share" or
+// starts "$share" without the slash is an ordinary filter. Whether a client
+// may use shared subscriptions at all (MQTT 3.1.1 has none) is the broker's
+// call.
 func ValidFilter(filter string) error {
 	if filter == "" {
 		return ErrEmpty // [MQTT-4.7.3-1]
@@ -85,10 +87,10 @@ func ValidFilter(filter string) error {
 	}
 	if group, inner, shared := ParseShare(filter); shared {
 		if group == "" || strings.ContainsAny(group, "+#") {
-			return ErrShareGroup // [MQTT-4.8.2-1], [MQTT-4.8.2-2]; '/' cannot occur: it ends the group
+			return ErrShareGroup // [MQTT-4.8.2-1], [MQTT-4.8.2-2]; a '/' cannot occur: it ends the group
 		}
 		if inner == "" {
-			return ErrShareNoFilter // the group must be followed by "/" and a filter (MQTT 5.0 §4.8.2)
+			return ErrShareNoFilter // [MQTT-4.8.2-2]: the group is followed by "/" and a topic filter
 		}
 		filter = inner
 	}
