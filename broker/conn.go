@@ -28,6 +28,7 @@ type conn struct {
 	state     uint8
 	version   byte // protocol level: 3, 4 or 5 (0 before CONNECT)
 	normalEnd bool // DISCONNECT received: no will
+	released  bool // detached from its session (at DISCONNECT or close)
 	kaSpan    int32
 	lastSeen  int64 // unix seconds of the last packet (after CONNECT)
 	stalled   int64 // unix seconds since the outbound buffer has been over its bound, 0 if not
@@ -37,7 +38,6 @@ type conn struct {
 	will      *Message
 	willDelay uint32
 	aliasIn   []string // inbound topic aliases, grown on first use
-	rxPending int      // inbound QoS 2 awaiting PUBREL
 
 	// Set before CONNACK on the loop, read by deliveries under session.mu.
 	maxPacketOut uint32 // client's Maximum Packet Size, 0 = none
@@ -256,6 +256,18 @@ func (c *conn) closeWith(code packets.Code) {
 	c.state = stateClosing
 	c.flush()
 	_ = c.gc.Close()
+}
+
+// release detaches c from its session, once: at DISCONNECT, so that a
+// reconnect racing the socket's close finds the session as the DISCONNECT
+// left it (ended for expiry 0), or else when the socket closes. Loop only.
+func (c *conn) release() {
+	if c.sess == nil || c.released {
+		return
+	}
+	c.released = true
+	c.srv.stats.ClientsConnected.Add(-1)
+	c.srv.sessions.detach(c, c.srv.now())
 }
 
 // kick closes c from any goroutine, telling a v5 client why.

@@ -327,7 +327,7 @@ func (c *conn) handlePublish(pk *packets.Packet) {
 	if qos == 2 {
 		s.mu.Lock()
 		_, dup := s.rx[pid]
-		if !dup && c.rxPending >= int(c.srv.opts.ReceiveMaximum) {
+		if !dup && len(s.rx) >= int(c.srv.opts.ReceiveMaximum) {
 			s.mu.Unlock()
 			c.protocolError(packets.ErrReceiveMaximum) // [MQTT-3.3.4-9]
 			return
@@ -337,7 +337,6 @@ func (c *conn) handlePublish(pk *packets.Packet) {
 				s.rx = make(map[uint16]struct{})
 			}
 			s.rx[pid] = struct{}{}
-			c.rxPending++
 		}
 		s.mu.Unlock()
 		if dup {
@@ -346,34 +345,56 @@ func (c *conn) handlePublish(pk *packets.Packet) {
 			return
 		}
 	}
-	reason := byte(0)
-	if c.srv.allowed(c.username, c.clientID, name, accessWrite) {
-		if qos == 0 && !pk.FixedHeader.Retain {
-			// QoS 0 is encoded into each subscriber's buffer before route
-			// returns and kept nowhere: it may alias the read buffer.
-			m := &c.loop.msg
-			fillMessage(m, pk, name, pk.Payload, c.clientID, c.srv.now())
-			c.srv.route(m, s)
-			*m = Message{}
-		} else {
-			c.srv.route(newMessage(pk, name, c.clientID, c.srv.now()), s)
-		}
-	} else {
-		reason = packets.ErrNotAuthorized.Code
+	if !c.srv.allowed(c.username, c.clientID, name, accessWrite) {
 		c.srv.log.Debug("publish denied", "client", c.clientID, "topic", name)
+		c.ackPublish(qos, pid, packets.ErrNotAuthorized.Code, nil)
+		return
 	}
-	switch qos {
-	case 1:
-		c.appendRaw(func(b []byte) []byte { return mqtt.AppendAck(b, v, packets.Puback, pid, reason) })
-	case 2:
-		c.appendRaw(func(b []byte) []byte { return mqtt.AppendAck(b, v, packets.Pubrec, pid, reason) })
+	switch {
+	case qos == 0 && !pk.FixedHeader.Retain:
+		// QoS 0 is encoded into each subscriber's buffer before route
+		// returns and kept nowhere: it may alias the read buffer.
+		m := &c.loop.msg
+		fillMessage(m, pk, name, pk.Payload, c.clientID, c.srv.now())
+		c.srv.route(m, s, nil)
+		*m = Message{}
+	case qos == 0:
+		c.srv.route(newMessage(pk, name, c.clientID, c.srv.now()), s, nil)
+	case c.srv.store == nil:
+		c.srv.route(newMessage(pk, name, c.clientID, c.srv.now()), s, nil)
+		c.ackPublish(qos, pid, 0, nil)
+	default:
+		// Acknowledge once stored (persist.go).
+		c.srv.route(newMessage(pk, name, c.clientID, c.srv.now()), s, func(err error) { c.ackPublish(qos, pid, 0, err) })
+	}
+}
+
+// ackPublish answers a QoS 1/2 PUBLISH with PUBACK/PUBREC. If storing it
+// failed, a v5 client gets reason 0x80 and a v3 client is disconnected: it
+// is never acknowledged. Safe from any goroutine.
+func (c *conn) ackPublish(qos byte, pid uint16, reason byte, err error) {
+	if qos == 0 {
+		return
+	}
+	if err != nil {
+		c.srv.log.Warn("publish not stored", "client", c.clientID, "err", err)
+		if c.version < 5 {
+			_ = c.gc.Close()
+			return
+		}
+		reason = packets.ErrUnspecifiedError.Code
+	}
+	typ := packets.Puback
+	if qos == 2 {
+		typ = packets.Pubrec
 		if reason >= 0x80 {
+			s := c.sess
 			s.mu.Lock()
-			delete(s.rx, pid)
+			delete(s.rx, pid) // [MQTT-4.3.3-4]: a failed PUBREC ends the exchange
 			s.mu.Unlock()
-			c.rxPending--
 		}
 	}
+	c.appendRaw(func(b []byte) []byte { return mqtt.AppendAck(b, c.version, typ, pid, reason) })
 }
 
 // handlePubrel completes an inbound QoS 2 exchange.
@@ -384,11 +405,7 @@ func (c *conn) handlePubrel(pk *packets.Packet) {
 	delete(s.rx, pk.PacketID)
 	s.mu.Unlock()
 	reason := byte(0)
-	if ok {
-		if c.rxPending > 0 {
-			c.rxPending--
-		}
-	} else {
+	if !ok {
 		reason = packets.ErrPacketIdentifierNotFound.Code
 	}
 	c.appendRaw(func(b []byte) []byte { return mqtt.AppendAck(b, c.version, packets.Pubcomp, pk.PacketID, reason) })
@@ -432,6 +449,7 @@ func (c *conn) handleSubscribe(pk *packets.Packet) {
 		}
 		s.mu.Lock()
 		s.addSubLocked(filter, sub)
+		s.saveLocked(0)
 		s.mu.Unlock()
 		codes[i] = f.Qos
 		if !shared && (sub.RetainHandling == 0 || sub.RetainHandling == 1 && isNew) { // [MQTT-3.3.1-9] [MQTT-3.3.1-10]
@@ -465,6 +483,7 @@ func (c *conn) handleUnsubscribe(pk *packets.Packet) {
 			c.srv.stats.Subscriptions.Add(-1)
 			s.mu.Lock()
 			s.removeSubLocked(f.Filter)
+			s.saveLocked(0)
 			s.mu.Unlock()
 		} else {
 			codes[i] = packets.CodeNoSubscriptionExisted.Code
@@ -491,9 +510,11 @@ func (c *conn) handleDisconnect(pk *packets.Packet) {
 		}
 		if pk.ReasonCode == packets.CodeDisconnectWillMessage.Code {
 			c.state = stateClosing
+			c.release()
 			return
 		}
 	}
 	c.normalEnd = true // [MQTT-3.14.4-3]
 	c.state = stateClosing
+	c.release()
 }

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"runtime"
 	"time"
+
+	"github.com/cimgo/cim/storage"
 )
 
 // Options configure a Server. The zero value of a field means its default.
@@ -60,6 +62,11 @@ type Options struct {
 	// DenyFilters are topic filters no client may subscribe to; their
 	// SUBACK carries "not authorized".
 	DenyFilters []string `yaml:"deny_filters"`
+
+	// Store, if set, makes sessions, queued messages and retained messages
+	// durable, and QoS 1/2 acknowledgements wait for it (persist.go). The
+	// caller opens and closes it. Default nil: memory only.
+	Store *storage.DB `yaml:"-"`
 
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger `yaml:"-"`

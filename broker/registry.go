@@ -72,6 +72,8 @@ func (r *registry) attach(id string, clean bool, expiry uint32, window uint16, c
 	s.online.Store(true)
 	s.expiry = expiry
 	s.window = window
+	s.version = c.version
+	s.saveLocked(0)
 	if present {
 		s.resumeLocked(now)
 	}
@@ -89,6 +91,7 @@ func (r *registry) endLocked(s *session) {
 	}
 	s.subs, s.queue, s.inflight, s.rx = nil, nil, nil, nil
 	s.ended = true
+	s.saveLocked(0) // deletes the stored session and its queue
 	s.online.Store(false)
 	if s.timer != nil {
 		s.timer.Stop()
@@ -133,6 +136,7 @@ func (r *registry) detach(c *conn, now int64) {
 	if s.expiry != foreverExpiry {
 		s.endsAt = now + int64(s.expiry)
 	}
+	s.saveLocked(now)
 	if will != nil {
 		if c.willDelay == 0 {
 			r.srv.publishWill(will, now)

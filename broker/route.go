@@ -2,9 +2,11 @@ package broker
 
 import (
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/cimgo/cim/broker/topic"
+	"github.com/cimgo/cim/storage"
 )
 
 // target is one session a message goes to, with the merged options of all
@@ -92,9 +94,10 @@ func (r *router) reset() {
 func pickOnline(s *session) bool { return s.online.Load() }
 
 // route delivers m to every matching session and keeps it if retained.
-// from is the publishing session (nil for the server). Safe from any
-// goroutine; it never blocks on I/O.
-func (srv *Server) route(m *Message, from *session) {
+// from is the publishing session (nil for the server). done, if not nil, is
+// called once what m needs stored is durable (see persist.go), possibly on
+// the committer goroutine. Safe from any goroutine; never blocks on I/O.
+func (srv *Server) route(m *Message, from *session, done func(error)) {
 	if m.Retain {
 		srv.retain(m)
 	}
@@ -102,12 +105,44 @@ func (srv *Server) route(m *Message, from *session) {
 	r.m, r.from = m, from
 	srv.subs.Match(m.Topic, pickOnline, r.visit)
 	now := srv.now()
+	var b *storage.Batch
+	if srv.store != nil {
+		b = srv.store.NewBatch()
+		if m.Retain && !strings.HasPrefix(m.Topic, "$SYS/") { // $SYS is rebuilt on start
+			if len(m.Payload) == 0 {
+				b.DeleteRetained(m.Topic)
+			} else {
+				b.PutRetained(storeMessage(m))
+			}
+		}
+	}
 	for i := range r.targets {
 		t := &r.targets[i]
-		t.s.deliver(m, t.qos, t.retain, t.subIDs, now)
+		t.s.deliver(m, t.qos, t.retain, t.subIDs, now, b)
 	}
 	r.reset()
 	routerPool.Put(r)
+	srv.commit(b, done)
+}
+
+// commit commits b (nil without a store) and then calls done (if not nil)
+// with the result: at once when there is no store.
+func (srv *Server) commit(b *storage.Batch, done func(error)) {
+	if b == nil {
+		if done != nil {
+			done(nil)
+		}
+		return
+	}
+	if b.Len() == 0 && done == nil {
+		return
+	}
+	if done == nil {
+		done = srv.logCommit
+	}
+	if err := srv.store.Commit(b, done); err != nil {
+		done(err)
+	}
 }
 
 // retain stores m as its topic's retained message, or clears it when the
@@ -134,13 +169,18 @@ func (srv *Server) sendRetained(s *session, filter string, sub topic.Subscriptio
 	if sub.ID != 0 {
 		ids = []uint32{sub.ID}
 	}
+	var b *storage.Batch
+	if srv.store != nil {
+		b = srv.store.NewBatch()
+	}
 	srv.retained.MatchFilter(filter, func(_ string, m *Message) bool {
 		if m.expired(now) {
 			return true
 		}
-		s.deliver(m, min(sub.QoS, m.QoS), true, slices.Clip(ids), now)
+		s.deliver(m, min(sub.QoS, m.QoS), true, slices.Clip(ids), now, b)
 		return true
 	})
+	srv.commit(b, nil)
 }
 
 // publishWill routes a will message as if its client had published it.
@@ -150,5 +190,5 @@ func (srv *Server) publishWill(m *Message, now int64) {
 		m.Expiry = now + (m.Expiry - m.Created) // the interval runs from publication
 	}
 	m.Created = now
-	srv.route(m, nil)
+	srv.route(m, nil, nil)
 }

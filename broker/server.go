@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cimgo/cim/broker/topic"
+	"github.com/cimgo/cim/storage"
 	"github.com/panjf2000/gnet/v2"
 )
 
@@ -27,8 +28,9 @@ type Server struct {
 	subs      *topic.Trie[*session]
 	retained  *topic.Index[*Message]
 	sessions  *registry
-	passwords *passwords // nil: anonymous
-	deny      []string   // DenyFilters
+	passwords *passwords  // nil: anonymous
+	store     *storage.DB // nil: memory only
+	deny      []string    // DenyFilters
 
 	clock   atomic.Int64 // unix seconds, refreshed every tick
 	ids     atomic.Uint64
@@ -71,6 +73,12 @@ func New(opts Options) (*Server, error) {
 			return nil, fmt.Errorf("%w: DenyFilters: %q: %w", ErrOptions, f, err)
 		}
 		s.deny = append(s.deny, f)
+	}
+	if opts.Store != nil {
+		s.store = opts.Store
+		if err := s.recover(); err != nil {
+			return nil, err
+		}
 	}
 	if opts.PasswordFile != "" {
 		p, err := loadPasswords(opts.PasswordFile)
@@ -169,6 +177,7 @@ func (s *Server) loopOf(el gnet.EventLoop) *loop {
 	l := s.loops[el]
 	if l == nil {
 		l = &loop{el: el, srv: s}
+		l.wheel.last = s.now() // deadlines are due from now on, not from the first one added
 		s.loops[el] = l
 	}
 	return l
@@ -245,9 +254,8 @@ func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
 	c.mu.Unlock()
 	active := c.state == stateActive || c.sess != nil
 	c.state = stateClosing
-	if active && c.sess != nil {
-		s.stats.ClientsConnected.Add(-1)
-		s.sessions.detach(c, s.now())
+	if active {
+		c.release()
 	}
 	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
 		s.log.Debug("connection closed", "client", c.clientID, "err", err)

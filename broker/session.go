@@ -2,6 +2,7 @@ package broker
 
 import (
 	"cmp"
+	"github.com/cimgo/cim/storage"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,9 @@ type session struct {
 	willDue  int64                // REQUIRES: mu held. unix seconds
 	endsAt   int64                // REQUIRES: mu held. unix seconds the offline session expires, 0 = never
 	retrying bool                 // REQUIRES: mu held. on a loop's retry list
+	stored   bool                 // REQUIRES: mu held. has a record in the store
+	version  byte                 // REQUIRES: mu held. protocol level of the last conn
+	seq      uint64               // REQUIRES: mu held. last queue seq assigned (stored sessions)
 	ended    bool                 // REQUIRES: mu held. removed from the registry
 }
 
@@ -56,14 +60,16 @@ type inflight struct {
 type queued struct {
 	m      *Message
 	subIDs []uint32
+	seq    uint64 // key of the stored copy; 0 if not stored
 	qos    byte
 	retain bool
 }
 
 const foreverExpiry = 0xFFFFFFFF
 
-// deliver hands m to the session at qos. Safe from any goroutine.
-func (s *session) deliver(m *Message, qos byte, retain bool, subIDs []uint32, now int64) {
+// deliver hands m to the session at qos. A stored session's copy of a QoS
+// 1/2 message is added to b (nil without a store). Safe from any goroutine.
+func (s *session) deliver(m *Message, qos byte, retain bool, subIDs []uint32, now int64, b *storage.Batch) {
 	if qos == 0 {
 		// QoS 0 is not queued for offline sessions nor held in flight.
 		s.mu.Lock()
@@ -83,6 +89,13 @@ func (s *session) deliver(m *Message, qos byte, retain bool, subIDs []uint32, no
 	if s.ended {
 		return
 	}
+	if s.persistentLocked() {
+		s.seq++
+		q.seq = s.seq
+		rec := storeMessage(m)
+		rec.QoS, rec.Retain = qos, retain
+		b.PutQueued(s.id, q.seq, rec)
+	}
 	if c := s.conn; c != nil && len(s.queue) == 0 && len(s.inflight) < int(s.window) {
 		if !c.overBound() {
 			s.sendLocked(c, q, now)
@@ -97,6 +110,7 @@ func (s *session) deliver(m *Message, qos byte, retain bool, subIDs []uint32, no
 // REQUIRES: s.mu held.
 func (s *session) enqueueLocked(q queued) {
 	if len(s.queue) >= s.srv.opts.MaxQueued {
+		s.dropQueuedLocked(s.queue[0].seq)
 		s.queue[0] = nil
 		s.queue = s.queue[1:]
 		s.srv.stats.QueueDropped.Add(1)
@@ -116,6 +130,7 @@ func (s *session) retryLocked(c *conn) {
 func (s *session) sendLocked(c *conn, q queued, now int64) {
 	pid := s.allocPIDLocked()
 	if !c.sendPublish(q.m, q.qos, q.retain, false, pid, q.subIDs, now) {
+		s.dropQueuedLocked(q.seq)
 		return // too large for this client: discarded
 	}
 	if s.inflight == nil {
@@ -152,6 +167,7 @@ func (s *session) pump(now int64) {
 		s.queue = s.queue[1:]
 		if q.m.expired(now) {
 			s.srv.stats.Expired.Add(1)
+			s.dropQueuedLocked(q.seq)
 			continue
 		}
 		s.sendLocked(c, *q, now)
@@ -211,6 +227,7 @@ func (s *session) ack(typ byte, pid uint16, reason byte, now int64) bool {
 		}
 	}
 	delete(s.inflight, pid)
+	s.dropQueuedLocked(f.seq)
 	s.pump(now)
 	return true
 }

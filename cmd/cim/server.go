@@ -12,12 +12,16 @@ import (
 	"time"
 
 	"github.com/cimgo/cim/broker"
+	"github.com/cimgo/cim/storage"
 	"gopkg.in/yaml.v3"
 )
 
 // config is the YAML file of `cim server --config`; flags override it.
 type config struct {
 	NodeName       string `yaml:"node_name"`
+	DataDir        string `yaml:"data_dir"`   // default ./data
+	Durability     string `yaml:"durability"` // sync (default) or async
+	Memory         bool   `yaml:"memory"`     // no store: nothing survives a restart
 	LogLevel       string `yaml:"log_level"`
 	LogFormat      string `yaml:"log_format"`
 	broker.Options `yaml:",inline"`
@@ -48,6 +52,9 @@ func runServer(ctx context.Context, args []string) int {
 		fs.PrintDefaults()
 	}
 	configPath := fs.String("config", "", "YAML config `file`")
+	dataDir := fs.String("data-dir", "", "data `dir` (default ./data)")
+	durability := fs.String("durability", "", "sync: ack QoS 1/2 after fsync (default); async: ack after write, may lose the last ms on a crash")
+	memory := fs.Bool("memory", false, "keep nothing on disk: sessions, queues and retained messages die with the process")
 	mqttAddr := fs.String("mqtt-addr", "", "MQTT listener `host:port` (default :1883)")
 	nodeName := fs.String("node-name", "", "node `name` (default: host name)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (default info)")
@@ -83,6 +90,14 @@ func runServer(ctx context.Context, args []string) int {
 	set(&cfg.LogLevel, *logLevel)
 	set(&cfg.LogFormat, *logFormat)
 	set(&cfg.PasswordFile, *passwordFile)
+	set(&cfg.DataDir, *dataDir)
+	set(&cfg.Durability, *durability)
+	if *memory {
+		cfg.Memory = true
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = "data"
+	}
 	if *maxKeepalive > 0 {
 		if *maxKeepalive > 65535 {
 			fmt.Fprintln(os.Stderr, "cim server: --max-keepalive: above 65535")
@@ -103,6 +118,23 @@ func runServer(ctx context.Context, args []string) int {
 	}
 	cfg.Logger = log.With("node", cfg.NodeName)
 
+	if !cfg.Memory {
+		sopts := storage.Options{Durability: storage.Durability(cfg.Durability), Logger: log}
+		if cfg.MaxQueued > 0 {
+			sopts.MaxQueuedPerSession = cfg.MaxQueued
+		}
+		db, err := storage.Open(cfg.DataDir, sopts)
+		if err != nil {
+			log.Error("cannot open data dir", "dir", cfg.DataDir, "err", err)
+			return 1
+		}
+		defer func() {
+			if err := db.Close(); err != nil {
+				log.Error("closing data dir", "err", err)
+			}
+		}()
+		cfg.Store = db
+	}
 	srv, err := broker.New(cfg.Options)
 	if err != nil {
 		log.Error("invalid configuration", "err", err)
