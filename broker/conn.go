@@ -57,6 +57,10 @@ type outBuf struct{ b []byte }
 
 var outPool = sync.Pool{New: func() any { return &outBuf{b: make([]byte, 0, 4096)} }}
 
+// maxPooledBuf is the largest outbound buffer kept for reuse: busy
+// subscribers grow theirs to this size and keep reusing it.
+const maxPooledBuf = 1 << 20
+
 // bufLocked returns c's outbound buffer, taking one from the pool if needed.
 // REQUIRES: c.mu held.
 func (c *conn) bufLocked() *outBuf {
@@ -194,7 +198,7 @@ func (c *conn) flush() {
 		c.srv.stats.BytesOut.Add(int64(len(ob.b)))
 		c.noteBacklog()
 	}
-	if cap(ob.b) <= 64<<10 {
+	if cap(ob.b) <= maxPooledBuf {
 		ob.b = ob.b[:0]
 		outPool.Put(ob)
 	}
@@ -225,7 +229,10 @@ func (c *conn) checkDeadline(now int64) {
 		c.closeWith(packets.ErrPendingClientWritesExceeded)
 		return
 	}
-	due := c.lastSeen + int64(c.kaSpan)
+	// lastSeen is a whole second of the coarse clock, up to a second behind
+	// the packet: without the extra second a deadline could fall that much
+	// early (a 1.5 s keepalive window closing after 0.5 s).
+	due := c.lastSeen + int64(c.kaSpan) + 1
 	if due > now {
 		next := due
 		if c.stalled != 0 {

@@ -80,6 +80,13 @@ func Decode(buf []byte, pk *packets.Packet, version byte, maxSize uint32) (n int
 	if version == 0 && pk.FixedHeader.Type != packets.Connect {
 		return total, packets.ErrProtocolViolationRequireFirstConnect // [MQTT-3.1.0-1]
 	}
+	if pk.FixedHeader.Type == packets.Publish && version < 5 {
+		// The hot path: no codec, no deferred recover.
+		if err := decodePublish3(pk, body); err != nil {
+			return total, asCode(err)
+		}
+		return total, nil
+	}
 	if err := decodeBody(pk, body); err != nil {
 		return total, asCode(err)
 	}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // served only with --pprof
 	"os"
 	"strings"
 	"time"
@@ -62,6 +64,7 @@ func runServer(ctx context.Context, args []string) int {
 	passwordFile := fs.String("password-file", "", "require logins listed in `file` (lines user:bcrypt-hash)")
 	maxKeepalive := fs.Uint("max-keepalive", 0, "cap on client keepalive `seconds` (default 600)")
 	loops := fs.Int("loops", 0, "event loops (default: one per core)")
+	pprofAddr := fs.String("pprof", "", "serve Go's /debug/pprof on `host:port` (off by default)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -117,6 +120,13 @@ func runServer(ctx context.Context, args []string) int {
 		return 2
 	}
 	cfg.Logger = log.With("node", cfg.NodeName)
+	if *pprofAddr != "" {
+		go func() {
+			if err := http.ListenAndServe(*pprofAddr, nil); err != nil {
+				log.Error("pprof listener", "err", err)
+			}
+		}()
+	}
 
 	if !cfg.Memory {
 		sopts := storage.Options{Durability: storage.Durability(cfg.Durability), Logger: log}
