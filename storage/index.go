@@ -1,0 +1,232 @@
+package storage
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+)
+
+// index is the in-memory mirror of the session and queue keyspaces: per
+// session its expiry, per queue the seq, size and deadline of each message.
+// It lets the committer enforce caps and the sweeper find expired records
+// without reading the disk. The committer is its only writer; it is rebuilt
+// by a scan at Open. Memory: about 24 bytes per queued message.
+type index struct {
+	mu       sync.Mutex
+	sessions map[string]sessionMeta // REQUIRES: mu held
+	queues   map[string]*queue      // REQUIRES: mu held; no empty queues
+	msgs     int64                  // queued messages in all queues; REQUIRES: mu held
+	bytes    int64                  // their encoded size; REQUIRES: mu held
+}
+
+type sessionMeta struct {
+	expiry         uint32 // seconds; NeverExpire
+	disconnectedAt int64  // unix ms; 0 connected
+}
+
+// expired reports whether the session's expiry passed before now (unix ms).
+func (s sessionMeta) expired(now int64) bool {
+	return s.disconnectedAt != 0 && s.expiry != NeverExpire &&
+		s.disconnectedAt+int64(s.expiry)*1000 < now
+}
+
+func (x *index) init() {
+	x.sessions = make(map[string]sessionMeta)
+	x.queues = make(map[string]*queue)
+}
+
+// qent is one queued message. Removed entries stay as tombstones (live
+// false) until trimmed, so a delete in the middle costs no copying.
+type qent struct {
+	seq      uint64
+	deadline int64 // unix ms after which the sweeper deletes it
+	size     uint32
+	live     bool
+}
+
+// queue is the index of one session's queue: ents[head:] sorted by seq.
+// The broker appends increasing seqs and acks mostly from the front, so both
+// are O(1) in the common case; a delete elsewhere is a binary search, and
+// only a put below the newest seq moves memory (O(n)).
+type queue struct {
+	ents        []qent
+	head        int   // ents[:head] are gone; ents[head] is live unless the queue is empty
+	dead        int   // tombstones in ents[head:]
+	count       int   // live entries
+	bytes       int64 // their sizes
+	minDeadline int64 // <= every live deadline, so the sweeper can skip the queue
+}
+
+// find returns the position of seq in ents, or where it would be inserted.
+func (q *queue) find(seq uint64) (int, bool) {
+	n := len(q.ents)
+	if n > q.head && q.ents[n-1].seq < seq { // append: the usual case
+		return n, false
+	}
+	if n > q.head && q.ents[q.head].seq == seq { // ack of the oldest: the other usual case
+		return q.head, true
+	}
+	i := q.head + sort.Search(n-q.head, func(i int) bool { return q.ents[q.head+i].seq >= seq })
+	return i, i < n && q.ents[i].seq == seq
+}
+
+// put adds or replaces seq. It returns the size of the entry it replaced
+// and whether there was one.
+func (q *queue) put(seq uint64, size uint32, deadline int64) (old uint32, replaced bool) {
+	i, found := q.find(seq)
+	if found {
+		e := &q.ents[i]
+		if e.live {
+			old, replaced = e.size, true
+			q.bytes -= int64(e.size)
+		} else {
+			q.dead--
+			q.count++
+		}
+		e.size, e.deadline, e.live = size, deadline, true
+	} else {
+		e := qent{seq: seq, deadline: deadline, size: size, live: true}
+		if i == len(q.ents) {
+			q.ents = append(q.ents, e)
+		} else {
+			q.ents = append(q.ents, qent{})
+			copy(q.ents[i+1:], q.ents[i:])
+			q.ents[i] = e
+		}
+		q.count++
+	}
+	q.bytes += int64(size)
+	if len(q.ents)-q.head == 1 || deadline < q.minDeadline {
+		q.minDeadline = deadline
+	}
+	return old, replaced
+}
+
+// kill tombstones the live entry at i and returns its size.
+func (q *queue) kill(i int) uint32 {
+	e := &q.ents[i]
+	e.live = false
+	q.dead++
+	q.count--
+	q.bytes -= int64(e.size)
+	return e.size
+}
+
+// trim drops tombstones from the front and compacts when they dominate, so
+// a queue's memory follows its live size.
+func (q *queue) trim() {
+	for q.head < len(q.ents) && !q.ents[q.head].live {
+		q.head++
+		q.dead--
+	}
+	switch live := len(q.ents) - q.head - q.dead; {
+	case live == 0:
+		q.ents, q.head, q.dead = q.ents[:0], 0, 0
+		if cap(q.ents) > 1024 {
+			q.ents = nil
+		}
+	case q.dead > 32 && q.dead > live:
+		j := 0
+		for _, e := range q.ents[q.head:] {
+			if e.live {
+				q.ents[j] = e
+				j++
+			}
+		}
+		q.ents, q.head, q.dead = q.ents[:j], 0, 0
+	case q.head > 32 && q.head > len(q.ents)/2:
+		n := copy(q.ents, q.ents[q.head:])
+		q.ents, q.head = q.ents[:n], 0
+	}
+}
+
+// loadIndex rebuilds idx from the session and queue keyspaces.
+func (db *DB) loadIndex() error {
+	x := &db.idx
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	lo, hi := spaceBounds(spaceSession)
+	err := db.scan(lo, hi, func(k, v []byte) error {
+		var s Session
+		if err := decode(k, v, &s); err != nil {
+			return err
+		}
+		x.sessions[string(k[prefixLen:])] = sessionMeta{s.ExpiryInterval, s.DisconnectedAt}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	lo, hi = spaceBounds(spaceQueue)
+	var cur *queue
+	var curID []byte
+	ttl := db.opts.QueueTTL
+	return db.scan(lo, hi, func(k, v []byte) error {
+		client, seq, ok := splitQueueKey(k)
+		if !ok {
+			return fmt.Errorf("%w: bad queue key %q", ErrCorrupt, k)
+		}
+		var t msgTimes
+		if err := decode(k, v, &t); err != nil {
+			return err
+		}
+		if cur == nil || string(client) != string(curID) {
+			curID = append(curID[:0], client...)
+			cur = &queue{}
+			x.queues[string(client)] = cur
+		}
+		cur.put(seq, uint32(len(v)), deadline(t.Created, t.Expiry, ttl))
+		x.msgs++
+		x.bytes += int64(len(v))
+		return nil
+	})
+}
+
+// deadline is when a queued message expires: its TTL or its own expiry,
+// whichever comes first. A message without Created has no TTL (there is
+// nothing to count from).
+func deadline(created, expiry int64, ttl time.Duration) int64 {
+	d := int64(math.MaxInt64)
+	if ms := ttl.Milliseconds(); ms > 0 && created > 0 {
+		d = created + ms
+	}
+	if expiry > 0 && expiry < d {
+		d = expiry
+	}
+	return d
+}
+
+// scan calls fn for every key in [lo, hi). k and v are valid only during fn.
+func (db *DB) scan(lo, hi []byte, fn func(k, v []byte) error) error {
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return readError(err)
+	}
+	for it.First(); it.Valid(); it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return readError(err)
+		}
+		if err := fn(it.Key(), v); err != nil {
+			it.Close()
+			return err
+		}
+	}
+	if err := it.Error(); err != nil {
+		it.Close()
+		return readError(err)
+	}
+	return it.Close()
+}
+
+func readError(err error) error {
+	if pebble.IsCorruptionError(err) {
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return fmt.Errorf("storage: read: %w", err)
+}

@@ -1,0 +1,180 @@
+package storage
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cockroachdb/pebble/vfs"
+)
+
+// Durability says when a commit's done callback runs.
+type Durability string
+
+const (
+	// Sync: done runs after the group's WAL write is fsynced. An acknowledged
+	// write survives kill -9 and power loss.
+	Sync Durability = "sync"
+	// Async: done runs after the group is applied and handed to the WAL
+	// writer, without waiting for fsync. Much cheaper per write, but a crash
+	// loses the unsynced tail: a process kill can lose the last few
+	// milliseconds of writes, a power loss whatever the OS had not written
+	// back. Recovery still yields a consistent prefix of the groups.
+	Async Durability = "async"
+)
+
+// QueueFullPolicy says what PutQueued does to a session queue at its cap.
+type QueueFullPolicy string
+
+const (
+	// DropOldest deletes the oldest queued messages until the new one fits.
+	DropOldest QueueFullPolicy = "drop-oldest"
+	// RejectNew discards the new message and keeps the queue.
+	RejectNew QueueFullPolicy = "reject-new"
+)
+
+// Options configure a DB. The zero value is usable: Open calls EnsureDefaults.
+// For the limits, a negative value means "no limit" and zero means "default".
+type Options struct {
+	// Durability: Sync (default) or Async; see those constants for the tradeoff.
+	Durability Durability
+
+	// MaxBatchDelay bounds how long the committer lingers to let a group
+	// grow. A group is started as soon as the committer is free (while one
+	// group syncs, new writes gather into the next); the committer lingers
+	// only when fewer writes are waiting than the previous group held, which
+	// happens when the writers of that group are about to come back. An
+	// isolated write on an idle store is never delayed. Default 200µs;
+	// negative disables lingering.
+	MaxBatchDelay time.Duration
+	// MaxBatchOps caps the operations in one group (one Pebble batch, one
+	// sync). Default 16384.
+	MaxBatchOps int
+	// MaxPendingBytes bounds the encoded bytes waiting for the committer.
+	// Beyond it Commit returns ErrBusy instead of queueing. Default 64 MiB.
+	MaxPendingBytes int
+
+	// FS is the filesystem; nil means the OS disk. Tests use vfs.NewMem()
+	// or vfs.NewStrictMem().
+	FS vfs.FS
+	// CacheSize is Pebble's block cache. Default 64 MiB.
+	CacheSize int64
+	// MemTableSize is Pebble's memtable size. Default 32 MiB: large enough
+	// that a burst of queued messages acked soon after is deleted before it
+	// is ever flushed to an sstable.
+	MemTableSize uint64
+
+	// QueueTTL is how long a queued message is kept. Default 7 days.
+	QueueTTL time.Duration
+	// MaxQueuedPerSession caps the messages queued for one session. Default 100000.
+	MaxQueuedPerSession int
+	// MaxQueuedBytesPerSession caps the encoded bytes queued for one
+	// session. Default 64 MiB.
+	MaxQueuedBytesPerSession int64
+	// QueueFullPolicy: DropOldest (default) or RejectNew.
+	QueueFullPolicy QueueFullPolicy
+	// SweepInterval is how often the sweeper removes expired messages and
+	// sessions. Default 1 minute; negative disables the background sweeper
+	// (DB.Sweep still works).
+	SweepInterval time.Duration
+	// OnSessionExpired, if set, is called from the sweeper goroutine for each
+	// session the sweeper deleted, after the delete is durable. It may block
+	// the sweeper but nothing else. A client may resume the session
+	// concurrently; the broker should check and re-put a live session.
+	OnSessionExpired func(clientID string)
+
+	// Logger receives storage and Pebble messages. Default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock for TTLs and session expiry. Default time.Now; tests
+	// set it.
+	Now func() time.Time
+}
+
+// Defaults used by EnsureDefaults.
+const (
+	DefaultMaxBatchDelay            = 200 * time.Microsecond
+	DefaultMaxBatchOps              = 16384
+	DefaultMaxPendingBytes          = 64 << 20
+	DefaultCacheSize                = 64 << 20
+	DefaultMemTableSize             = 32 << 20
+	DefaultQueueTTL                 = 7 * 24 * time.Hour
+	DefaultMaxQueuedPerSession      = 100000
+	DefaultMaxQueuedBytesPerSession = 64 << 20
+	DefaultSweepInterval            = time.Minute
+)
+
+// EnsureDefaults fills zero fields with their defaults and returns o.
+func (o *Options) EnsureDefaults() *Options {
+	if o.Durability == "" {
+		o.Durability = Sync
+	}
+	if o.MaxBatchDelay == 0 {
+		o.MaxBatchDelay = DefaultMaxBatchDelay
+	}
+	if o.MaxBatchOps == 0 {
+		o.MaxBatchOps = DefaultMaxBatchOps
+	}
+	if o.MaxPendingBytes == 0 {
+		o.MaxPendingBytes = DefaultMaxPendingBytes
+	}
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
+	if o.CacheSize == 0 {
+		o.CacheSize = DefaultCacheSize
+	}
+	if o.MemTableSize == 0 {
+		o.MemTableSize = DefaultMemTableSize
+	}
+	if o.QueueTTL == 0 {
+		o.QueueTTL = DefaultQueueTTL
+	}
+	if o.MaxQueuedPerSession == 0 {
+		o.MaxQueuedPerSession = DefaultMaxQueuedPerSession
+	}
+	if o.MaxQueuedBytesPerSession == 0 {
+		o.MaxQueuedBytesPerSession = DefaultMaxQueuedBytesPerSession
+	}
+	if o.QueueFullPolicy == "" {
+		o.QueueFullPolicy = DropOldest
+	}
+	if o.SweepInterval == 0 {
+		o.SweepInterval = DefaultSweepInterval
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Validate reports the first invalid field. It expects EnsureDefaults to have run.
+func (o *Options) Validate() error {
+	switch {
+	case o.Durability != Sync && o.Durability != Async:
+		return fmt.Errorf("%w: Durability %q (want %q or %q)", ErrOptions, o.Durability, Sync, Async)
+	case o.QueueFullPolicy != DropOldest && o.QueueFullPolicy != RejectNew:
+		return fmt.Errorf("%w: QueueFullPolicy %q (want %q or %q)", ErrOptions, o.QueueFullPolicy, DropOldest, RejectNew)
+	case o.MaxBatchOps < 1:
+		return fmt.Errorf("%w: MaxBatchOps %d (want >= 1)", ErrOptions, o.MaxBatchOps)
+	case o.MaxPendingBytes < 1:
+		return fmt.Errorf("%w: MaxPendingBytes %d (want >= 1)", ErrOptions, o.MaxPendingBytes)
+	case o.CacheSize < 0:
+		return fmt.Errorf("%w: CacheSize %d (want >= 0)", ErrOptions, o.CacheSize)
+	case o.MemTableSize < 1<<20 || o.MemTableSize >= 4<<30:
+		return fmt.Errorf("%w: MemTableSize %d (want 1 MiB to 4 GiB)", ErrOptions, o.MemTableSize)
+	case o.FS == nil || o.Logger == nil || o.Now == nil:
+		return fmt.Errorf("%w: FS, Logger and Now must be set (call EnsureDefaults)", ErrOptions)
+	}
+	return nil
+}
+
+// limit turns the "negative means none" convention into a comparable bound.
+func limit[T int | int64](v T) T {
+	if v < 0 {
+		return T(^uint64(0) >> 1)
+	}
+	return v
+}

@@ -1,0 +1,88 @@
+package storage
+
+import (
+	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Records are msgpack maps with one- to three-letter keys: short enough to
+// cost little per queued message, named so a new field can be added without
+// breaking old data (a missing key decodes as the zero value). omitempty keeps
+// zero fields off disk.
+
+// Protocol values of Session.Protocol.
+const (
+	ProtocolMQTT   byte = 1
+	ProtocolNative byte = 2
+)
+
+// NeverExpire as Session.ExpiryInterval keeps a disconnected session forever.
+const NeverExpire uint32 = 0xFFFFFFFF
+
+// Session is a persistent session, stored at s␀<clientID>.
+type Session struct {
+	ClientID string `msgpack:"c"`
+	Protocol byte   `msgpack:"p"` // ProtocolMQTT or ProtocolNative
+	Version  byte   `msgpack:"v,omitempty"`
+	Subs     []Sub  `msgpack:"s,omitempty"`
+	// ExpiryInterval is in seconds from DisconnectedAt; NeverExpire never.
+	ExpiryInterval uint32 `msgpack:"e,omitempty"`
+	// DisconnectedAt is unix ms; 0 while connected (a connected session never expires).
+	DisconnectedAt int64  `msgpack:"d,omitempty"`
+	Node           string `msgpack:"n,omitempty"` // node that last owned the session
+	NextSeq        uint64 `msgpack:"q,omitempty"` // next queue seq the broker will assign
+}
+
+// Sub is one subscription of a Session.
+type Sub struct {
+	Filter            string `msgpack:"f"`
+	QoS               byte   `msgpack:"q,omitempty"`
+	NoLocal           bool   `msgpack:"nl,omitempty"`
+	RetainAsPublished bool   `msgpack:"rap,omitempty"`
+	RetainHandling    byte   `msgpack:"rh,omitempty"`
+	ID                uint32 `msgpack:"i,omitempty"` // subscription identifier (MQTT 5)
+}
+
+// Message is a queued (o␀), retained (r␀), history (h␀) or delayed (d␀) message.
+type Message struct {
+	ID      uint64 `msgpack:"i,omitempty"`
+	Topic   string `msgpack:"t"`
+	Payload []byte `msgpack:"p,omitempty"`
+	QoS     byte   `msgpack:"q,omitempty"`
+	Retain  bool   `msgpack:"r,omitempty"`
+	From    string `msgpack:"f,omitempty"`
+	Created int64  `msgpack:"c,omitempty"` // unix ms
+	Expiry  int64  `msgpack:"e,omitempty"` // unix ms; 0 none
+	// Props are the encoded MQTT 5 properties; opaque here, owned by the broker.
+	Props []byte `msgpack:"x,omitempty"`
+	// PacketID and Sent record the in-flight state of a queued message: Sent
+	// means it went out and is unacknowledged (for QoS 2: PUBREL stage).
+	PacketID uint16 `msgpack:"k,omitempty"`
+	Sent     bool   `msgpack:"s,omitempty"`
+}
+
+// Account is a registered user, stored at a␀<userID> (and n␀<Name> -> ID).
+type Account struct {
+	ID      uint64 `msgpack:"i"`
+	Name    string `msgpack:"n"`
+	Created int64  `msgpack:"c,omitempty"` // unix ms
+	Hash    []byte `msgpack:"h,omitempty"` // credential hash
+}
+
+// msgTimes is the part of a Message the queue index needs; decoding into it
+// skips the payload without copying it.
+type msgTimes struct {
+	Created int64 `msgpack:"c"`
+	Expiry  int64 `msgpack:"e"`
+}
+
+// decode unmarshals a stored value, marking failures as corruption: every
+// value in the store was written by encode, so one that does not decode was
+// damaged.
+func decode(key, val []byte, v any) error {
+	if err := msgpack.Unmarshal(val, v); err != nil {
+		return fmt.Errorf("%w: key %q: %w", ErrCorrupt, key, err)
+	}
+	return nil
+}
