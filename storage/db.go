@@ -3,7 +3,7 @@ package storage
 import (
 	"errors"
 	"fmt"
-	"io/fs"
+	iofs "io/fs"
 	"log/slog"
 	"strings"
 	"sync"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/vfs"
 )
 
 // Errors. Open and Commit wrap them with %w; check with errors.Is.
@@ -107,7 +108,7 @@ func Open(dir string, opts Options) (db *DB, err error) {
 		sweeperDone:   make(chan struct{}),
 	}
 	db.idx.init()
-	if err := opts.FS.MkdirAll(dir, 0o755); err != nil {
+	if err := mkdirDurable(opts.FS, dir); err != nil {
 		return nil, openError(dir, err)
 	}
 	db.lock, err = pebble.LockDirectory(dir, opts.FS)
@@ -193,12 +194,44 @@ func (db *DB) closePebble() (err error) {
 	return nil
 }
 
+// mkdirDurable creates dir and its missing parents and syncs the parent of
+// each directory it created: without that, a crash soon after the first
+// start could lose the data dir's own directory entry, and with it every
+// acknowledged write. (Pebble syncs dir itself for the files inside.)
+func mkdirDurable(fs vfs.FS, dir string) error {
+	var created []string
+	for p := dir; ; p = fs.PathDir(p) {
+		if _, err := fs.Stat(p); err == nil || !errors.Is(err, iofs.ErrNotExist) {
+			break
+		}
+		created = append(created, p)
+		if fs.PathDir(p) == p {
+			break
+		}
+	}
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, p := range created {
+		d, err := fs.OpenDir(fs.PathDir(p))
+		if err != nil {
+			return err
+		}
+		err = d.Sync()
+		d.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // lockError classifies a failure to take the directory lock. fcntl reports a
 // lock held by another process as EAGAIN or EACCES (a bare errno), and Pebble
 // reports one held in this process as "lock held by current process"; a
 // failure to create the LOCK file comes as a *fs.PathError.
 func lockError(dir string, err error) error {
-	var pe *fs.PathError
+	var pe *iofs.PathError
 	if !errors.As(err, &pe) && (errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) ||
 		strings.Contains(err.Error(), "lock held")) {
 		return fmt.Errorf("%w: %s: %w", ErrLocked, dir, err)
@@ -213,7 +246,7 @@ func openError(dir string, err error) error {
 		sentinel = ErrCorrupt
 	case errors.Is(err, syscall.ENOSPC):
 		sentinel = ErrDiskFull
-	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS),
+	case errors.Is(err, iofs.ErrPermission), errors.Is(err, syscall.EROFS),
 		errors.Is(err, syscall.ENOTDIR), errors.Is(err, syscall.EEXIST):
 		sentinel = ErrUnwritable
 	}

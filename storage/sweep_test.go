@@ -97,7 +97,7 @@ func TestSweepTTLAndExpiry(t *testing.T) {
 	mustCommit(t, db, func(b *Batch) {
 		b.PutQueued("a", 1, qmsg(c, "old"))
 		b.PutQueued("a", 2, &Message{Topic: "t", Created: start, Expiry: start + 60_000}) // own expiry: 1 min
-		b.PutQueued("b", 1, &Message{Topic: "t"})                                        // no Created: no TTL
+		b.PutQueued("b", 1, &Message{Topic: "t"})                                         // no Created: no TTL
 	})
 	c.Add(30 * time.Minute)
 	mustCommit(t, db, func(b *Batch) { b.PutQueued("a", 3, qmsg(c, "new")) })

@@ -1,0 +1,344 @@
+package storage
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/vfs"
+	"github.com/cockroachdb/pebble/vfs/errorfs"
+)
+
+// crash simulates kill -9 / power loss on a strict MemFS: from here on no
+// sync lands, the DB is closed (its lock released; nothing it writes now is
+// synced), and everything not synced before is discarded.
+func crash(fs *vfs.MemFS, db *DB) {
+	fs.SetIgnoreSyncs(true)
+	db.Close()
+	fs.ResetToSyncedState()
+	fs.SetIgnoreSyncs(false)
+}
+
+// seqState is what a writer knows about one seq of its queue.
+type seqState struct{ putAcked, delSent, delAcked bool }
+
+// TestCrashSyncKeepsAcknowledged: writers commit puts and acks (deletes) of
+// queued messages concurrently; at an arbitrary moment the machine
+// "crashes". After reopening, every put acknowledged before the crash is
+// present unless a delete of it was sent, and every acknowledged delete
+// has happened.
+func TestCrashSyncKeepsAcknowledged(t *testing.T) {
+	fs := vfs.NewStrictMem()
+	c := newClock()
+	db, err := Open("db", testOpts(fs, c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const writers = 8
+	var (
+		mu      sync.Mutex // guards crashed and state
+		crashed bool
+		state   [writers]map[uint64]*seqState
+		acked   atomic.Int64
+		wg      sync.WaitGroup
+	)
+	for w := range writers {
+		state[w] = make(map[uint64]*seqState)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("w%d", w)
+			for seq := uint64(0); ; seq++ {
+				b := db.NewBatch()
+				b.PutQueued(id, seq, qmsg(c, fmt.Sprint(seq)))
+				mu.Lock()
+				st := &seqState{}
+				state[w][seq] = st
+				var del *seqState
+				if seq >= 5 && seq%3 == 0 { // ack an older message in the same batch
+					b.DeleteQueued(id, seq-5)
+					del = state[w][seq-5]
+					del.delSent = true
+				}
+				mu.Unlock()
+				ch := make(chan error, 1)
+				if err := db.Commit(b, func(err error) {
+					mu.Lock()
+					if err == nil && !crashed { // acknowledged while syncs still landed
+						st.putAcked = true
+						if del != nil {
+							del.delAcked = true
+						}
+						acked.Add(1)
+					}
+					mu.Unlock()
+					ch <- err
+				}); err != nil {
+					if !errors.Is(err, ErrClosed) {
+						t.Errorf("Commit: %v", err)
+					}
+					return
+				}
+				<-ch
+			}
+		}()
+	}
+	checkFor(t, 20*time.Second, func() error {
+		if n := acked.Load(); n < 1500 {
+			return fmt.Errorf("only %d commits acknowledged", n)
+		}
+		return nil
+	})
+	mu.Lock()
+	crashed = true
+	mu.Unlock()
+	crash(fs, db)
+	wg.Wait()
+
+	db, err = Open("db", testOpts(fs, c))
+	if err != nil {
+		t.Fatalf("reopen after crash: %v", err)
+	}
+	defer db.Close()
+	lost, extra := 0, 0
+	for w := range writers {
+		present := map[uint64]bool{}
+		db.LoadQueue(fmt.Sprintf("w%d", w), func(seq uint64, m *Message) error {
+			if string(m.Payload) != fmt.Sprint(seq) {
+				t.Errorf("w%d seq %d holds %q", w, seq, m.Payload)
+			}
+			present[seq] = true
+			return nil
+		})
+		for seq, st := range state[w] {
+			switch {
+			case st.delAcked && present[seq]:
+				t.Errorf("w%d seq %d: acknowledged delete undone by the crash", w, seq)
+			case st.putAcked && !st.delSent && !present[seq]:
+				t.Errorf("w%d seq %d: acknowledged put lost in the crash", w, seq)
+				lost++
+			case !st.putAcked && present[seq]:
+				extra++ // synced but not yet acknowledged: allowed
+			}
+		}
+	}
+	t.Logf("%d commits acknowledged before the crash; %d lost; %d unacknowledged survived", acked.Load(), lost, extra)
+}
+
+// TestCrashAsyncRecoversPrefix: Async may lose the unsynced tail, but what
+// it recovers is a prefix of the commit order, and what an earlier Sync
+// session made durable stays.
+func TestCrashAsyncRecoversPrefix(t *testing.T) {
+	fs := vfs.NewStrictMem()
+	c := newClock()
+	o := testOpts(fs, c)
+	db, err := Open("db", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const synced = 100
+	for seq := uint64(0); seq < synced; seq++ {
+		mustCommit(t, db, func(b *Batch) { b.PutQueued("c", seq, qmsg(c, "m")) })
+	}
+	db.Close()
+	o.Durability = Async
+	db, err = Open("db", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const total = 2000
+	for seq := uint64(synced); seq < total; seq++ {
+		mustCommit(t, db, func(b *Batch) { b.PutQueued("c", seq, qmsg(c, "m")) })
+	}
+	crash(fs, db)
+	db, err = Open("db", o)
+	if err != nil {
+		t.Fatalf("reopen after crash: %v", err)
+	}
+	defer db.Close()
+	seqs, _ := loadQueue(t, db, "c")
+	for i, s := range seqs {
+		if s != uint64(i) {
+			t.Fatalf("recovered queue is not a prefix: position %d holds seq %d", i, s)
+		}
+	}
+	if len(seqs) < synced {
+		t.Fatalf("recovered %d, fewer than the %d committed in Sync mode", len(seqs), synced)
+	}
+	t.Logf("async: %d of %d acknowledged commits lost in the crash", total-len(seqs), total)
+}
+
+func TestLockedDir(t *testing.T) {
+	dir := t.TempDir()
+	o := Options{Logger: quietLogger(), SweepInterval: -1}
+	db, err := Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(dir, o)
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("second Open = %v, want ErrLocked naming the dir", err)
+	}
+	db.Close()
+	db, err = Open(dir, o)
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	db.Close()
+}
+
+// TestLockedByOtherProcess holds the lock in a child process (this test
+// binary, re-run as a helper), as a second cim server would.
+func TestLockedByOtherProcess(t *testing.T) {
+	if dir := os.Getenv("CIM_STORAGE_HOLD_LOCK"); dir != "" {
+		db, err := Open(dir, Options{Logger: quietLogger(), SweepInterval: -1})
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		fmt.Println("locked")
+		bufio.NewReader(os.Stdin).ReadString('\n') // until the parent closes stdin
+		db.Close()
+		os.Exit(0)
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLockedByOtherProcess$")
+	cmd.Env = append(os.Environ(), "CIM_STORAGE_HOLD_LOCK="+dir)
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer stdin.Close()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if line != "locked\n" {
+		t.Fatalf("helper: %q %v", line, err)
+	}
+	_, err = Open(dir, Options{Logger: quietLogger(), SweepInterval: -1})
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("Open while another process holds the dir = %v, want ErrLocked", err)
+	}
+	t.Logf("%v", err)
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("helper: %v", err)
+	}
+	db, err := Open(dir, Options{Logger: quietLogger(), SweepInterval: -1})
+	if err != nil {
+		t.Fatalf("Open after the other process exited: %v", err)
+	}
+	db.Close()
+}
+
+func TestUnwritableDir(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(filepath.Join(file, "data"), Options{Logger: quietLogger()})
+	if !errors.Is(err, ErrUnwritable) {
+		t.Fatalf("Open under a regular file = %v, want ErrUnwritable", err)
+	}
+	if os.Geteuid() == 0 {
+		return // root ignores permissions
+	}
+	ro := filepath.Join(t.TempDir(), "ro")
+	os.Mkdir(ro, 0o500)
+	if _, err := Open(filepath.Join(ro, "data"), Options{Logger: quietLogger()}); !errors.Is(err, ErrUnwritable) {
+		t.Fatalf("Open in a read-only dir = %v, want ErrUnwritable", err)
+	}
+}
+
+func TestCorruptManifest(t *testing.T) {
+	fs := vfs.NewMem()
+	c := newClock()
+	db, err := Open("db", testOpts(fs, c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, db, func(b *Batch) { b.PutSession(&Session{ClientID: "x"}) })
+	db.Close()
+	names, _ := fs.List("db")
+	n := 0
+	for _, name := range names {
+		if strings.HasPrefix(name, "MANIFEST-") {
+			f, _ := fs.Create("db/" + name)
+			f.Write([]byte(strings.Repeat("garbage!", 64)))
+			f.Close()
+			n++
+		}
+	}
+	if n == 0 {
+		t.Fatalf("no MANIFEST in %v", names)
+	}
+	if _, err := Open("db", testOpts(fs, c)); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open with a garbage MANIFEST = %v, want ErrCorrupt", err)
+	}
+}
+
+func TestCorruptRecord(t *testing.T) {
+	fs := vfs.NewMem()
+	c := newClock()
+	db, err := Open("db", testOpts(fs, c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A value no encoder of ours wrote: a msgpack string where a map belongs.
+	if err := db.pdb.Set(appendQueueKey(nil, "c", 1), []byte{0xa1, 'x'}, nil); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if _, err := Open("db", testOpts(fs, c)); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), `o\x00c`) {
+		t.Fatalf("Open with a bad queue record = %v, want ErrCorrupt naming the key", err)
+	}
+}
+
+// TestWriteFailure: a disk that fills up fails the group with ErrWrite and
+// ErrDiskFull, every later Commit fails at once, nothing panics, and Close
+// returns.
+func TestWriteFailure(t *testing.T) {
+	var full atomic.Bool
+	fs := errorfs.Wrap(vfs.NewMem(), errorfs.InjectorFunc(func(op errorfs.Op, path string) error {
+		if full.Load() && op.OpKind() == errorfs.OpKindWrite {
+			return &os.PathError{Op: "write", Path: path, Err: syscall.ENOSPC}
+		}
+		return nil
+	}))
+	c := newClock()
+	db, err := Open("db", testOpts(fs, c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, db, func(b *Batch) { b.PutQueued("c", 1, qmsg(c, "before")) })
+	full.Store(true)
+	err = commitWait(t, db, func(b *Batch) { b.PutQueued("c", 2, qmsg(c, "after")) })
+	if !errors.Is(err, ErrWrite) || !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("commit on a full disk = %v, want ErrWrite and ErrDiskFull", err)
+	}
+	b := db.NewBatch()
+	b.PutQueued("c", 3, qmsg(c, "later"))
+	if err := db.Commit(b, func(error) { t.Error("done called") }); !errors.Is(err, ErrWrite) {
+		t.Fatalf("Commit after a failed write = %v, want ErrWrite", err)
+	}
+	if st := db.Stats(); !errors.Is(st.Failed, ErrDiskFull) {
+		t.Fatalf("Stats.Failed = %v", st.Failed)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- db.Close() }()
+	select {
+	case err := <-closed:
+		t.Logf("Close after failure: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hangs after a failed write")
+	}
+}
