@@ -29,6 +29,8 @@ func main() {
 	switch cmd {
 	case "server":
 		os.Exit(runServer(ctx, args))
+	case "bench":
+		os.Exit(runBench(ctx, args))
 	case "version", "-v", "--version":
 		fmt.Println("cim", version)
 	case "help", "-h", "--help":
