@@ -808,6 +808,17 @@ var goldenEncode = []goldenEnc{
 		decodeAs: 4,
 	},
 	{
+		name: "AppendPublish/v5 three-byte length",
+		got:  appendPublish(nil, 5, "a/b", string(make([]byte, 16380)), nil, nil, 0, false, false, 0),
+		want: cat([]byte{
+			packets.Publish << 4, 0x82, 0x80, 0x01, // fixed header: qos 0, remaining 16386 = 2 + 0<<7 + 1<<14
+		}, topicAB, []byte{
+			0, // property length 0
+		}, make([]byte, 16380)), // 16380 zero bytes of payload
+		pidAt:    -1,
+		decodeAs: 5,
+	},
+	{
 		name: "AppendPublish/v5 qos0 no props",
 		got:  appendPublish(nil, 5, "a/b", "hi", nil, nil, 0, false, false, 0),
 		want: cat([]byte{
