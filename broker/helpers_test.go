@@ -19,11 +19,7 @@ func startServer(t testing.TB, opts Options) *Server {
 	t.Helper()
 	opts.MQTTAddr = "127.0.0.1:0"
 	if opts.Logger == nil {
-		level := slog.LevelError
-		if os.Getenv("CIM_TEST_DEBUG") != "" {
-			level = slog.LevelDebug
-		}
-		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+		opts.Logger = startServerLogger()
 	}
 	if opts.SysInterval == 0 {
 		opts.SysInterval = -1
@@ -43,6 +39,15 @@ func startServer(t testing.TB, opts Options) *Server {
 		}
 	})
 	return s
+}
+
+// startServerLogger logs errors only, or everything with CIM_TEST_DEBUG set.
+func startServerLogger() *slog.Logger {
+	level := slog.LevelError
+	if os.Getenv("CIM_TEST_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
 // rawClient speaks MQTT byte by byte, for tests of what real clients never send.
