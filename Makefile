@@ -5,7 +5,7 @@ PKGS    := ./...
 # Packages where concurrency lives run under the race detector.
 RACE    := ./broker/... ./storage/... ./bench/...
 
-.PHONY: build run test test-unit test-race test-e2e bench fuzz clean
+.PHONY: build run test bench bench-recovery fuzz clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/cim
@@ -21,6 +21,10 @@ test: build
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./broker/... ./storage/...
+
+# Time to serve again over 100,000 stored sessions with 1M queued messages.
+bench-recovery:
+	CIM_RECOVERY=1 $(GO) test -count=1 -timeout 10m -run TestRecoveryTime -v ./broker | grep -E 'RECOVERY|filled'
 
 # Each fuzz target runs for FUZZTIME (default 20s).
 FUZZTIME ?= 20s

@@ -102,8 +102,38 @@ func (s *session) dropQueuedLocked(seq uint64) {
 	s.srv.commitAsync(func(b *storage.Batch) { b.DeleteQueued(id, seq) })
 }
 
-// recover rebuilds retained messages, sessions, subscriptions and queues
-// from the store. It runs before the listener opens.
+// loadQueue reads the queue s left on disk before a restart, puts it ahead
+// of what was queued since, and resumes s if its client is connected.
+// It runs on its own goroutine: never on a loop.
+func (srv *Server) loadQueue(s *session) {
+	s.mu.Lock()
+	upTo, id := s.diskUpTo, s.id
+	s.mu.Unlock()
+	var old []*queued
+	err := srv.store.LoadQueue(id, func(seq uint64, r *storage.Message) error {
+		if seq <= upTo {
+			old = append(old, &queued{m: loadMessage(r), qos: r.QoS, retain: r.Retain, seq: seq})
+		}
+		return nil
+	})
+	if err != nil {
+		srv.log.Error("loading a stored queue", "client", id, "err", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended || s.diskUpTo != upTo {
+		return
+	}
+	s.diskUpTo = 0
+	s.queue = append(old, s.queue...)
+	if s.conn != nil {
+		s.resumeLocked(srv.now())
+	}
+}
+
+// recover rebuilds retained messages, sessions and subscriptions from the
+// store; queues are loaded when their client returns. It runs before the
+// listener opens.
 func (srv *Server) recover() error {
 	start := time.Now()
 	db := srv.store
@@ -146,13 +176,12 @@ func (srv *Server) recover() error {
 	}
 	nq := 0
 	for _, s := range sessions {
-		if err := db.LoadQueue(s.id, func(seq uint64, r *storage.Message) error {
-			s.queue = append(s.queue, &queued{m: loadMessage(r), qos: r.QoS, retain: r.Retain, seq: seq})
-			s.seq = max(s.seq, seq)
-			nq++
-			return nil
-		}); err != nil {
-			return fmt.Errorf("%w: recover queue of %q: %w", ErrServer, s.id, err)
+		// Queues stay on disk until their client comes back (loadQueue),
+		// so a node with millions queued serves again at once.
+		if tail := db.QueueTail(s.id); tail != 0 {
+			s.diskUpTo = tail
+			s.seq = max(s.seq, tail)
+			nq += db.QueueLen(s.id)
 		}
 		sh := &srv.sessions.shards[srv.sessions.shard(s.id)]
 		sh.m[s.id] = s

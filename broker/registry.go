@@ -74,7 +74,10 @@ func (r *registry) attach(id string, clean bool, expiry uint32, window uint16, c
 	s.window = window
 	s.version = c.version
 	s.saveLocked(0)
-	if present {
+	switch {
+	case present && s.diskUpTo != 0:
+		go r.srv.loadQueue(s) // disk I/O: off the loop; it resumes s when done
+	case present:
 		s.resumeLocked(now)
 	}
 	s.mu.Unlock()

@@ -40,6 +40,7 @@ type session struct {
 	stored   bool                 // REQUIRES: mu held. has a record in the store
 	version  byte                 // REQUIRES: mu held. protocol level of the last conn
 	seq      uint64               // REQUIRES: mu held. last queue seq assigned (stored sessions)
+	diskUpTo uint64               // REQUIRES: mu held. seqs up to this are queued on disk and not yet loaded (0: none)
 	ended    bool                 // REQUIRES: mu held. removed from the registry
 }
 
@@ -96,7 +97,7 @@ func (s *session) deliver(m *Message, qos byte, retain bool, subIDs []uint32, no
 		rec.QoS, rec.Retain = qos, retain
 		b.PutQueued(s.id, q.seq, rec)
 	}
-	if c := s.conn; c != nil && len(s.queue) == 0 && len(s.inflight) < int(s.window) {
+	if c := s.conn; c != nil && len(s.queue) == 0 && s.diskUpTo == 0 && len(s.inflight) < int(s.window) {
 		if !c.overBound() {
 			s.sendLocked(c, q, now)
 			return
@@ -157,6 +158,9 @@ func (s *session) allocPIDLocked() uint16 {
 // room. REQUIRES: s.mu held.
 func (s *session) pump(now int64) {
 	c := s.conn
+	if s.diskUpTo != 0 {
+		return // older messages are still on disk (see loadQueue)
+	}
 	for c != nil && len(s.queue) > 0 && len(s.inflight) < int(s.window) {
 		if c.overBound() {
 			s.retryLocked(c)

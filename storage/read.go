@@ -106,3 +106,14 @@ func (db *DB) read(lo, hi []byte, fn func(k, v []byte) error) error {
 	defer db.rmu.RUnlock()
 	return db.scan(lo, hi, fn)
 }
+
+// QueueTail returns the highest seq queued for clientID (0 if none), from the
+// in-memory index: a resuming writer continues after it.
+func (db *DB) QueueTail(clientID string) uint64 {
+	db.idx.mu.Lock()
+	defer db.idx.mu.Unlock()
+	if q := db.idx.queues[clientID]; q != nil && len(q.ents) > q.head {
+		return q.ents[len(q.ents)-1].seq
+	}
+	return 0
+}
