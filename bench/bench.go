@@ -169,8 +169,15 @@ func (b *brokerSampler) usage(r *Report) *BrokerUsage {
 			u.RSSPerConn = float64(b.after.RSS-b.before.RSS) / float64(r.Connected)
 			u.CPUPerConnect = float64(cpu.Microseconds()) / float64(r.Connected)
 		}
-	} else if r.Received > 0 {
-		u.CPUPerMsg = float64(cpu.Nanoseconds()) / 1e3 / float64(r.Received)
+	} else if n := r.RecvWindow; n > 0 || r.Scenario == ScenarioPub {
+		// Sampled over the same window as the deliveries counted (pub has
+		// none: per message received by the broker then).
+		if r.Scenario == ScenarioPub {
+			n = r.SentWindow
+		}
+		if n > 0 {
+			u.CPUPerMsg = float64(cpu.Nanoseconds()) / 1e3 / float64(n)
+		}
 	}
 	return u
 }

@@ -33,8 +33,8 @@ type seqTrack struct {
 	max     uint32
 	bits    [seqWindow / 64]uint64
 
-	// The measured (post-warmup) range, for gap-based loss when the number
-	// of messages sent is not known (the sub scenario).
+	// The range of sequences seen, for gap-based loss when the number of
+	// messages sent is not known (the sub scenario).
 	counted    int64
 	cmin, cmax uint32
 }
@@ -71,7 +71,7 @@ func (t *seqTrack) observe(seq uint32) verdict {
 	return reordered
 }
 
-// count notes a measured, unique message.
+// count notes a unique message.
 func (t *seqTrack) count(seq uint32) {
 	if t.counted == 0 || seq < t.cmin {
 		t.cmin = seq
@@ -82,7 +82,7 @@ func (t *seqTrack) count(seq uint32) {
 	t.counted++
 }
 
-// gaps is how many sequences inside the measured range never arrived.
+// gaps is how many sequences inside the range seen never arrived.
 func (t *seqTrack) gaps() int64 {
 	if t.counted == 0 {
 		return 0

@@ -133,6 +133,8 @@ func (p *progress) draw(now, start time.Time, c Counters, sendRate, recvRate flo
 	case o.Scenario == ScenarioConn && c.Connected+c.Failed < int64(o.Conns):
 		phase = "connecting"
 		frac = float64(c.Connected+c.Failed) / float64(o.Conns)
+	case o.Scenario == ScenarioConn:
+		phase, frac = "holding", 1
 	case o.Count > 0 && o.publishing():
 		phase = "running"
 		if want := int64(o.Count) * int64(o.Pubs); want > 0 {

@@ -12,20 +12,24 @@ import (
 
 // Report is the outcome of a run; --json prints it as is.
 type Report struct {
-	Scenario    string  `json:"scenario"`
-	Proto       string  `json:"proto"`
-	Addr        string  `json:"addr"`
-	MQTTVersion int     `json:"mqtt_version,omitempty"`
-	QoS         int     `json:"qos"`
-	Size        int     `json:"size"`
-	Pubs        int     `json:"pubs,omitempty"`
-	Subs        int     `json:"subs,omitempty"`
-	Workers     int     `json:"workers"`
-	Duration    float64 `json:"duration_s"` // measured span: start of measurement to last delivery (or end of publishing)
+	Scenario    string `json:"scenario"`
+	Proto       string `json:"proto"`
+	Addr        string `json:"addr"`
+	MQTTVersion int    `json:"mqtt_version,omitempty"`
+	QoS         int    `json:"qos"`
+	Size        int    `json:"size"`
+	Pubs        int    `json:"pubs,omitempty"`
+	Subs        int    `json:"subs,omitempty"`
+	Workers     int    `json:"workers"`
+	// Duration is the measurement window: from the end of the warmup to the
+	// last delivery (or the end of publishing), the span of the rates.
+	Duration float64 `json:"duration_s"`
 
+	// Counts cover the whole run, warmup included, so that
+	// lost = expected - received holds.
 	Sent       int64 `json:"sent"`
 	Received   int64 `json:"received"`
-	Expected   int64 `json:"expected"` // -1 when unknown (sub)
+	Expected   int64 `json:"expected"` // sent × subscribers per message; -1 when unknown (sub)
 	Lost       int64 `json:"lost"`
 	Duplicates int64 `json:"duplicates"`
 	OutOfOrder int64 `json:"out_of_order"`
@@ -33,9 +37,12 @@ type Report struct {
 	Foreign    int64 `json:"foreign,omitempty"`
 	Acked      int64 `json:"acked,omitempty"`
 
-	Rate       float64  `json:"rate"`      // received (deliveries) per second
-	SendRate   float64  `json:"send_rate"` // published per second over all publishers
-	Latency    Latency  `json:"latency"`
+	// Rates and latency are measured after the warmup, by receive time.
+	RecvWindow int64    `json:"received_window"`       // deliveries in the window
+	SentWindow int64    `json:"sent_window"`           // publishes in the window
+	Rate       float64  `json:"rate"`                  // deliveries per second
+	SendRate   float64  `json:"send_rate"`             // publishes per second, all publishers
+	Latency    Latency  `json:"latency"`               // publish to delivery
 	AckLatency *Latency `json:"ack_latency,omitempty"` // publish to PUBACK/PUBCOMP
 
 	Connected      int64    `json:"connected"`
@@ -86,13 +93,15 @@ func buildReport(o *Options, results []*Result, extra map[string]int64) (*Report
 		rep.Pubs, rep.Subs = 0, 0
 	}
 	lat, ack, conn := newHist(), newHist(), newHist()
-	var connStart, connEnd, lastRecv, pubEnd, measure, gaps int64
+	var connStart, connEnd, lastRecv, pubEnd, measure, gaps, sentWin, recvWin int64
 	for _, r := range results {
 		if r == nil {
 			continue
 		}
 		rep.Sent += r.Sent
 		rep.Received += r.Received
+		sentWin += r.SentWindow
+		recvWin += r.RecvWindow
 		rep.Duplicates += r.Duplicates
 		rep.OutOfOrder += r.OutOfOrder
 		rep.Stale += r.Stale
@@ -126,6 +135,7 @@ func buildReport(o *Options, results []*Result, extra map[string]int64) (*Report
 		rep.Errors[k] += v
 	}
 	rep.hist = lat
+	rep.RecvWindow, rep.SentWindow = recvWin, sentWin
 	rep.Latency = summarize(lat)
 	if ack.TotalCount() > 0 {
 		l := summarize(ack)
@@ -148,7 +158,7 @@ func buildReport(o *Options, results []*Result, extra map[string]int64) (*Report
 	}
 	if measure > 0 {
 		if pubEnd > measure {
-			rep.SendRate = float64(rep.Sent) / time.Duration(pubEnd-measure).Seconds()
+			rep.SendRate = float64(sentWin) / time.Duration(pubEnd-measure).Seconds()
 			rep.Duration = time.Duration(pubEnd - measure).Seconds()
 		}
 		if lastRecv > measure {
@@ -156,7 +166,7 @@ func buildReport(o *Options, results []*Result, extra map[string]int64) (*Report
 			if o.Scenario == ScenarioSub {
 				span = max(span, o.Duration.Seconds())
 			}
-			rep.Rate = float64(rep.Received) / span
+			rep.Rate = float64(recvWin) / span
 			rep.Duration = max(rep.Duration, span)
 		}
 	}
@@ -208,7 +218,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	row := func(k, format string, args ...any) {
 		fmt.Fprintf(&b, "  %-14s %s\n", k, fmt.Sprintf(format, args...))
 	}
-	conn := fmt.Sprintf("%s", num(r.Connected))
+	conn := num(r.Connected)
 	if r.ConnectFailed > 0 {
 		conn += fmt.Sprintf(" (%s failed)", num(r.ConnectFailed))
 	}
@@ -220,12 +230,13 @@ func (r *Report) WriteText(w io.Writer) error {
 		row("connect µs", "%s", latLine(*l))
 	}
 	if r.Scenario != ScenarioConn {
-		row("sent", "%-14s %s/s", num(r.Sent), num(int64(r.SendRate)))
-		recv := fmt.Sprintf("%-14s %s/s", num(r.Received), num(int64(r.Rate)))
+		row("sent", "%s", num(r.Sent))
+		recv := num(r.Received)
 		if r.Expected >= 0 {
 			recv += fmt.Sprintf("   (expected %s)", num(r.Expected))
 		}
 		row("received", "%s", recv)
+		row("rate", "%s msgs/s received, %s msgs/s sent   (over %.2f s after warmup)", num(int64(r.Rate)), num(int64(r.SendRate)), r.Duration)
 		lost := num(r.Lost)
 		if r.Expected > 0 {
 			lost += fmt.Sprintf(" (%.3f%%)", 100*float64(r.Lost)/float64(r.Expected))
@@ -240,7 +251,6 @@ func (r *Report) WriteText(w io.Writer) error {
 		if l := r.AckLatency; l != nil {
 			row("ack µs", "%s", latLine(*l))
 		}
-		row("duration", "%.2f s", r.Duration)
 	}
 	if br := r.Broker; br != nil {
 		s := fmt.Sprintf("pid %d  cpu %.2f s", br.PID, br.CPU)
