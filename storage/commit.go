@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 type opKind uint8
@@ -22,8 +21,8 @@ const (
 )
 
 // op is one write of a Batch. Key and value are encoded into Batch.buf
-// (value right after key) by the caller's goroutine, so the committer only
-// copies bytes into the Pebble batch and updates the index.
+// (value right after key) on the caller's goroutine (encode.go), so the
+// committer only copies bytes into the Pebble batch and updates the index.
 type op struct {
 	kind     opKind
 	off      uint32 // key at buf[off : off+keyLen], value right after
@@ -40,18 +39,11 @@ type op struct {
 type Batch struct {
 	db   *DB
 	ops  []op
-	w    appendWriter // encoded keys and values
-	enc  *msgpack.Encoder
-	err  error // first error from a Put/Delete; Commit returns it
+	buf  []byte // encoded keys and values
+	err  error  // first error from a Put/Delete; Commit returns it
 	done func(error)
 	job  *sweepJob // non-nil: a sweep request, not a caller's batch
 }
-
-// appendWriter is the msgpack encoder's sink: it appends to buf.
-type appendWriter struct{ buf []byte }
-
-func (w *appendWriter) Write(p []byte) (int, error) { w.buf = append(w.buf, p...); return len(p), nil }
-func (w *appendWriter) WriteByte(c byte) error      { w.buf = append(w.buf, c); return nil }
 
 // NewBatch returns an empty batch. Batches are recycled after their done
 // callback returns.
@@ -59,14 +51,11 @@ func (db *DB) NewBatch() *Batch {
 	if b, ok := db.batches.Get().(*Batch); ok {
 		return b
 	}
-	b := &Batch{db: db, enc: msgpack.NewEncoder(nil)}
-	b.enc.Reset(&b.w)
-	b.enc.UseCompactInts(true)
-	return b
+	return &Batch{db: db}
 }
 
 func (b *Batch) reset() {
-	b.ops, b.w.buf, b.err, b.done, b.job = b.ops[:0], b.w.buf[:0], nil, nil, nil
+	b.ops, b.buf, b.err, b.done, b.job = b.ops[:0], b.buf[:0], nil, nil, nil
 }
 
 // Err returns the first error recorded by a Put or Delete, if any.
@@ -81,18 +70,9 @@ func (b *Batch) fail(err error) {
 	}
 }
 
-// add appends an op whose key is buf[off:] and encodes v (if non-nil) as
-// its value.
-func (b *Batch) add(o op, off int, v any) {
-	o.off, o.keyLen = uint32(off), uint32(len(b.w.buf)-off)
-	if v != nil {
-		if err := b.enc.Encode(v); err != nil {
-			b.w.buf = b.w.buf[:off]
-			b.fail(fmt.Errorf("%w: %w", ErrInvalidRecord, err))
-			return
-		}
-		o.valLen = uint32(len(b.w.buf)-off) - o.keyLen
-	}
+// add appends o, whose key is buf[off:keyEnd] and value buf[keyEnd:].
+func (b *Batch) add(o op, off, keyEnd int) {
+	o.off, o.keyLen, o.valLen = uint32(off), uint32(keyEnd-off), uint32(len(b.buf)-keyEnd)
 	b.ops = append(b.ops, o)
 }
 
@@ -106,9 +86,11 @@ func (b *Batch) PutSession(s *Session) {
 		b.fail(err)
 		return
 	}
-	off := len(b.w.buf)
-	b.w.buf = appendNameKey(b.w.buf, spaceSession, s.ClientID)
-	b.add(op{kind: opPutSession, expiry: s.ExpiryInterval, deadline: s.DisconnectedAt}, off, s)
+	off := len(b.buf)
+	b.buf = appendNameKey(b.buf, spaceSession, s.ClientID)
+	k := len(b.buf)
+	b.buf = appendSession(b.buf, s)
+	b.add(op{kind: opPutSession, expiry: s.ExpiryInterval, deadline: s.DisconnectedAt}, off, k)
 }
 
 // DeleteSession deletes the session and its whole queue.
@@ -117,9 +99,9 @@ func (b *Batch) DeleteSession(clientID string) {
 		b.fail(err)
 		return
 	}
-	off := len(b.w.buf)
-	b.w.buf = appendNameKey(b.w.buf, spaceSession, clientID)
-	b.add(op{kind: opDeleteSession}, off, nil)
+	off := len(b.buf)
+	b.buf = appendNameKey(b.buf, spaceSession, clientID)
+	b.add(op{kind: opDeleteSession}, off, len(b.buf))
 }
 
 // PutQueued stores m at o␀<clientID>␀<seq>. A new seq counts against the
@@ -135,9 +117,11 @@ func (b *Batch) PutQueued(clientID string, seq uint64, m *Message) {
 		b.fail(err)
 		return
 	}
-	off := len(b.w.buf)
-	b.w.buf = appendQueueKey(b.w.buf, clientID, seq)
-	b.add(op{kind: opPutQueued, deadline: deadline(m.Created, m.Expiry, b.db.opts.QueueTTL)}, off, m)
+	off := len(b.buf)
+	b.buf = appendQueueKey(b.buf, clientID, seq)
+	k := len(b.buf)
+	b.buf = appendMessage(b.buf, m)
+	b.add(op{kind: opPutQueued, deadline: deadline(m.Created, m.Expiry, b.db.opts.QueueTTL)}, off, k)
 }
 
 // DeleteQueued deletes one queued message (delivered and acknowledged).
@@ -146,9 +130,9 @@ func (b *Batch) DeleteQueued(clientID string, seq uint64) {
 		b.fail(err)
 		return
 	}
-	off := len(b.w.buf)
-	b.w.buf = appendQueueKey(b.w.buf, clientID, seq)
-	b.add(op{kind: opDeleteQueued}, off, nil)
+	off := len(b.buf)
+	b.buf = appendQueueKey(b.buf, clientID, seq)
+	b.add(op{kind: opDeleteQueued}, off, len(b.buf))
 }
 
 // PutRetained stores m as the retained message of m.Topic.
@@ -161,9 +145,11 @@ func (b *Batch) PutRetained(m *Message) {
 		b.fail(err)
 		return
 	}
-	off := len(b.w.buf)
-	b.w.buf = appendNameKey(b.w.buf, spaceRetained, m.Topic)
-	b.add(op{kind: opPutRetained}, off, m)
+	off := len(b.buf)
+	b.buf = appendNameKey(b.buf, spaceRetained, m.Topic)
+	k := len(b.buf)
+	b.buf = appendMessage(b.buf, m)
+	b.add(op{kind: opPutRetained}, off, k)
 }
 
 // DeleteRetained deletes the retained message of topic.
@@ -172,9 +158,9 @@ func (b *Batch) DeleteRetained(topic string) {
 		b.fail(err)
 		return
 	}
-	off := len(b.w.buf)
-	b.w.buf = appendNameKey(b.w.buf, spaceRetained, topic)
-	b.add(op{kind: opDeleteRetained}, off, nil)
+	off := len(b.buf)
+	b.buf = appendNameKey(b.buf, spaceRetained, topic)
+	b.add(op{kind: opDeleteRetained}, off, len(b.buf))
 }
 
 // Commit queues b for the committer and returns at once; it never blocks
@@ -198,7 +184,7 @@ func (db *DB) Commit(b *Batch, done func(error)) error {
 	if done == nil {
 		done = func(error) {}
 	}
-	n := len(b.w.buf)
+	n := len(b.buf)
 	db.q.Lock()
 	switch {
 	case db.q.closed:
@@ -284,7 +270,7 @@ func (db *DB) nextGroup(group []*Batch, prevOps int, linger *time.Timer) []*Batc
 			break
 		}
 		ops += len(b.ops)
-		db.q.bytes -= len(b.w.buf)
+		db.q.bytes -= len(b.buf)
 		group = append(group, b)
 	}
 	db.q.ops -= ops
@@ -325,7 +311,7 @@ func (db *DB) commitGroup(group []*Batch) int {
 	for _, b := range group {
 		b.done(err)
 		b.reset()
-		if len(b.w.buf) < 64<<10 && b.db == db {
+		if len(b.buf) < 64<<10 && b.db == db {
 			db.batches.Put(b)
 		}
 	}
@@ -358,8 +344,8 @@ func (db *DB) write(pb *pebble.Batch) (err error) {
 // applyOp adds one op to pb and updates the index.
 // REQUIRES: db.idx.mu held.
 func (db *DB) applyOp(pb *pebble.Batch, b *Batch, o *op) {
-	key := b.w.buf[o.off : o.off+o.keyLen]
-	val := b.w.buf[o.off+o.keyLen : o.off+o.keyLen+o.valLen]
+	key := b.buf[o.off : o.off+o.keyLen]
+	val := b.buf[o.off+o.keyLen : o.off+o.keyLen+o.valLen]
 	x := &db.idx
 	switch o.kind {
 	case opPutSession:

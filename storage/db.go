@@ -39,7 +39,7 @@ var (
 	ErrBusy = errors.New("storage: busy, commit queue full")
 	// ErrInvalidKey: a client id or topic is empty or contains U+0000.
 	ErrInvalidKey = errors.New("storage: invalid key")
-	// ErrInvalidRecord: a nil record or one msgpack cannot encode.
+	// ErrInvalidRecord: a nil record.
 	ErrInvalidRecord = errors.New("storage: invalid record")
 	// ErrNotFound: GetSession found no session.
 	ErrNotFound = errors.New("storage: not found")

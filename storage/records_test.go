@@ -90,7 +90,7 @@ func TestMessageEncodingIsCompact(t *testing.T) {
 		t.Fatalf("64-byte message encodes to %d bytes", o.valLen)
 	}
 	var m Message
-	if err := msgpack.Unmarshal(b.w.buf[o.off+o.keyLen:o.off+o.keyLen+o.valLen], &m); err != nil || m.Created != 1700000000000 {
+	if err := msgpack.Unmarshal(b.buf[o.off+o.keyLen:o.off+o.keyLen+o.valLen], &m); err != nil || m.Created != 1700000000000 {
 		t.Fatalf("decode: %+v %v", m, err)
 	}
 }
