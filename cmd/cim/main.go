@@ -31,6 +31,8 @@ func main() {
 		os.Exit(runServer(ctx, args))
 	case "bench":
 		os.Exit(runBench(ctx, args))
+	case "passwd":
+		os.Exit(runPasswd(args, os.Stdin, os.Stdout, os.Stderr))
 	case "version", "-v", "--version":
 		fmt.Println("cim", version)
 	case "help", "-h", "--help":
@@ -48,6 +50,7 @@ func usage() {
 commands:
   server    run a broker node (MQTT 3.1.1 and 5.0)
   bench     load-test a broker
+  passwd    print a password-file line: cim passwd USER < password
   version   print the version
 
 Run 'cim <command> -h' for a command's flags.
