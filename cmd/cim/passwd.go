@@ -49,4 +49,3 @@ func runPasswd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "%s:%s\n", fs.Arg(0), hash)
 	return 0
 }
-
