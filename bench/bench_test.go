@@ -358,3 +358,43 @@ func TestChart(t *testing.T) {
 		t.Errorf("chart is not self-contained")
 	}
 }
+
+// TestPubAndSub runs the two halves separately: sub listens on bench/#
+// until it has 200 messages, pub sends 2 × 100 at QoS 1.
+func TestPubAndSub(t *testing.T) {
+	addr, _ := startMochi(t, nil)
+	srv := mochiAt(addr)
+	subDone := make(chan *Report, 1)
+	go func() {
+		o := Options{Scenario: ScenarioSub, Addr: addr, QoS: 1, Count: 200, Duration: 20 * time.Second, Progress: "none", ConnectTimeout: 2 * time.Second}
+		rep, err := Run(context.Background(), o, io.Discard, io.Discard)
+		if err != nil {
+			t.Error(err)
+		}
+		subDone <- rep
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.Info.Clone().Subscriptions < 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // polling with a deadline
+	}
+	pub, _ := run(t, Options{Scenario: ScenarioPub, Addr: addr, QoS: 1, Pubs: 2, Count: 100})
+	if pub.Sent != 200 || pub.Acked != 200 || pub.Rate <= 0 || pub.ExitCode != ExitOK {
+		t.Fatalf("pub: sent %d acked %d rate %v exit %d errors %v", pub.Sent, pub.Acked, pub.Rate, pub.ExitCode, pub.Errors)
+	}
+	sub := <-subDone
+	if sub == nil {
+		t.Fatal("sub run failed")
+	}
+	if sub.Received != 200 || sub.Lost != 0 || sub.Expected != -1 || sub.Latency.Count != 200 {
+		t.Fatalf("sub: received %d lost %d expected %d latency n %d", sub.Received, sub.Lost, sub.Expected, sub.Latency.Count)
+	}
+	checkNoLeaks(t)
+}
+
+func TestPersistentV5(t *testing.T) {
+	addr, _ := startMochi(t, nil)
+	rep, _ := run(t, Options{Scenario: ScenarioFanOut, Addr: addr, MQTTVersion: 5, QoS: 1, Subs: 3, Count: 50, Persistent: true})
+	if rep.Received != 150 || rep.Duplicates != 0 || rep.ExitCode != ExitOK {
+		t.Fatalf("received %d dups %d exit %d errors %v", rep.Received, rep.Duplicates, rep.ExitCode, rep.Errors)
+	}
+}

@@ -40,7 +40,7 @@ type Report struct {
 	// Rates and latency are measured after the warmup, by receive time.
 	RecvWindow int64    `json:"received_window"`       // deliveries in the window
 	SentWindow int64    `json:"sent_window"`           // publishes in the window
-	Rate       float64  `json:"rate"`                  // deliveries per second
+	Rate       float64  `json:"rate"`                  // deliveries per second (pub: publishes)
 	SendRate   float64  `json:"send_rate"`             // publishes per second, all publishers
 	Latency    Latency  `json:"latency"`               // publish to delivery
 	AckLatency *Latency `json:"ack_latency,omitempty"` // publish to PUBACK/PUBCOMP
@@ -169,6 +169,9 @@ func buildReport(o *Options, results []*Result, extra map[string]int64) (*Report
 			rep.Rate = float64(recvWin) / span
 			rep.Duration = max(rep.Duration, span)
 		}
+	}
+	if o.Scenario == ScenarioPub {
+		rep.Rate = rep.SendRate // nothing is delivered; the broker's intake is the rate
 	}
 	rep.ExitCode = rep.exitCode(o)
 	return rep, nil

@@ -103,11 +103,13 @@ type client struct {
 func (c *client) OnMessage(p []byte, now int64) {
 	if len(p) < HeaderSize {
 		c.fgn.Add(1)
+		c.other(now)
 		return
 	}
 	ts, pub, seq := readHeader(p)
 	if ts < c.r.o.RunStart || ts > now+int64(time.Minute) {
 		c.stale.Add(1)
+		c.other(now)
 		return
 	}
 	t := c.tr.get(pub)
@@ -132,6 +134,20 @@ func (c *client) OnMessage(p []byte, now int64) {
 		c.lat = new(latBuf)
 	}
 	c.lat.add(c.r.lat, c.idx, (now-ts)/1000)
+}
+
+// other counts a delivery that is not from this run's publishers: for the
+// sub scenario, which listens to whoever publishes, it is throughput all the
+// same (without latency or loss); elsewhere it is only reported.
+func (c *client) other(now int64) {
+	if c.r.o.Scenario != ScenarioSub {
+		return
+	}
+	c.recvAll.Add(1)
+	if now >= c.r.measureFrom.Load() {
+		c.recv.Add(1)
+		c.lastRecv.Store(now)
+	}
 }
 
 func (c *client) OnAck(d time.Duration) {
