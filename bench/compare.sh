@@ -227,10 +227,15 @@ for round in $(seq 1 "$ROUNDS"); do
 			pv="PORT_$b"
 			out="$RESULTS/$c.$b.$round.json"
 			log "round $round: $c on $b"
+			# In the background plus wait, so a signal to this script is
+			# handled at once rather than after the run.
 			# shellcheck disable=SC2046
 			timeout --kill-after=5 "$limit" "$CIM" bench $(case_args "$c") \
 				--addr "127.0.0.1:${!pv}" --broker-pid "$BPID" \
-				--json --progress none >"$out" 2>"$out.err"
+				--json --progress none >"$out" 2>"$out.err" &
+			GEN=$!
+			PIDS+=("$GEN")
+			wait "$GEN"
 			rc=$?
 			[ $rc -ne 0 ] && log "  exit $rc: $(tail -2 "$out.err" | tr '\n' ' ')"
 			log "  $(json_num "$out" rate) msgs/s, $(json_num "$out" connect_rate) conns/s"

@@ -28,11 +28,14 @@ type Client interface {
 	// Subscribe subscribes to one topic filter and waits for the broker's
 	// answer; a refusal is an error wrapping ErrSubscribe.
 	Subscribe(ctx context.Context, filter string, qos byte) error
-	// Publish writes payload's current time into payload[0:8] and queues the
-	// message for sending; it returns that time. It may block while the
-	// in-flight window (QoS > 0) is full, until ctx is done. Bytes are
-	// batched: they go out when the buffer fills, on Flush, or when Publish
-	// has to wait. payload is only read during the call.
+	// Publish queues the message for sending. Bytes are batched: they go
+	// out when the buffer fills, on Flush, or when Publish has to wait; at
+	// that moment the client writes the send time (unix ns) into the first
+	// 8 payload bytes of every message in the batch, so time spent in the
+	// tool's own buffer is not latency. It may block while the in-flight
+	// window (QoS > 0) is full, until ctx is done. payload is only read
+	// during the call. sentAt is the time of the client's latest write, a
+	// coarse clock for the caller's schedule.
 	Publish(ctx context.Context, topic string, payload []byte, qos byte) (sentAt int64, err error)
 	// Flush writes out whatever is buffered.
 	Flush() error
@@ -56,6 +59,11 @@ type Handler interface {
 	// is borrowed: it is valid only until OnMessage returns. now is the
 	// receive time in unix nanoseconds.
 	OnMessage(payload []byte, now int64)
+	// OnSent reports that n publishes were written to the socket at time
+	// at (unix ns), the send time stamped into them. It is called with the
+	// client's write lock held, from whichever goroutine flushed: it must
+	// be quick and must not call the Client.
+	OnSent(n int, at int64)
 	// OnAck is called when the broker completes one of our QoS > 0 publishes
 	// (PUBACK, PUBCOMP), with the time from send to completion.
 	OnAck(latency time.Duration)

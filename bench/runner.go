@@ -150,6 +150,13 @@ func (c *client) other(now int64) {
 	}
 }
 
+func (c *client) OnSent(n int, at int64) {
+	c.sentAll.Add(int64(n))
+	if at >= c.r.measureFrom.Load() {
+		c.sent.Add(int64(n))
+	}
+}
+
 func (c *client) OnAck(d time.Duration) {
 	c.acked.Add(1)
 	if c.ackLat == nil {
@@ -356,24 +363,26 @@ func (r *runner) publish(ctx context.Context, c *client, start, endAt time.Time)
 		}
 	}()
 	payload := make([]byte, o.Size)
-	from := r.measureFrom.Load()
 	end := int64(math.MaxInt64)
 	if !endAt.IsZero() {
 		end = endAt.UnixNano()
 	}
 	var pace *time.Timer
+	allowed := 0 // messages the schedule allows so far (--rate)
 	for n := 0; o.Count == 0 || n < o.Count; n++ {
 		if n&255 == 0 && (ctx.Err() != nil || r.stopped()) {
 			return
 		}
-		if o.Rate > 0 {
-			due := start.Add(time.Duration(float64(n) / o.Rate * float64(time.Second)))
-			if wait := time.Until(due); wait > 0 {
+		if o.Rate > 0 && n >= allowed {
+			// Consult the clock once per batch of due messages, not per message.
+			allowed = int(time.Since(start).Seconds()*o.Rate) + 1
+			if n >= allowed {
 				// Ahead of schedule: the loop has caught up, so send what is
 				// buffered and sleep until the next message is due.
 				if c.cl.Flush() != nil {
 					return
 				}
+				wait := time.Until(start.Add(time.Duration(float64(n) / o.Rate * float64(time.Second))))
 				if pace == nil {
 					pace = time.NewTimer(wait)
 					defer pace.Stop()
@@ -387,6 +396,7 @@ func (r *runner) publish(ctx context.Context, c *client, start, endAt time.Time)
 				case <-r.stop:
 					return
 				}
+				allowed = n + 1
 			}
 		}
 		putHeader(payload, uint32(c.idx), uint32(n))
@@ -394,10 +404,6 @@ func (r *runner) publish(ctx context.Context, c *client, start, endAt time.Time)
 		if err != nil {
 			// A dead connection was counted by OnClose; ctx means we stop.
 			return
-		}
-		c.sentAll.Add(1)
-		if at >= from {
-			c.sent.Add(1)
 		}
 		if at >= end {
 			return

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -185,6 +186,7 @@ func (h *nopHandler) OnMessage([]byte, int64) { h.msgs++ }
 func (h *nopHandler) OnAck(time.Duration)     { h.acks++ }
 func (h *nopHandler) OnError(error)           { h.errs++ }
 func (h *nopHandler) OnClose(error)           { h.closes++ }
+func (h *nopHandler) OnSent(int, int64)       {}
 
 // TestMQTTConnectAndWindow checks the CONNECT bytes and that the broker's
 // Receive Maximum (v5 CONNACK) bounds the in-flight window.
@@ -285,4 +287,56 @@ func FuzzMQTTClientRead(f *testing.F) {
 		go io.Copy(io.Discard, b)
 		c.readLoop() // returns at the end of data or on the first error
 	})
+}
+
+// The hot paths must not allocate per message: encoding a PUBLISH, and
+// reading + accounting a delivery.
+
+func BenchmarkAppendPublish(b *testing.B) {
+	b.ReportAllocs()
+	buf := make([]byte, 0, 1<<10)
+	payload := make([]byte, 64)
+	for b.Loop() {
+		buf = appendPublish(buf[:0], 4, "bench/fanin", payload, 1, 7)
+	}
+}
+
+func BenchmarkReadDeliveries(b *testing.B) {
+	b.ReportAllocs()
+	o := Options{Scenario: ScenarioFanIn, Pubs: 1, Subs: 1, RunStart: 1}
+	o.EnsureDefaults()
+	r, err := newRunner(&o, 0, 1, func(*event) {})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.measureFrom.Store(0)
+	cl := &client{r: r, role: roleSub}
+	// 1,000 QoS 0 deliveries per pass through the stream.
+	var stream []byte
+	payload := make([]byte, 64)
+	now := time.Now().UnixNano()
+	for i := 0; i < 1000; i++ {
+		putHeader(payload, 0, uint32(i))
+		binary.BigEndian.PutUint64(payload, uint64(now))
+		stream = appendPublish(stream, 4, "bench/fanin", payload, 0, 0)
+	}
+	rd := bytes.NewReader(stream)
+	c := &mqttClient{version: 4, h: cl}
+	c.cr.r = rd
+	c.br = bufio.NewReaderSize(&c.cr, 64<<10)
+	for b.Loop() {
+		rd.Reset(stream)
+		c.br.Reset(&c.cr)
+		for {
+			first, body, total, err := c.next()
+			if err != nil {
+				break
+			}
+			if err := c.handle(first, body); err != nil {
+				b.Fatal(err)
+			}
+			c.discard(total)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/msg")
 }
