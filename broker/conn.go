@@ -32,6 +32,7 @@ type conn struct {
 	kaSpan    int32
 	lastSeen  int64 // unix seconds of the last packet (after CONNECT)
 	stalled   int64 // unix seconds since the outbound buffer has been over its bound, 0 if not
+	watched   bool  // on the loop's stalled list
 	sess      *session
 	clientID  string
 	username  string
@@ -216,6 +217,7 @@ func (c *conn) noteBacklog() {
 	now := c.srv.now()
 	if c.stalled == 0 {
 		c.stalled = now
+		c.loop.watchStall(c)
 	}
 }
 

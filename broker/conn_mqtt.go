@@ -24,6 +24,11 @@ func (c *conn) onTraffic() gnet.Action {
 	for used < len(buf) && c.state != stateAuth && c.state != stateClosing {
 		n, err := mqtt.Decode(buf[used:], pk, c.version, c.srv.opts.MaxPacketSize)
 		if errors.Is(err, mqtt.ErrIncomplete) {
+			if c.version == 0 && buf[used]>>4 != packets.Connect {
+				// Not a CONNECT coming (HTTP, TLS, noise): refuse now
+				// rather than wait for a body that may never end [MQTT-3.1.0-1].
+				c.protocolError(packets.ErrProtocolViolationRequireFirstConnect)
+			}
 			break
 		}
 		used += n
@@ -34,7 +39,9 @@ func (c *conn) onTraffic() gnet.Action {
 		c.handle(pk)
 	}
 	*pk = packets.Packet{} // drop references into the read buffer
-	_, _ = c.gc.Discard(used)
+	if used > 0 {
+		_, _ = c.gc.Discard(used) // gnet's Discard(0) drops everything buffered
+	}
 	c.srv.stats.BytesIn.Add(int64(used))
 	c.flush()
 	if c.state == stateClosing {
@@ -88,6 +95,10 @@ func (c *conn) handle(pk *packets.Packet) {
 	case packets.Unsubscribe:
 		c.handleUnsubscribe(pk)
 	case packets.Pingreq:
+		if pk.FixedHeader.Remaining != 0 {
+			c.protocolError(packets.ErrMalformedPacket) // PINGREQ has no body
+			return
+		}
 		c.appendRaw(func(b []byte) []byte { return append(b, packets.Pingresp<<4, 0) })
 	case packets.Disconnect:
 		c.handleDisconnect(pk)
@@ -141,6 +152,11 @@ func (c *conn) handleConnect(pk *packets.Packet) {
 	if code := pk.ConnectValidate(); code != packets.CodeSuccess {
 		c.connack(v, code, nil)
 		c.closeWith(code)
+		return
+	}
+	if !pk.Connect.WillFlag && pk.Connect.WillQos != 0 || // [MQTT-3.1.2-11]
+		v < 5 && pk.Connect.PasswordFlag && !pk.Connect.UsernameFlag { // [MQTT-3.1.2-22] (3.1.1)
+		c.protocolError(packets.ErrProtocolViolation)
 		return
 	}
 	if pk.Connect.WillFlag {
@@ -429,6 +445,9 @@ func (c *conn) handleSubscribe(pk *packets.Packet) {
 		filter := strings.Clone(f.Filter)
 		_, _, shared := topic.ParseShare(filter)
 		switch {
+		case f.RetainHandling > 2:
+			c.protocolError(packets.ErrProtocolViolation) // retain handling 3 (MQTT 5.0 §3.8.3.1)
+			return
 		case topic.ValidFilter(filter) != nil:
 			codes[i] = failCode(v, packets.ErrTopicFilterInvalid)
 			continue

@@ -22,10 +22,11 @@ type loop struct {
 	scheduled bool       // REQUIRES: mu held. a flush task is queued on el
 
 	// Loop only.
-	spare []*conn
-	wheel wheel
-	pk    packets.Packet // decode scratch
-	msg   Message        // QoS 0 routing scratch (see handlePublish)
+	spare   []*conn
+	wheel   wheel
+	stalled []*conn        // conns over MaxOutboundBytes, checked every tick
+	pk      packets.Packet // decode scratch
+	msg     Message        // QoS 0 routing scratch (see handlePublish)
 }
 
 // markDirty puts c on the mailbox and makes sure a flush is queued.
@@ -72,6 +73,7 @@ func (l *loop) retryLater(s *session) {
 // tick runs once a second on the loop: keepalive deadlines and retries.
 func (l *loop) tick(now int64) {
 	l.wheel.advance(now, func(c *conn) { c.checkDeadline(now) })
+	l.checkStalled(now)
 	l.mu.Lock()
 	retry := l.retry
 	l.retry = nil
@@ -82,6 +84,37 @@ func (l *loop) tick(now int64) {
 		s.pump(now)
 		s.mu.Unlock()
 	}
+}
+
+// watchStall puts c, whose outbound data just went over its bound, on the
+// list checked every tick: its keepalive slot in the wheel may be minutes
+// away, and a client that stopped reading must go after
+// SlowConsumerTimeout. Loop only.
+func (l *loop) watchStall(c *conn) {
+	if !c.watched {
+		c.watched = true
+		l.stalled = append(l.stalled, c)
+	}
+}
+
+// checkStalled closes the conns stalled for SlowConsumerTimeout and forgets
+// those that drained or closed. Loop only.
+func (l *loop) checkStalled(now int64) {
+	keep := l.stalled[:0]
+	for _, c := range l.stalled {
+		switch {
+		case c.state == stateClosing || c.stalled == 0:
+			c.watched = false
+		case now-c.stalled >= int64(l.srv.opts.SlowConsumerTimeout.Seconds()):
+			c.watched = false
+			l.srv.log.Debug("slow consumer", "client", c.clientID)
+			c.closeWith(packets.ErrPendingClientWritesExceeded)
+		default:
+			keep = append(keep, c)
+		}
+	}
+	clear(l.stalled[len(keep):])
+	l.stalled = keep
 }
 
 // tickTask adapts tick to gnet.Runnable.
