@@ -30,6 +30,9 @@ bench-recovery:
 FUZZTIME ?= 20s
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./broker/mqtt
+	$(GO) test -run '^$$' -fuzz FuzzMatch -fuzztime $(FUZZTIME) ./broker/topic
+	$(GO) test -run '^$$' -fuzz FuzzAppendPublish -fuzztime $(FUZZTIME) ./broker/mqtt
+	$(GO) test -run '^$$' -fuzz FuzzMQTTClientRead -fuzztime $(FUZZTIME) ./bench
 
 clean:
 	rm -rf bin
