@@ -50,6 +50,7 @@ type conn struct {
 	out      *outBuf           // REQUIRES: mu held. bytes to write, nil when idle
 	aliasOut map[string]uint16 // REQUIRES: mu held. outbound topic aliases (v5)
 	dirty    bool              // REQUIRES: mu held. on the loop's mailbox
+	outMsgs  int32             // REQUIRES: mu held. PUBLISHes in out, counted into Stats at flush
 	closed   bool              // REQUIRES: mu held. socket closed or closing
 }
 
@@ -160,8 +161,8 @@ func (c *conn) sendPublish(m *Message, qos byte, retain, dup bool, pid uint16, s
 	}
 	ob := c.bufLocked()
 	ob.b, _ = mqtt.AppendPublish(ob.b, c.version, name, m.Payload, m.Props, props, qos, retain, dup, pid)
+	c.outMsgs++
 	c.scheduleLocked()
-	c.srv.stats.MessagesOut.Add(1)
 	return true
 }
 
@@ -190,12 +191,16 @@ func (c *conn) flush() {
 	c.out = nil
 	c.dirty = false
 	closed := c.closed
+	msgs := c.outMsgs
+	c.outMsgs = 0
 	c.mu.Unlock()
 	if ob == nil {
 		return
 	}
 	if !closed && len(ob.b) > 0 {
 		_, _ = c.gc.Write(ob.b)
+		// Counted per flush, not per message: the counters are shared by all loops.
+		c.srv.stats.MessagesOut.Add(int64(msgs))
 		c.srv.stats.BytesOut.Add(int64(len(ob.b)))
 		c.noteBacklog()
 	}
