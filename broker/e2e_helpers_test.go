@@ -610,10 +610,47 @@ func afterTick(t testing.TB, s *Server, d time.Duration) {
 func waitOffline(t testing.TB, s *Server, id string) {
 	t.Helper()
 	waitFor(t, id+" offline", func() bool {
-		sh := &s.sessions.shards[s.sessions.shard(id)]
-		sh.mu.Lock()
-		ss := sh.m[id]
-		sh.mu.Unlock()
+		ss := lookupSession(s, id)
 		return ss == nil || !ss.online.Load()
 	})
+}
+
+// lookupSession returns the broker's session for client id, or nil.
+func lookupSession(s *Server, id string) *session {
+	sh := &s.sessions.shards[s.sessions.shard(id)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.m[id]
+}
+
+// closeResult is what a raw client read until the server closed it.
+type closeResult struct {
+	got   []*packets.Packet
+	after time.Duration // from closedAfter's call to the close
+	err   error         // the server did not close it within e2eWait
+}
+
+// closedAfter reads rc on a goroutine until the server closes it, so that
+// several connections can be timed at once. Only the channel is touched
+// from the test goroutine.
+func (rc *rawClient) closedAfter() <-chan closeResult {
+	start := time.Now()
+	ch := make(chan closeResult, 1)
+	go func() {
+		var r closeResult
+		for {
+			pk, err := rc.tryRead(time.Until(start.Add(e2eWait)))
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					r.err = errors.New("connection not closed")
+				}
+				r.after = time.Since(start)
+				ch <- r
+				return
+			}
+			r.got = append(r.got, pk)
+		}
+	}()
+	return ch
 }

@@ -6,6 +6,7 @@ package broker
 
 import (
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 	"testing"
@@ -411,6 +412,48 @@ func TestV5SessionExpiry(t *testing.T) {
 		t.Fatal("expired session still present")
 	}
 	sub.none()
+}
+
+// A v5 client may change its session expiry in DISCONNECT; set to 0 the
+// session ends at once [MQTT-3.14.2-2 allows any change but 0 to non-0].
+func TestV5DisconnectSessionExpiry(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, Options{})
+	c := connectV5(t, s, "shorten", persistent(3600))
+	c.subscribe("se/t", 1)
+	c.gone.Store(true)
+	_ = c.cli.Disconnect(&paho.Disconnect{Properties: &paho.DisconnectProperties{SessionExpiryInterval: ptr(uint32(0))}})
+	c.waitDone()
+	waitFor(t, "session ended", func() bool { return lookupSession(s, "shorten") == nil })
+	if c = connectV5(t, s, "shorten", persistent(3600)); c.ack.SessionPresent {
+		t.Fatal("session present after DISCONNECT with expiry 0")
+	}
+	c.disconnectWith(0)
+	waitOffline(t, s, "shorten")
+	if lookupSession(s, "shorten") == nil {
+		t.Fatal("session with expiry 3600 ended at DISCONNECT")
+	}
+}
+
+// Shutdown tells v5 clients why (DISCONNECT 0x8B) and closes v3 clients.
+func TestShutdownDisconnects(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, Options{})
+	c5 := connectV5(t, s, "v5")
+	c3 := connectV3(t, s, "v3", true)
+	ctx, cancel := contextWithTimeout()
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := c5.serverDisconnect(); d.ReasonCode != 0x8B {
+		t.Fatalf("DISCONNECT %#x, want 0x8B (server shutting down)", d.ReasonCode)
+	}
+	c5.closedByServer()
+	c3.closedByServer()
+	if _, err := net.DialTimeout("tcp", s.Addr().String(), time.Second); err == nil {
+		t.Fatal("still accepting after Shutdown")
+	}
 }
 
 func TestV5WildcardsAndDollarTopics(t *testing.T) {
@@ -840,37 +883,54 @@ func TestV5WillDelay(t *testing.T) {
 
 // A client silent past 1.5 x keepalive gets DISCONNECT 0x8D, is closed and
 // its will is sent [MQTT-3.1.2-22]; never before 1.5 x, wherever in the
-// broker's one-second tick the last packet fell.
+// broker's one-second tick its last packet fell. A client that pings stays.
 func TestV5KeepaliveTimeout(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, Options{})
 	watch := connectV5(t, s, "watch")
 	watch.subscribe("ka/#", 0)
-	for _, phase := range []time.Duration{0, 900 * time.Millisecond} {
-		t.Run(fmt.Sprintf("phase %v", phase), func(t *testing.T) {
-			afterTick(t, s, phase)
-			rc := dialRaw(t, s)
-			id := fmt.Sprintf("silent-%d", phase.Milliseconds())
-			ack := rc.connectPk(&packets.Packet{ProtocolVersion: 5, Connect: packets.ConnectParams{
-				ClientIdentifier: id, Clean: true, Keepalive: 1,
-				WillFlag: true, WillTopic: "ka/" + id, WillPayload: []byte("timeout")}})
-			start := time.Now()
-			if ack.ReasonCode != 0 || ack.Properties.ServerKeepAliveFlag {
-				t.Fatalf("CONNACK %#x server keepalive %v", ack.ReasonCode, ack.Properties.ServerKeepAliveFlag)
-			}
-			rc.expectDisconnect(0x8D)
-			within(t, "keepalive disconnect", time.Since(start), 1500*time.Millisecond, 4500*time.Millisecond)
-			watch.expect("ka/"+id, "timeout")
-		})
-	}
-
-	// A client that pings stays.
 	pinger := dialRaw(t, s)
 	pinger.connectPk(&packets.Packet{ProtocolVersion: 5, Connect: packets.ConnectParams{ClientIdentifier: "pinger", Clean: true, Keepalive: 1}})
-	for range 6 {
+
+	// Two silent clients, one early and one late in a tick, timed together.
+	afterTick(t, s, 0)
+	first := time.Now()
+	var ends []<-chan closeResult
+	for i, phase := range []time.Duration{0, 900 * time.Millisecond} {
+		if phase > 0 {
+			time.Sleep(phase) // a position in the tick, not synchronization
+		}
+		rc := dialRaw(t, s)
+		id := "silent" + strconv.Itoa(i)
+		ack := rc.connectPk(&packets.Packet{ProtocolVersion: 5, Connect: packets.ConnectParams{
+			ClientIdentifier: id, Clean: true, Keepalive: 1,
+			WillFlag: true, WillTopic: "ka/" + id, WillPayload: []byte("timeout")}})
+		if ack.ReasonCode != 0 || ack.Properties.ServerKeepAliveFlag {
+			t.Fatalf("CONNACK %#x server keepalive %v", ack.ReasonCode, ack.Properties.ServerKeepAliveFlag)
+		}
+		ends = append(ends, rc.closedAfter())
+	}
+	for time.Since(first) < 3*time.Second { // meanwhile the pinger keeps its connection
 		time.Sleep(500 * time.Millisecond) // a client's own pace, not synchronization
 		pinger.send(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingreq}})
 		pinger.expect(packets.Pingresp)
+	}
+	for i, end := range ends {
+		r := <-end
+		if r.err != nil {
+			t.Fatalf("silent%d: %v", i, r.err)
+		}
+		if len(r.got) != 1 || r.got[0].FixedHeader.Type != packets.Disconnect || r.got[0].ReasonCode != 0x8D {
+			t.Fatalf("silent%d: got %s, want DISCONNECT 0x8d", i, names(r.got))
+		}
+		within(t, fmt.Sprintf("silent%d: keepalive disconnect", i), r.after, 1500*time.Millisecond, 4500*time.Millisecond)
+	}
+	got := map[string]bool{}
+	for range ends {
+		got[watch.next().Topic] = true
+	}
+	if !got["ka/silent0"] || !got["ka/silent1"] {
+		t.Fatalf("wills received: %v", got)
 	}
 }
 
@@ -879,21 +939,25 @@ func TestV5KeepaliveTimeout(t *testing.T) {
 func TestConnectTimeout(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, Options{ConnectTimeout: time.Second})
-	for _, phase := range []time.Duration{0, 900 * time.Millisecond} {
-		afterTick(t, s, phase)
-		rc := dialRaw(t, s)
-		start := time.Now()
-		if got := rc.readAll(); len(got) != 0 {
-			t.Fatalf("server sent %d packets to a silent socket", len(got))
+	afterTick(t, s, 0)
+	var ends []<-chan closeResult
+	for i, phase := range []time.Duration{0, 900 * time.Millisecond} {
+		if phase > 0 {
+			time.Sleep(phase) // a position in the tick, not synchronization
 		}
-		within(t, "close", time.Since(start), time.Second, 4*time.Second)
+		rc := dialRaw(t, s)
+		if i == 1 {
+			rc.write([]byte{0x10, 0x20, 0x00}) // a partial CONNECT does not extend the deadline
+		}
+		ends = append(ends, rc.closedAfter())
 	}
-	// A partial CONNECT does not extend the deadline.
-	rc := dialRaw(t, s)
-	start := time.Now()
-	rc.write([]byte{0x10, 0x20, 0x00})
-	rc.readAll()
-	within(t, "close", time.Since(start), 900*time.Millisecond, 4*time.Second)
+	for i, end := range ends {
+		r := <-end
+		if r.err != nil || len(r.got) != 0 {
+			t.Fatalf("socket %d: %v, got %s, want a plain close", i, r.err, names(r.got))
+		}
+		within(t, fmt.Sprintf("socket %d: close", i), r.after, time.Second, 4*time.Second)
+	}
 	roundTrip(t, s, "after")
 }
 
