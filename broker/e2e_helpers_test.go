@@ -654,3 +654,19 @@ func (rc *rawClient) closedAfter() <-chan closeResult {
 	}()
 	return ch
 }
+
+// waitAcked waits until client id's session has nothing in flight: Paho
+// acknowledges after its handler returns, so a test that disconnects right
+// after receiving would otherwise see the message again (DUP) on resume.
+func waitAcked(t testing.TB, s *Server, id string) {
+	t.Helper()
+	waitFor(t, id+" acknowledged everything", func() bool {
+		ss := lookupSession(s, id)
+		if ss == nil {
+			return true
+		}
+		ss.mu.Lock()
+		defer ss.mu.Unlock()
+		return len(ss.inflight) == 0
+	})
+}

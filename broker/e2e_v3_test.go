@@ -166,6 +166,7 @@ func TestV3OfflineQueueAndRedelivery(t *testing.T) {
 		sub.expect("q/t", strconv.Itoa(i))
 	}
 	sub.none()
+	waitAcked(t, s, "q")
 	sub.disconnect()
 	waitOffline(t, s, "q")
 

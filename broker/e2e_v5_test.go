@@ -1030,6 +1030,7 @@ func TestV5MessageExpiry(t *testing.T) {
 	if e := p.Properties.MessageExpiry; e == nil || *e == 0 || *e > 50 {
 		t.Fatalf("forwarded expiry %v, want 1..50", e)
 	}
+	waitAcked(t, s, "me")
 	sub.disconnect()
 	waitOffline(t, s, "me")
 
