@@ -147,14 +147,17 @@ func (c *conn) sendPublish(m *Message, qos byte, retain, dup bool, pid uint16, s
 	name := m.Topic
 	var extra [96]byte
 	props := extra[:0]
+	var alias uint16
 	if c.version >= 5 {
-		var alias uint16
 		if c.aliasMaxOut > 0 {
 			name, alias = c.outAliasLocked(m.Topic)
 		}
 		props = appendDeliveryProps(props, m, now, alias, subIDs)
 	}
 	if c.maxPacketOut > 0 && mqtt.PublishSize(c.version, name, m.Payload, len(props)+len(m.Props), qos) > int(c.maxPacketOut) {
+		if name != "" && alias != 0 {
+			delete(c.aliasOut, m.Topic) // just assigned: the client never learns it
+		}
 		c.mu.Unlock()
 		c.srv.stats.Dropped.Add(1) // [MQTT-3.1.2-25]
 		return false

@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -1014,6 +1015,18 @@ func TestV5TopicAliasOutbound(t *testing.T) {
 		if q.TopicName != sent[i] || q.Properties.TopicAlias != 0 {
 			t.Fatalf("client without aliases got topic %q alias %d", q.TopicName, q.Properties.TopicAlias)
 		}
+	}
+
+	// A message too big for the client is not sent, and neither is the
+	// alias it would have introduced: the next one on the topic must name it.
+	small := dialRaw(t, s)
+	small.connect5("small", true, packets.Properties{TopicAliasMaximum: 2, MaximumPacketSize: 64})
+	small.subscribe(1, 0, packets.Subscription{Filter: "tao/#", Qos: 0})
+	pub.publish("tao/big", strings.Repeat("x", 100), 0, false)
+	pub.publish("tao/big", "fits", 0, false)
+	p := small.expect(packets.Publish)
+	if p.TopicName != "tao/big" || string(p.Payload) != "fits" {
+		t.Fatalf("after a dropped message: topic %q alias %d payload %q, want the topic named", p.TopicName, p.Properties.TopicAlias, p.Payload)
 	}
 }
 
