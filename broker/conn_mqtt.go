@@ -443,7 +443,7 @@ func (c *conn) handleSubscribe(pk *packets.Packet) {
 	var wantRetained []retained
 	for i, f := range pk.Filters {
 		filter := strings.Clone(f.Filter)
-		_, _, shared := topic.ParseShare(filter)
+		_, inner, shared := topic.ParseShare(filter) // deny list and ACL judge the topics, not the $share prefix
 		switch {
 		case f.RetainHandling > 2:
 			c.protocolError(packets.ErrProtocolViolation) // retain handling 3 (MQTT 5.0 §3.8.3.1)
@@ -454,7 +454,7 @@ func (c *conn) handleSubscribe(pk *packets.Packet) {
 		case shared && f.NoLocal:
 			c.protocolError(packets.ErrProtocolViolationInvalidSharedNoLocal) // [MQTT-3.8.3-4]
 			return
-		case c.srv.denied(filter) || !c.srv.allowed(c.username, c.clientID, filter, accessRead):
+		case c.srv.denied(inner) || !c.srv.allowed(c.username, c.clientID, inner, accessRead):
 			codes[i] = failCode(v, packets.ErrNotAuthorized)
 			continue
 		}

@@ -229,6 +229,35 @@ func TestV5QoS2ExactlyOnce(t *testing.T) {
 	}
 }
 
+// The packet ids of QoS 2 publishes received but not released are session
+// state: resent after a reconnect, the PUBLISH is still not routed twice.
+func TestV5QoS2ExactlyOnceAcrossReconnect(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, Options{})
+	sub := connectV5(t, s, "sub")
+	sub.subscribe("x2r/t", 2)
+	props := packets.Properties{SessionExpiryInterval: 60, SessionExpiryIntervalFlag: true}
+	pub := dialRaw(t, s)
+	pub.connect5("pub", false, props)
+	pub.publish("x2r/t", []byte("once"), 2, 4, false, packets.Properties{})
+	pub.expect(packets.Pubrec)
+	pub.c.Close()
+	sub.expect("x2r/t", "once")
+	waitOffline(t, s, "pub")
+
+	pub = dialRaw(t, s)
+	if ack := pub.connect5("pub", false, props); !ack.SessionPresent {
+		t.Fatal("session not present")
+	}
+	pub.publish("x2r/t", []byte("once"), 2, 4, true, packets.Properties{})
+	pub.expect(packets.Pubrec)
+	pub.ack(packets.Pubrel, 4)
+	if comp := pub.expect(packets.Pubcomp); comp.ReasonCode != 0 {
+		t.Fatalf("PUBCOMP reason %#x", comp.ReasonCode)
+	}
+	sub.none()
+}
+
 // The broker never has more unacknowledged QoS 1 messages in flight to a
 // client than the client's Receive Maximum [MQTT-3.3.4-7].
 func TestV5ReceiveMaximumOutbound(t *testing.T) {
@@ -694,6 +723,15 @@ func TestV5SharedSubscriptions(t *testing.T) {
 			t.Fatalf("remaining members received %d of 6", got)
 		}
 	}
+	// Unsubscribing a shared filter leaves the group to the last member.
+	if rc := members[1].unsubscribe("$share/g/sh/#"); rc != 0 {
+		t.Fatalf("UNSUBACK %#x", rc)
+	}
+	for i := range 4 {
+		pub.publish("sh/t", "last"+strconv.Itoa(i), 1, false)
+		members[2].expect("sh/t", "last"+strconv.Itoa(i))
+	}
+	members[1].none()
 }
 
 func TestV5DenyFilters(t *testing.T) {
@@ -706,8 +744,10 @@ func TestV5DenyFilters(t *testing.T) {
 		packets.Subscription{Filter: "public/a", Qos: 1},
 		packets.Subscription{Filter: "secret/#", Qos: 2},
 		packets.Subscription{Filter: "bob/private", Qos: 0},
-		packets.Subscription{Filter: "public/b", Qos: 2})
-	if want := []byte{0x87, 0x01, 0x87, 0x87, 0x02}; !slices.Equal(codes, want) {
+		packets.Subscription{Filter: "public/b", Qos: 2},
+		packets.Subscription{Filter: "$share/g/secret/a", Qos: 1}, // a shared subscription is no way round
+		packets.Subscription{Filter: "$share/g/public/c", Qos: 1})
+	if want := []byte{0x87, 0x01, 0x87, 0x87, 0x02, 0x87, 0x01}; !slices.Equal(codes, want) {
 		t.Fatalf("SUBACK %x, want %x", codes, want)
 	}
 	c := connectV5(t, s, "paho")
@@ -734,7 +774,8 @@ func TestV5ACL(t *testing.T) {
 
 	alice.subscribe("users/alice/#", 1)
 	alice.subscribe("clients/c1/in", 1)
-	for _, f := range []string{"users/bob/#", "clients/c2/in", "clients/c1/out", "#", "users/+/x"} {
+	alice.subscribe("$share/g/users/alice/in", 1) // the ACL applies to a shared subscription's filter
+	for _, f := range []string{"users/bob/#", "clients/c2/in", "clients/c1/out", "#", "users/+/x", "$share/g/users/bob/#"} {
 		alice.subscribeOpts(paho.SubscribeOptions{Topic: f, QoS: 1}, 0, 0x87)
 	}
 	bob.subscribe("users/bob/#", 1)
@@ -1058,7 +1099,11 @@ func TestV5MessageExpiry(t *testing.T) {
 		}
 		pub.publishMsg(pp)
 	}
-	// Let the short one's second pass on the broker's clock.
+	// Retained messages expire too [MQTT-3.3.2-5].
+	pub.publishMsg(&paho.Publish{Topic: "ret/short", Payload: []byte("r"), QoS: 1, Retain: true,
+		Properties: &paho.PublishProperties{MessageExpiry: ptr(uint32(1))}})
+	pub.publish("ret/keep", "k", 1, true)
+	// Let the short ones' second pass on the broker's clock.
 	waitFor(t, "two seconds on the broker clock", func() bool { return s.now() >= start+3 })
 	sub = connectV5(t, s, "me", persistent(60))
 	p = sub.expect("me/long", "me/long")
@@ -1073,6 +1118,10 @@ func TestV5MessageExpiry(t *testing.T) {
 	if s.Stats().Expired.Load() == 0 {
 		t.Fatal("expired message not counted")
 	}
+	late := connectV5(t, s, "late")
+	late.subscribe("ret/#", 1)
+	late.expect("ret/keep", "k")
+	late.none()
 }
 
 func TestV5MaximumPacketSize(t *testing.T) {
