@@ -85,7 +85,7 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) (*Report, err
 	agg.mu.Lock()
 	copy(results, agg.results)
 	agg.mu.Unlock()
-	rep, err := buildReport(&o, results, agg.errs.snapshot())
+	rep, err := buildReport(&o, results, &agg.errs)
 	if err != nil {
 		return nil, err
 	}

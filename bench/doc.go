@@ -17,7 +17,9 @@
 // A run goes through phases: setup (connect, subscribe), start at an agreed
 // wall-clock instant, publish for --warmup + --duration (or --count messages),
 // drain (wait for deliveries still in flight, bounded by --drain), then close.
-// Messages sent during the warmup are delivered and tracked but not counted.
+// A publisher still blocked a second after the end (a broker that stopped
+// reading) is dropped with a TCP reset, so nothing it queued reaches the
+// broker later.
 //
 // # Payload
 //
@@ -30,10 +32,20 @@
 //	| unix ns, BE   | uint32, BE    | uint32, BE    | zeros   |
 //	+---------------+---------------+---------------+-- ... --+
 //
-// The send time is written by the protocol client at the moment the message
-// is encoded, so time spent waiting for an in-flight window is not latency.
-// Wall-clock time is used (not monotonic) because publisher and subscriber can
-// be different worker processes.
+// The send time is written by the protocol client when the batch holding the
+// message is written to the socket, so time spent in the tool's own buffer or
+// waiting for an in-flight window is not latency. Wall-clock time is used (not
+// monotonic) because publisher and subscriber can be different worker
+// processes. The receiver reads the clock once per socket read: every message
+// of one read arrived together, and the clock is not free on every machine.
+//
+// # What is counted
+//
+// Sent, received, lost (expected - received), duplicates and out-of-order
+// cover the whole run, warmup included, so the books balance. Rates, latency
+// and broker CPU per message cover the window after the warmup, by receive
+// time: an overloaded broker is still delivering warmup messages well into
+// the run, and those deliveries are its throughput.
 //
 // # Workers
 //

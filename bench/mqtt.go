@@ -102,6 +102,7 @@ func (mqttProto) Dial(ctx context.Context, cfg *ClientConfig, h Handler) (Client
 	d := net.Dialer{}
 	if cfg.LocalAddr != nil {
 		d.LocalAddr = cfg.LocalAddr
+		d.Control = bindNoPort
 	}
 	conn, err := d.DialContext(ctx, "tcp", cfg.Addr)
 	if err != nil {

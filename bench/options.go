@@ -48,8 +48,9 @@ type Options struct {
 	// Count is the number of messages per publisher (pub, fanin, fanout,
 	// pairs) or per subscriber (sub); 0 means run for Duration.
 	Count int `json:"count"`
-	// Warmup is published and delivered before the measured part, and not
-	// counted.
+	// Warmup runs before the measured window: its messages count in sent,
+	// received and lost, but rates, latency and broker CPU per message are
+	// measured after it.
 	Warmup time.Duration `json:"warmup"`
 	// Topic is the topic pattern; %i is replaced by the client's index within
 	// its role. Default per scenario: pub "bench/%i", sub "bench/#",
@@ -66,7 +67,10 @@ type Options struct {
 	// ConnRate is connections opened per second over all workers; 0 opens
 	// them as fast as possible with ConnParallel handshakes at a time.
 	ConnRate float64 `json:"conn_rate"`
-	// ConnParallel bounds concurrent handshakes per process. Default 128.
+	// ConnParallel bounds concurrent handshakes over all workers. Default
+	// 64: more overflows the accept backlog of some brokers (Mosquitto
+	// listens with 100), and a dropped SYN costs a 1 s retransmit, which
+	// would measure the kernel rather than the broker.
 	ConnParallel int `json:"conn_parallel"`
 	// Persistent asks for persistent sessions (not clean session / clean
 	// start); the default is clean.
@@ -145,7 +149,7 @@ func (o *Options) EnsureDefaults() {
 		o.Drain = 5 * time.Second
 	}
 	if o.ConnParallel == 0 {
-		o.ConnParallel = 128
+		o.ConnParallel = 64
 	}
 	if o.Progress == "" {
 		o.Progress = "auto"
@@ -243,6 +247,8 @@ func (o *Options) Validate() error {
 		return usageErr("--count %d: want >= 0", o.Count)
 	case o.Pubs < 0 || o.Subs < 0 || o.Pairs < 0 || o.Conns < 0:
 		return usageErr("--pubs, --subs, --pairs and --count must not be negative")
+	case o.ConnParallel < 0:
+		return usageErr("--conn-parallel %d: want > 0", o.ConnParallel)
 	case o.ConnRate < 0:
 		return usageErr("--conn-rate %g: want >= 0", o.ConnRate)
 	case o.Inflight < 1 || o.Inflight > 65534:

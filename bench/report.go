@@ -50,11 +50,13 @@ type Report struct {
 	ConnectRate    float64  `json:"connect_rate"`
 	ConnectLatency *Latency `json:"connect_latency,omitempty"`
 
-	Errors      map[string]int64 `json:"errors"`
-	Broker      *BrokerUsage     `json:"broker,omitempty"`
-	ToolCPU     float64          `json:"tool_cpu_s"`
-	Interrupted bool             `json:"interrupted,omitempty"`
-	ExitCode    int              `json:"exit_code"`
+	Errors map[string]int64 `json:"errors"`
+	// ErrorSamples holds the first message of each error kind.
+	ErrorSamples map[string]string `json:"error_samples,omitempty"`
+	Broker       *BrokerUsage      `json:"broker,omitempty"`
+	ToolCPU      float64           `json:"tool_cpu_s"`
+	Interrupted  bool              `json:"interrupted,omitempty"`
+	ExitCode     int               `json:"exit_code"`
 
 	Timeline []TimePoint             `json:"-"`
 	hist     *hdrhistogram.Histogram // for the chart
@@ -81,10 +83,18 @@ type TimePoint struct {
 }
 
 // buildReport merges the runners' results.
-func buildReport(o *Options, results []*Result, extra map[string]int64) (*Report, error) {
+func buildReport(o *Options, results []*Result, extra *errCounter) (*Report, error) {
 	rep := &Report{
 		Scenario: o.Scenario, Proto: o.Proto, Addr: o.Addr, QoS: int(o.QoS), Size: o.Size,
 		Pubs: o.Pubs, Subs: o.Subs, Workers: o.Workers, Errors: map[string]int64{},
+		ErrorSamples: map[string]string{},
+	}
+	sample := func(m map[string]string) {
+		for k, v := range m {
+			if _, ok := rep.ErrorSamples[k]; !ok {
+				rep.ErrorSamples[k] = v
+			}
+		}
 	}
 	if o.Proto == "mqtt" {
 		rep.MQTTVersion = int(o.MQTTVersion)
@@ -113,6 +123,7 @@ func buildReport(o *Options, results []*Result, extra map[string]int64) (*Report
 		for k, v := range r.Errors {
 			rep.Errors[k] += v
 		}
+		sample(r.ErrorSamples)
 		if r.ConnStart != 0 && (connStart == 0 || r.ConnStart < connStart) {
 			connStart = r.ConnStart
 		}
@@ -131,9 +142,10 @@ func buildReport(o *Options, results []*Result, extra map[string]int64) (*Report
 			m.dst.Merge(h)
 		}
 	}
-	for k, v := range extra {
+	for k, v := range extra.snapshot() {
 		rep.Errors[k] += v
 	}
+	sample(extra.samples())
 	rep.hist = lat
 	rep.RecvWindow, rep.SentWindow = recvWin, sentWin
 	rep.Latency = summarize(lat)
@@ -281,6 +293,11 @@ func (r *Report) WriteText(w io.Writer) error {
 			parts = append(parts, fmt.Sprintf("%s %s", k, num(r.Errors[k])))
 		}
 		row("errors", "%s", strings.Join(parts, ", "))
+		for _, k := range sortedKeys(r.Errors) {
+			if msg := r.ErrorSamples[k]; msg != "" {
+				row("", "%s: %s", k, msg)
+			}
+		}
 	}
 	if r.Interrupted {
 		row("interrupted", "yes")

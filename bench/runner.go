@@ -45,28 +45,29 @@ func (c *Counters) add(o Counters) {
 
 // Result is one runner's final account, sent to the parent as JSON.
 type Result struct {
-	Worker       int              `json:"worker"`
-	Connected    int64            `json:"connected"`
-	ConnFailed   int64            `json:"conn_failed"`
-	ConnStart    int64            `json:"conn_start"`  // unix ns of the first dial, 0 if none
-	ConnEnd      int64            `json:"conn_end"`    // unix ns of the last CONNACK
-	Sent         int64            `json:"sent"`        // whole run
-	SentWindow   int64            `json:"sent_window"` // sent after the warmup
-	Acked        int64            `json:"acked"`
-	Received     int64            `json:"received"`        // whole run, without duplicates
-	RecvWindow   int64            `json:"received_window"` // received after the warmup
-	Duplicates   int64            `json:"duplicates"`
-	OutOfOrder   int64            `json:"out_of_order"`
-	Gaps         int64            `json:"gaps"`    // sequences missing inside what arrived (sub)
-	Stale        int64            `json:"stale"`   // stamped before this run started
-	Foreign      int64            `json:"foreign"` // too short to carry our header
-	LastRecv     int64            `json:"last_recv"`
-	PublishEnd   int64            `json:"publish_end"`
-	Errors       map[string]int64 `json:"errors"`
-	Latency      []byte           `json:"latency,omitempty"`
-	AckLatency   []byte           `json:"ack_latency,omitempty"`
-	ConnLatency  []byte           `json:"conn_latency,omitempty"`
-	MeasureStart int64            `json:"measure_start"`
+	Worker       int               `json:"worker"`
+	Connected    int64             `json:"connected"`
+	ConnFailed   int64             `json:"conn_failed"`
+	ConnStart    int64             `json:"conn_start"`  // unix ns of the first dial, 0 if none
+	ConnEnd      int64             `json:"conn_end"`    // unix ns of the last CONNACK
+	Sent         int64             `json:"sent"`        // whole run
+	SentWindow   int64             `json:"sent_window"` // sent after the warmup
+	Acked        int64             `json:"acked"`
+	Received     int64             `json:"received"`        // whole run, without duplicates
+	RecvWindow   int64             `json:"received_window"` // received after the warmup
+	Duplicates   int64             `json:"duplicates"`
+	OutOfOrder   int64             `json:"out_of_order"`
+	Gaps         int64             `json:"gaps"`    // sequences missing inside what arrived (sub)
+	Stale        int64             `json:"stale"`   // stamped before this run started
+	Foreign      int64             `json:"foreign"` // too short to carry our header
+	LastRecv     int64             `json:"last_recv"`
+	PublishEnd   int64             `json:"publish_end"`
+	Errors       map[string]int64  `json:"errors"`
+	ErrorSamples map[string]string `json:"error_samples,omitempty"`
+	Latency      []byte            `json:"latency,omitempty"`
+	AckLatency   []byte            `json:"ack_latency,omitempty"`
+	ConnLatency  []byte            `json:"conn_latency,omitempty"`
+	MeasureStart int64             `json:"measure_start"`
 }
 
 type role byte
@@ -165,10 +166,10 @@ func (c *client) OnAck(d time.Duration) {
 	c.ackLat.add(c.r.ackLat, c.idx, d.Microseconds())
 }
 
-func (c *client) OnError(err error) { c.r.errs.add(errKind(err), 1) }
+func (c *client) OnError(err error) { c.r.errs.note(err) }
 
 func (c *client) OnClose(err error) {
-	c.r.errs.add(errKind(err), 1)
+	c.r.errs.note(err)
 	if c.alive.CompareAndSwap(true, false) && c.r.alive.Add(-1) == 0 {
 		c.r.deadOnce.Do(func() { close(c.r.allDead) })
 	}
@@ -504,7 +505,7 @@ func (r *runner) sum(f func(*client) int64) int64 {
 // dialAll connects clients, rate per second (0: as fast as ConnParallel
 // concurrent handshakes allow), and subscribes subscribers.
 func (r *runner) dialAll(ctx context.Context, list []*client, rate float64) {
-	sem := make(chan struct{}, r.o.ConnParallel)
+	sem := make(chan struct{}, max(r.o.ConnParallel/r.n, 1))
 	var wg sync.WaitGroup
 	t0 := time.Now()
 	for i, c := range list {
@@ -570,7 +571,7 @@ func (r *runner) connect(ctx context.Context, c *client) {
 	if err != nil {
 		if ctx.Err() == nil && !r.stopped() {
 			r.failed.Add(1)
-			r.errs.add(errKind(err), 1)
+			r.errs.note(err)
 		}
 		return
 	}
@@ -583,7 +584,7 @@ func (r *runner) connect(ctx context.Context, c *client) {
 		err := cl.Subscribe(sctx, c.topic, o.QoS)
 		cancel()
 		if err != nil && c.alive.Load() {
-			r.errs.add(errKind(err), 1)
+			r.errs.note(err)
 		}
 	}
 }
@@ -664,7 +665,7 @@ func (r *runner) Close() {
 func (r *runner) Result() *Result {
 	res := &Result{
 		Worker: r.w, Connected: r.connected.Load(), ConnFailed: r.failed.Load(),
-		PublishEnd: r.pubEnd.Load(), Errors: r.errs.snapshot(),
+		PublishEnd: r.pubEnd.Load(), Errors: r.errs.snapshot(), ErrorSamples: r.errs.samples(),
 	}
 	if m := r.measureFrom.Load(); m != math.MaxInt64 {
 		res.MeasureStart = m

@@ -78,19 +78,37 @@ func (b *latBuf) flush(s *histShards, shard int) {
 	}
 }
 
-// errCounter counts errors by kind; errors are rare, a mutex is fine.
+// errCounter counts errors by kind and keeps the first message of each
+// kind, so a report can say what "unreachable 11" was. Errors are rare; a
+// mutex is fine.
 type errCounter struct {
-	mu sync.Mutex // guards m
-	m  map[string]int64
+	mu    sync.Mutex // guards m, first
+	m     map[string]int64
+	first map[string]string
 }
 
-func (e *errCounter) add(kind string, n int64) {
+// note counts err under its kind.
+func (e *errCounter) note(err error) {
+	kind := errKind(err)
 	e.mu.Lock()
 	if e.m == nil {
-		e.m = make(map[string]int64)
+		e.m, e.first = make(map[string]int64), make(map[string]string)
 	}
-	e.m[kind] += n
+	e.m[kind]++
+	if _, ok := e.first[kind]; !ok {
+		e.first[kind] = err.Error()
+	}
 	e.mu.Unlock()
+}
+
+func (e *errCounter) samples() map[string]string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make(map[string]string, len(e.first))
+	for k, v := range e.first {
+		out[k] = v
+	}
+	return out
 }
 
 func (e *errCounter) snapshot() map[string]int64 {

@@ -340,7 +340,7 @@ func (a *aggregator) raise(w, k int) {
 
 func (a *aggregator) exited(w int, err error) {
 	if err != nil {
-		a.errs.add(errKind(err), 1)
+		a.errs.note(err)
 		fmt.Fprintln(os.Stderr, err)
 	}
 	a.mu.Lock()

@@ -41,9 +41,6 @@ Exit codes:
 Flags:
 `
 
-// cpuProfile is --cpuprofile: a CPU profile of this process (not of workers).
-var cpuProfile string
-
 // runBench is `cim bench`.
 func runBench(ctx context.Context, args []string) int {
 	if bench.IsWorker() {
@@ -51,12 +48,13 @@ func runBench(ctx context.Context, args []string) int {
 		// come from the environment, not from args.
 		return bench.ServeWorker(ctx, os.Stdin, os.Stdout)
 	}
-	o, code := parseBenchFlags(args, os.Stderr)
+	o, cpuProfile, code := parseBenchFlags(args, os.Stderr)
 	if code >= 0 {
 		return code
 	}
 	if cpuProfile != "" {
-		// Shows whether the load generator itself is the bottleneck.
+		// Shows whether the load generator itself is the bottleneck (this
+		// process only, not the workers).
 		f, err := os.Create(cpuProfile)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "cim bench: --cpuprofile: %v\n", err)
@@ -70,7 +68,7 @@ func runBench(ctx context.Context, args []string) int {
 	rep, err := bench.Run(ctx, *o, os.Stdout, os.Stderr)
 	switch {
 	case errors.Is(err, bench.ErrUsage):
-		fmt.Fprintf(os.Stderr, "cim bench: %v\n", err)
+		fmt.Fprintf(os.Stderr, "cim bench: %s\nrun 'cim bench -h' for usage\n", strings.TrimPrefix(err.Error(), bench.ErrUsage.Error()+": "))
 		return bench.ExitUsage
 	case err != nil:
 		fmt.Fprintf(os.Stderr, "cim bench: %v\n", err)
@@ -81,7 +79,7 @@ func runBench(ctx context.Context, args []string) int {
 
 // parseBenchFlags turns the arguments into options. The scenario may come
 // before or after the flags. code is -1 to go on, else the exit code.
-func parseBenchFlags(args []string, stderr io.Writer) (o *bench.Options, code int) {
+func parseBenchFlags(args []string, stderr io.Writer) (o *bench.Options, cpuProfile string, code int) {
 	o = &bench.Options{}
 	fs := flag.NewFlagSet("cim bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -92,7 +90,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (o *bench.Options, code in
 	var (
 		qos, version, count    int
 		clean                  bool
-		rateStr                string
+		rate                   float64
 		proto                  = fs.String("proto", "mqtt", "protocol: "+strings.Join(bench.Protos(), ", "))
 		brokerPID, workers     int
 		sessionExpiry, timeout time.Duration
@@ -101,15 +99,16 @@ func parseBenchFlags(args []string, stderr io.Writer) (o *bench.Options, code in
 	fs.IntVar(&version, "mqtt-version", 4, "MQTT protocol version: 4 (3.1.1) or 5")
 	fs.IntVar(&qos, "qos", 0, "QoS of publishes and subscriptions: 0, 1 or 2")
 	fs.IntVar(&o.Size, "size", 64, "payload size in `bytes` (at least 16: send time, publisher id, sequence)")
-	fs.StringVar(&rateStr, "rate", "0", "messages per second per publisher; 0 = as fast as possible (QoS>0: bounded by --inflight)")
+	fs.Float64Var(&rate, "rate", 0, "messages per second per publisher; 0 = as fast as possible (QoS>0: bounded by --inflight)")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measured run time; conn: how long to hold the connections")
 	fs.IntVar(&count, "count", 0, "messages per publisher (sub: per subscriber) instead of --duration; conn: number of connections (default 1000)")
-	fs.DurationVar(&o.Warmup, "warmup", 0, "publish this long before measuring; not counted")
+	fs.DurationVar(&o.Warmup, "warmup", 0, "publish this long before the window that rates, latency and broker CPU are measured over")
 	fs.StringVar(&o.Topic, "topic", "", "topic `pattern`, %i = client index in its role (default depends on scenario)")
 	fs.IntVar(&o.Pubs, "pubs", 0, "publishers (pub default 1, fanin default 10)")
 	fs.IntVar(&o.Subs, "subs", 0, "subscribers (sub and fanin default 1, fanout default 100)")
 	fs.IntVar(&o.Pairs, "pairs", 0, "publisher/subscriber pairs (default 100)")
-	fs.Float64Var(&o.ConnRate, "conn-rate", 0, "connections opened per second; 0 = as fast as possible")
+	fs.Float64Var(&o.ConnRate, "conn-rate", 0, "connections opened per second; 0 = as fast as --conn-parallel allows")
+	fs.IntVar(&o.ConnParallel, "conn-parallel", 64, "handshakes in flight at once, over all workers")
 	fs.BoolVar(&clean, "clean", true, "clean sessions; --clean=false asks for persistent sessions")
 	fs.DurationVar(&sessionExpiry, "session-expiry", 5*time.Minute, "MQTT 5 session expiry of persistent sessions")
 	fs.StringVar(&o.Username, "username", "", "user name for CONNECT")
@@ -132,32 +131,28 @@ func parseBenchFlags(args []string, stderr io.Writer) (o *bench.Options, code in
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return nil, bench.ExitOK
+			return nil, "", bench.ExitOK
 		}
-		return nil, bench.ExitUsage
+		return nil, "", bench.ExitUsage
 	}
 	rest := fs.Args()
 	if scenario == "" && len(rest) > 0 {
 		scenario, rest = rest[0], rest[1:]
 		if err := fs.Parse(rest); err != nil {
-			return nil, bench.ExitUsage
+			return nil, "", bench.ExitUsage
 		}
 		rest = fs.Args()
 	}
-	bad := func(format string, a ...any) (*bench.Options, int) {
+	bad := func(format string, a ...any) (*bench.Options, string, int) {
 		fmt.Fprintf(stderr, "cim bench: "+format+"\n", a...)
 		fmt.Fprintln(stderr, "run 'cim bench -h' for usage")
-		return nil, bench.ExitUsage
+		return nil, "", bench.ExitUsage
 	}
 	if len(rest) > 0 {
 		return bad("unexpected argument %q", rest[0])
 	}
 	if scenario == "" {
 		return bad("missing scenario (one of %s)", strings.Join(bench.Scenarios, ", "))
-	}
-	var rate float64
-	if _, err := fmt.Sscan(rateStr, &rate); err != nil {
-		return bad("--rate %q: want a number", rateStr)
 	}
 	if qos < 0 || qos > 2 {
 		return bad("--qos %d: want 0, 1 or 2", qos)
@@ -178,5 +173,5 @@ func parseBenchFlags(args []string, stderr io.Writer) (o *bench.Options, code in
 	if o.Duration <= 0 && o.Count == 0 {
 		return bad("--duration %v: want > 0 (or use --count)", o.Duration)
 	}
-	return o, -1
+	return o, cpuProfile, -1
 }
