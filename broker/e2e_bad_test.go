@@ -454,3 +454,58 @@ func TestSlowSubscriber(t *testing.T) {
 	fast.none()
 	roundTrip(t, s, "after-flood")
 }
+
+// QoS 1 for a subscriber that stops reading is not dropped: it stays in
+// the session (in flight or queued) and arrives, in order, when the client
+// comes back. (With the in-flight window full nothing more is written to
+// it, so whether it is cut off is up to keepalive, not to the byte bound.)
+func TestSlowSubscriberKeepsQoS1(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, Options{MaxOutboundBytes: 64 << 10, SlowConsumerTimeout: time.Second})
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var err error
+		_ = c.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return err
+	}}
+	nc, err := d.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	props := packets.Properties{SessionExpiryInterval: 60, SessionExpiryIntervalFlag: true}
+	slow := &rawClient{t: t, c: nc, r: bufio.NewReader(nc)}
+	slow.connect5("slow1", false, props)
+	slow.subscribe(1, 0, packets.Subscription{Filter: "flood/#", Qos: 1})
+
+	pub := connectV5(t, s, "pub")
+	payload := strings.Repeat("x", 1024)
+	const n = 1500
+	for i := range n {
+		pub.publish("flood/t", fmt.Sprintf("%04d%s", i, payload), 1, false)
+	}
+	if q, d := s.Stats().QueueDropped.Load(), s.Stats().Dropped.Load(); q != 0 || d != 0 {
+		t.Fatalf("QoS 1 messages dropped: %d from the queue, %d at the connection", q, d)
+	}
+	nc.Close()
+	waitOffline(t, s, "slow1")
+
+	back := dialRaw(t, s)
+	if ack := back.connect5("slow1", false, props); !ack.SessionPresent {
+		t.Fatal("session not present")
+	}
+	next := 0
+	for next < n {
+		p := back.expect(packets.Publish)
+		i, _ := strconv.Atoi(string(p.Payload[:4]))
+		switch {
+		case i == next:
+			next++
+		case i < next && p.FixedHeader.Dup:
+			// resent copy of one the old connection may have delivered
+		default:
+			t.Fatalf("got message %d (dup=%v), want %d", i, p.FixedHeader.Dup, next)
+		}
+		back.ack(packets.Puback, p.PacketID)
+	}
+	back.expectNone()
+}
