@@ -185,35 +185,32 @@ func TestBadConnect(t *testing.T) {
 		{"connect properties malformed", 5, frame(0x10, str("MQTT"), b(5, 0x02, 0, 30), props(0x11, 0, 0), id()), refused(0x81)},
 		{"connect duplicate property", 5, frame(0x10, str("MQTT"), b(5, 0x02, 0, 30), props(0x21, 0, 5, 0x21, 0, 6), id()), refused(0x81, 0x82)},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			if why, ok := knownBugs[tc.name]; ok {
-				t.Skip(why)
-			}
-			rc := dialRaw(t, s)
-			rc.version = tc.v
-			rc.write(tc.send)
-			start := time.Now()
-			tc.want(t, rc.readAll())
-			if d := time.Since(start); d > 2*time.Second {
-				t.Fatalf("answered after %v", d)
-			}
-		})
-	}
-	t.Cleanup(func() {
-		// After every case: the bystander's connection and fresh clients still work.
-		if t.Failed() {
-			return
-		}
-		pub := connectV5(t, s, "after")
-		pub.publish("alive", "yes", 1, false)
-		bystander.expect("alive", "yes")
-		roundTrip(t, s, "bad-connect")
-		if s.Stats().ProtocolErrors.Load() == 0 {
-			t.Error("protocol errors not counted")
+	t.Run("cases", func(t *testing.T) { // returns when every parallel case is done
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				if why, ok := knownBugs[tc.name]; ok {
+					t.Skip(why)
+				}
+				rc := dialRaw(t, s)
+				rc.version = tc.v
+				rc.write(tc.send)
+				start := time.Now()
+				tc.want(t, rc.readAll())
+				if d := time.Since(start); d > 2*time.Second {
+					t.Fatalf("answered after %v", d)
+				}
+			})
 		}
 	})
+	// After every case: the bystander's connection and fresh clients still work.
+	pub := connectV5(t, s, "after")
+	pub.publish("alive", "yes", 1, false)
+	bystander.expect("alive", "yes")
+	roundTrip(t, s, "bad-connect")
+	if s.Stats().ProtocolErrors.Load() == 0 {
+		t.Error("protocol errors not counted")
+	}
 }
 
 // Bad input after a successful CONNECT, for v5 (DISCONNECT with a reason)
@@ -301,42 +298,39 @@ func TestBadPackets(t *testing.T) {
 		{"publish malformed properties", func(v byte) []byte { return pub(v, 0x30, str("a"), nil, props(0x23, 0), "") },
 			disconnect(0x81), nil},
 	}
-	for _, tc := range cases {
-		for _, v := range []byte{5, 4} {
-			want := tc.v5
-			if v == 4 {
-				want = tc.v4
-			}
-			if want == nil {
-				continue
-			}
-			name := fmt.Sprintf("v%d %s", v, tc.name)
-			t.Run(name, func(t *testing.T) {
-				t.Parallel()
-				if why, ok := knownBugs[name]; ok {
-					t.Skip(why)
+	t.Run("cases", func(t *testing.T) { // returns when every parallel case is done
+		for _, tc := range cases {
+			for _, v := range []byte{5, 4} {
+				want := tc.v5
+				if v == 4 {
+					want = tc.v4
 				}
-				rc := dialRaw(t, s)
-				rc.connectPk(&packets.Packet{ProtocolVersion: v, Connect: packets.ConnectParams{
-					ClientIdentifier: fmt.Sprintf("bad-%d-%s", v, tc.name), Clean: true}})
-				rc.write(tc.send(v))
-				start := time.Now()
-				want(t, rc.readAll())
-				if d := time.Since(start); d > 2*time.Second {
-					t.Fatalf("answered after %v", d)
+				if want == nil {
+					continue
 				}
-			})
+				name := fmt.Sprintf("v%d %s", v, tc.name)
+				t.Run(name, func(t *testing.T) {
+					t.Parallel()
+					if why, ok := knownBugs[name]; ok {
+						t.Skip(why)
+					}
+					rc := dialRaw(t, s)
+					rc.connectPk(&packets.Packet{ProtocolVersion: v, Connect: packets.ConnectParams{
+						ClientIdentifier: fmt.Sprintf("bad-%d-%s", v, tc.name), Clean: true}})
+					rc.write(tc.send(v))
+					start := time.Now()
+					want(t, rc.readAll())
+					if d := time.Since(start); d > 2*time.Second {
+						t.Fatalf("answered after %v", d)
+					}
+				})
+			}
 		}
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			return
-		}
-		pub := connectV5(t, s, "after")
-		pub.publish("alive", "yes", 1, false)
-		bystander.expect("alive", "yes")
-		roundTrip(t, s, "bad-packets")
 	})
+	after := connectV5(t, s, "after")
+	after.publish("alive", "yes", 1, false)
+	bystander.expect("alive", "yes")
+	roundTrip(t, s, "bad-packets")
 }
 
 // Bad input that is answered without closing: the connection stays usable.
