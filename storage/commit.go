@@ -199,8 +199,11 @@ func (db *DB) Commit(b *Batch, done func(error)) error {
 	db.q.pending = append(db.q.pending, b)
 	db.q.ops += len(b.ops)
 	db.q.bytes += n
+	wake := db.q.ops >= db.q.wakeAt
 	db.q.Unlock()
-	db.signal()
+	if wake {
+		db.signal()
+	}
 	return nil
 }
 
@@ -249,9 +252,10 @@ func (db *DB) nextGroup(group []*Batch, prevOps int, linger *time.Timer) []*Batc
 	// again. Bounded by MaxBatchDelay; never on an idle store (prevOps is
 	// then small).
 	if d := db.opts.MaxBatchDelay; d > 0 && db.q.ops < prevOps && db.q.ops < db.opts.MaxBatchOps {
+		db.q.wakeAt = min(prevOps, db.opts.MaxBatchOps) // spare the committer a wakeup per commit
 		linger.Reset(d)
 	wait:
-		for db.q.ops < prevOps && !db.q.closed {
+		for db.q.ops < db.q.wakeAt && !db.q.closed {
 			db.q.Unlock()
 			select {
 			case <-db.wake:
@@ -261,6 +265,7 @@ func (db *DB) nextGroup(group []*Batch, prevOps int, linger *time.Timer) []*Batc
 				break wait
 			}
 		}
+		db.q.wakeAt = 0
 		linger.Stop()
 	}
 	ops, i := 0, 0

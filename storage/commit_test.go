@@ -99,6 +99,20 @@ func TestDeleteSessionRemovesQueue(t *testing.T) {
 			t.Fatalf("queue %q: %d messages", id, len(seqs))
 		}
 	}
+	counts := map[string]int{}
+	var last string
+	var lastSeq uint64
+	err := db.LoadQueues(func(id string, seq uint64, m *Message) error {
+		if id == last && seq <= lastSeq || id < last || string(m.Payload) != id {
+			return fmt.Errorf("LoadQueues out of order or mixed up: %s/%d after %s/%d", id, seq, last, lastSeq)
+		}
+		last, lastSeq = id, seq
+		counts[id]++
+		return nil
+	})
+	if err != nil || !reflect.DeepEqual(counts, map[string]int{"a": 300, "abc": 300}) {
+		t.Fatalf("LoadQueues: %v %v", counts, err)
+	}
 	st := db.Stats()
 	if st.Sessions != 2 || st.QueuedMessages != 600 || db.QueueLen("ab") != 0 {
 		t.Fatalf("stats after delete: %+v", st)

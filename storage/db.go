@@ -62,6 +62,7 @@ type DB struct {
 		pending []*Batch // FIFO; the committer takes a prefix as one group
 		ops     int      // ops in pending
 		bytes   int      // encoded bytes in pending, bounded by MaxPendingBytes
+		wakeAt  int      // Commit wakes the committer once ops reaches this
 		closed  bool
 	}
 	wake          chan struct{} // cap 1: "pending changed or closed"
@@ -97,6 +98,9 @@ func Open(dir string, opts Options) (db *DB, err error) {
 	opts.EnsureDefaults()
 	if err := opts.Validate(); err != nil {
 		return nil, err
+	}
+	if dir == "" {
+		return nil, fmt.Errorf("%w: empty data dir", ErrOptions)
 	}
 	db = &DB{
 		opts:          opts,

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -51,43 +52,125 @@ func randSession(r *rand.Rand) *Session {
 	return s
 }
 
-// TestEncodersMatchTags: what the hand-written encoders produce decodes,
-// with the msgpack library and the struct tags, to the record encoded; and
-// it is no larger than the library's own (compact) encoding.
-func TestEncodersMatchTags(t *testing.T) {
+// TestCodecsMatchTags: the hand-written encoders and decoders agree with
+// the msgpack library reading and writing the struct tags, both ways, and
+// our encoding is no larger than the library's compact one.
+func TestCodecsMatchTags(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	lib := func(v any) []byte {
+	lib := func(v any, compact, omitAll bool) []byte {
 		var buf bytes.Buffer
 		enc := msgpack.NewEncoder(&buf)
-		enc.UseCompactInts(true)
+		enc.UseCompactInts(compact)
+		enc.SetOmitEmpty(omitAll)
 		if err := enc.Encode(v); err != nil {
 			t.Fatal(err)
 		}
 		return buf.Bytes()
 	}
-	check := func(name string, in any, ours []byte, out any) {
+	check := func(name string, in any, ours []byte, libOut any, ourDecode func([]byte) (any, error)) {
 		t.Helper()
-		if err := msgpack.Unmarshal(ours, out); err != nil {
-			t.Fatalf("%s: decode: %v", name, err)
+		if err := msgpack.Unmarshal(ours, libOut); err != nil {
+			t.Fatalf("%s: library decode: %v", name, err)
 		}
-		if !reflect.DeepEqual(in, out) {
-			t.Fatalf("%s round trip:\n in %+v\nout %+v", name, in, out)
+		if !reflect.DeepEqual(in, libOut) {
+			t.Fatalf("%s: ours -> library:\n in %+v\nout %+v", name, in, libOut)
 		}
-		if theirs := lib(in); len(ours) > len(theirs) {
+		for _, enc := range [][]byte{ours, lib(in, true, false), lib(in, false, false), lib(in, true, true)} {
+			out, err := ourDecode(enc)
+			if err != nil || !reflect.DeepEqual(in, out) {
+				t.Fatalf("%s: -> ours (%x...):\n in %+v\nout %+v\nerr %v", name, enc[:min(len(enc), 16)], in, out, err)
+			}
+		}
+		if theirs := lib(in, true, false); len(ours) > len(theirs) {
 			t.Fatalf("%s: %d bytes, library %d", name, len(ours), len(theirs))
 		}
 	}
+	decM := func(b []byte) (any, error) { m := new(Message); return m, decodeMessage(b, m) }
+	decS := func(b []byte) (any, error) { s := new(Session); return s, decodeSession(b, s) }
 	for range 150 {
 		m := randMessage(r)
-		check("Message", m, appendMessage(nil, m), new(Message))
-		s := randSession(r)
-		if len(s.Subs) == 0 {
-			s.Subs = nil
+		check("Message", m, appendMessage(nil, m), new(Message), decM)
+		c, e, err := decodeMsgTimes(appendMessage(nil, m))
+		if err != nil || c != m.Created || e != m.Expiry {
+			t.Fatalf("decodeMsgTimes = %d %d %v, want %d %d", c, e, err, m.Created, m.Expiry)
 		}
-		check("Session", s, appendSession(nil, s), new(Session))
+		s := randSession(r)
+		check("Session", s, appendSession(nil, s), new(Session), decS)
 	}
-	check("zero Message", &Message{}, appendMessage(nil, &Message{}), new(Message))
-	check("zero Session", &Session{}, appendSession(nil, &Session{}), new(Session))
+	check("zero Message", &Message{}, appendMessage(nil, &Message{}), new(Message), decM)
+	check("zero Session", &Session{}, appendSession(nil, &Session{}), new(Session), decS)
+}
+
+// TestDecodeSkipsUnknownFields: a record from a newer version, with fields
+// of every msgpack type this one does not know, still reads.
+func TestDecodeSkipsUnknownFields(t *testing.T) {
+	type future struct {
+		Message
+		F   float64           `msgpack:"zf"`
+		F32 float32           `msgpack:"zg"`
+		M   map[string][]int  `msgpack:"zm"`
+		A   []string          `msgpack:"za"`
+		N   *int              `msgpack:"zn"`
+		T   time.Time         `msgpack:"zt"` // an ext type
+		I   int64             `msgpack:"zi"`
+		B   map[string][]byte `msgpack:"zb"`
+	}
+	in := future{Message: *fullMessage(), F: 1.5, F32: 2.5, M: map[string][]int{"a": {1, -300, 70000}},
+		A: []string{"x", strings.Repeat("y", 300)}, T: time.Unix(1700000000, 5), I: -1 << 40,
+		B: map[string][]byte{"k": make([]byte, 70000)}}
+	raw, err := msgpack.Marshal(&in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m Message
+	if err := decodeMessage(raw, &m); err != nil || !reflect.DeepEqual(&m, fullMessage()) {
+		t.Fatalf("decode = %+v, %v", m, err)
+	}
+}
+
+func TestDecodeRejectsGarbage(t *testing.T) {
+	good := appendMessage(nil, fullMessage())
+	for name, b := range map[string][]byte{
+		"empty":     {},
+		"not a map": {0xa1, 'x'},
+		"truncated": good[:len(good)-1],
+		"trailing":  append(append([]byte(nil), good...), 0),
+		"bad code":  {0x81, 0xa1, 'q', 0xc1},
+		"qos range": {0x81, 0xa1, 'q', 0xcd, 1, 0},
+		"huge len":  {0x81, 0xa1, 'p', 0xc6, 0xff, 0xff, 0xff, 0xff},
+	} {
+		if err := decodeMessage(b, new(Message)); err == nil {
+			t.Errorf("%s: decoded without error", name)
+		}
+	}
+	if err := decodeSession([]byte{0x81, 0xa1, 's', 0xdd, 0xff, 0xff, 0xff, 0xff}, new(Session)); err == nil {
+		t.Error("session with a 4G-sub array decoded")
+	}
+}
+
+// FuzzDecode: the decoders never panic, and what they accept re-encodes to
+// something that decodes the same.
+func FuzzDecode(f *testing.F) {
+	f.Add(appendMessage(nil, fullMessage()))
+	f.Add(appendSession(nil, fullSession()))
+	f.Add(appendMessage(nil, &Message{Topic: "t", Payload: make([]byte, 64), QoS: 1, Created: 1}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var m Message
+		if decodeMessage(b, &m) == nil {
+			var m2 Message
+			if err := decodeMessage(appendMessage(nil, &m), &m2); err != nil || !reflect.DeepEqual(m, m2) {
+				t.Fatalf("message re-encode: %+v -> %+v, %v", m, m2, err)
+			}
+		}
+		decodeMsgTimes(b)
+		var s Session
+		if decodeSession(b, &s) == nil {
+			var s2 Session
+			if err := decodeSession(appendSession(nil, &s), &s2); err != nil || !reflect.DeepEqual(s, s2) {
+				t.Fatalf("session re-encode: %+v -> %+v, %v", s, s2, err)
+			}
+		}
+	})
 }
 
 func BenchmarkEncodeMessage(b *testing.B) {

@@ -152,8 +152,8 @@ func (db *DB) loadIndex() error {
 	lo, hi := spaceBounds(spaceSession)
 	err := db.scan(lo, hi, func(k, v []byte) error {
 		var s Session
-		if err := decode(k, v, &s); err != nil {
-			return err
+		if err := decodeSession(v, &s); err != nil {
+			return corrupt(k, err)
 		}
 		x.sessions[string(k[prefixLen:])] = sessionMeta{s.ExpiryInterval, s.DisconnectedAt}
 		return nil
@@ -162,28 +162,45 @@ func (db *DB) loadIndex() error {
 		return err
 	}
 	lo, hi = spaceBounds(spaceQueue)
-	var cur *queue
+	// Entries of one client gather in scratch (keys come in client, seq
+	// order) and are copied once into an exact-size slice: one allocation
+	// per queue instead of a growing append.
+	var scratch []qent
 	var curID []byte
+	var bytes int64
+	flush := func() {
+		if len(scratch) == 0 {
+			return
+		}
+		q := &queue{ents: append([]qent(nil), scratch...), count: len(scratch), bytes: bytes, minDeadline: math.MaxInt64}
+		for _, e := range scratch {
+			q.minDeadline = min(q.minDeadline, e.deadline)
+		}
+		x.queues[string(curID)] = q
+		x.msgs += int64(len(scratch))
+		x.bytes += bytes
+		scratch, bytes = scratch[:0], 0
+	}
 	ttl := db.opts.QueueTTL
-	return db.scan(lo, hi, func(k, v []byte) error {
+	err = db.scan(lo, hi, func(k, v []byte) error {
 		client, seq, ok := splitQueueKey(k)
 		if !ok {
 			return fmt.Errorf("%w: bad queue key %q", ErrCorrupt, k)
 		}
-		var t msgTimes
-		if err := decode(k, v, &t); err != nil {
-			return err
+		created, expiry, err := decodeMsgTimes(v)
+		if err != nil {
+			return corrupt(k, err)
 		}
-		if cur == nil || string(client) != string(curID) {
+		if string(client) != string(curID) {
+			flush()
 			curID = append(curID[:0], client...)
-			cur = &queue{}
-			x.queues[string(client)] = cur
 		}
-		cur.put(seq, uint32(len(v)), deadline(t.Created, t.Expiry, ttl))
-		x.msgs++
-		x.bytes += int64(len(v))
+		scratch = append(scratch, qent{seq: seq, deadline: deadline(created, expiry, ttl), size: uint32(len(v)), live: true})
+		bytes += int64(len(v))
 		return nil
 	})
+	flush()
+	return err
 }
 
 // deadline is when a queued message expires: its TTL or its own expiry,

@@ -18,8 +18,8 @@ func (db *DB) LoadSessions(fn func(*Session) error) error {
 	lo, hi := spaceBounds(spaceSession)
 	return db.read(lo, hi, func(k, v []byte) error {
 		s := new(Session)
-		if err := decode(k, v, s); err != nil {
-			return err
+		if err := decodeSession(v, s); err != nil {
+			return corrupt(k, err)
 		}
 		return fn(s)
 	})
@@ -44,7 +44,10 @@ func (db *DB) GetSession(clientID string) (*Session, error) {
 	}
 	defer closer.Close()
 	s := new(Session)
-	return s, decode(key, v, s)
+	if err := decodeSession(v, s); err != nil {
+		return nil, corrupt(key, err)
+	}
+	return s, nil
 }
 
 // LoadQueue calls fn for every message queued for clientID, in seq order.
@@ -59,10 +62,32 @@ func (db *DB) LoadQueue(clientID string, fn func(seq uint64, m *Message) error) 
 			return fmt.Errorf("%w: bad queue key %q", ErrCorrupt, k)
 		}
 		m := new(Message)
-		if err := decode(k, v, m); err != nil {
-			return err
+		if err := decodeMessage(v, m); err != nil {
+			return corrupt(k, err)
 		}
 		return fn(seq, m)
+	})
+}
+
+// LoadQueues calls fn for every queued message of every client, in client
+// id then seq order: one scan, cheaper at startup than a LoadQueue per
+// session. clientID is fresh for each client (shared by its messages).
+func (db *DB) LoadQueues(fn func(clientID string, seq uint64, m *Message) error) error {
+	lo, hi := spaceBounds(spaceQueue)
+	var id string
+	return db.read(lo, hi, func(k, v []byte) error {
+		client, seq, ok := splitQueueKey(k)
+		if !ok {
+			return fmt.Errorf("%w: bad queue key %q", ErrCorrupt, k)
+		}
+		if string(client) != id {
+			id = string(client)
+		}
+		m := new(Message)
+		if err := decodeMessage(v, m); err != nil {
+			return corrupt(k, err)
+		}
+		return fn(id, seq, m)
 	})
 }
 
@@ -71,8 +96,8 @@ func (db *DB) LoadRetained(fn func(*Message) error) error {
 	lo, hi := spaceBounds(spaceRetained)
 	return db.read(lo, hi, func(k, v []byte) error {
 		m := new(Message)
-		if err := decode(k, v, m); err != nil {
-			return err
+		if err := decodeMessage(v, m); err != nil {
+			return corrupt(k, err)
 		}
 		return fn(m)
 	})

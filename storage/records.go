@@ -1,15 +1,13 @@
 package storage
 
-import (
-	"fmt"
-
-	"github.com/vmihailenco/msgpack/v5"
-)
+import "fmt"
 
 // Records are msgpack maps with one- to three-letter keys: short enough to
 // cost little per queued message, named so a new field can be added without
 // breaking old data (a missing key decodes as the zero value). omitempty keeps
-// zero fields off disk.
+// zero fields off disk. The struct tags are the schema: Session, Sub and
+// Message are encoded and decoded by hand (encode.go, decode.go) to match
+// them, Account by the msgpack library.
 
 // Protocol values of Session.Protocol.
 const (
@@ -70,19 +68,11 @@ type Account struct {
 	Hash    []byte `msgpack:"h,omitempty"` // credential hash
 }
 
-// msgTimes is the part of a Message the queue index needs; decoding into it
-// skips the payload without copying it.
-type msgTimes struct {
-	Created int64 `msgpack:"c"`
-	Expiry  int64 `msgpack:"e"`
-}
-
-// decode unmarshals a stored value, marking failures as corruption: every
-// value in the store was written by encode, so one that does not decode was
-// damaged.
-func decode(key, val []byte, v any) error {
-	if err := msgpack.Unmarshal(val, v); err != nil {
-		return fmt.Errorf("%w: key %q: %w", ErrCorrupt, key, err)
+// corrupt marks a record that failed to decode: every value in the store
+// was written by this package, so one that does not decode was damaged.
+func corrupt(key []byte, err error) error {
+	if err == nil {
+		return nil
 	}
-	return nil
+	return fmt.Errorf("%w: key %q: %w", ErrCorrupt, key, err)
 }
