@@ -36,6 +36,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/cim-e2e.XXXXXX")
 server_pid=
 bg_pids=()
 declare -A sub_pids # subscriber name -> pid
+got=                # set by sub_wait
 
 cleanup() {
 	local pid
@@ -167,11 +168,12 @@ sub() {
 }
 
 # sub_wait NAME: waits (bounded by the subscriber's timeout) for subscriber
-# NAME to exit and prints the messages it received.
+# NAME to exit and sets got to the messages it received, one per line. Not
+# for $(...): a subshell cannot wait for the subscriber.
 sub_wait() {
 	local name=$1
 	wait "${sub_pids[$name]}" 2>/dev/null
-	grep "^$MARK" "$tmp/$name.out" | cut -c$((${#MARK} + 1))-
+	got=$(grep "^$MARK" "$tmp/$name.out" | cut -c$((${#MARK} + 1))-)
 }
 
 # pub VERSION [mosquitto_pub args...]: publishes and waits for it to finish
@@ -185,10 +187,13 @@ pub() {
 	fi
 }
 
-# expect NAME WANT GOT: passes if GOT is exactly WANT.
+# expect NAME WANT GOT [SUB]: passes if GOT is exactly WANT; on failure
+# shows the end of subscriber SUB's log.
 expect() {
 	if [[ $3 == "$2" ]]; then
 		pass "$1"
+	elif [[ -n ${4:-} ]]; then
+		fail "$1" "want:" "$2" "got:" "$3" "subscriber $4:" "$(tail -n 12 "$tmp/$4.out")"
 	else
 		fail "$1" "want:" "$2" "got:" "$3"
 	fi
@@ -203,12 +208,14 @@ check_qos() { # VERSION TOPIC_PREFIX
 		# -l: one connection, one message per line, in order.
 		printf 'one\ntwo\nthree\n' | pub "$v" -q "$q" -t "$p/qos$q" -l
 		want=$(printf '%s\n' "$p/qos$q|$q|0|one" "$p/qos$q|$q|0|two" "$p/qos$q|$q|0|three")
-		expect "$v qos $q round trip" "$want" "$(sub_wait "$v-qos$q")"
+		sub_wait "$v-qos$q"
+		expect "$v qos $q round trip" "$want" "$got" "$v-qos$q"
 	done
 	# Delivered at the lower of the publish and subscription QoS.
 	sub "$v-down" "$v" -q 1 -t "$p/down" -C 1 || return
 	pub "$v" -q 2 -t "$p/down" -m down
-	expect "$v qos 2 publish to qos 1 subscription arrives at qos 1" "$p/down|1|0|down" "$(sub_wait "$v-down")"
+	sub_wait "$v-down"
+	expect "$v qos 2 publish to qos 1 subscription arrives at qos 1" "$p/down|1|0|down" "$got" "$v-down"
 }
 
 check_wildcards() { # VERSION TOPIC_PREFIX
@@ -219,14 +226,16 @@ check_wildcards() { # VERSION TOPIC_PREFIX
 		pub "$v" -q 1 -t "$t" -m "${t#"$p"/}"
 	done
 	want=$(printf '%s\n' "$p/w/a/temp|1|0|w/a/temp" "$p/w/b/temp|1|0|w/b/temp")
-	expect "$v + matches exactly one level" "$want" "$(sub_wait "$v-plus")"
+	sub_wait "$v-plus"
+	expect "$v + matches exactly one level" "$want" "$got" "$v-plus"
 
 	sub "$v-hash" "$v" -q 1 -t "$p/h/#" -C 3 || return
 	for t in "$p/hx" "$p/other/h" "$p/h" "$p/h/a" "$p/h/a/b/c"; do
 		pub "$v" -q 1 -t "$t" -m "${t#"$p"/}"
 	done
 	want=$(printf '%s\n' "$p/h|1|0|h" "$p/h/a|1|0|h/a" "$p/h/a/b/c|1|0|h/a/b/c")
-	expect "$v # matches the parent and every level below" "$want" "$(sub_wait "$v-hash")"
+	sub_wait "$v-hash"
+	expect "$v # matches the parent and every level below" "$want" "$got" "$v-hash"
 
 	# '#' alone must not match $SYS topics [MQTT-4.7.2-1]. The broker's $SYS
 	# topics are retained, so a new '#' subscriber would get them at once;
@@ -235,11 +244,12 @@ check_wildcards() { # VERSION TOPIC_PREFIX
 	pub "$v" -q 1 -t "$p/marker" -m end
 	local out
 	for _ in $(seq $((WAIT * 20))); do
-		grep -q "^$MARK$p/marker\$" "$tmp/$v-all.out" && break
+		grep -q "^$MARK$p/marker\$" "$tmp/$v-all.out" 2>/dev/null && break
 		sleep 0.05
 	done
 	kill "${sub_pids[$v-all]}" 2>/dev/null
-	out=$(sub_wait "$v-all")
+	sub_wait "$v-all"
+	out=$got
 	if ! grep -qx "$p/marker" <<<"$out"; then
 		fail "$v # subscriber did not receive the marker" "$out"
 	elif grep -q '^\$' <<<"$out"; then
@@ -250,7 +260,8 @@ check_wildcards() { # VERSION TOPIC_PREFIX
 	# ...while subscribing to $SYS explicitly does (else the check above
 	# proves nothing).
 	FORMAT="$MARK%t" sub "$v-sys" "$v" -t '$SYS/#' -C 1 || return
-	out=$(sub_wait "$v-sys")
+	sub_wait "$v-sys"
+	out=$got
 	if [[ $out == '$SYS/'* ]]; then
 		pass "$v \$SYS/# receives \$SYS topics"
 	else
@@ -262,24 +273,28 @@ check_retained() { # VERSION TOPIC_PREFIX
 	local v=$1 p=$2 want
 	pub "$v" -q 1 -r -t "$p/r" -m first
 	sub "$v-late1" "$v" -q 1 -t "$p/r" -C 1 || return
-	expect "$v retained message reaches a late subscriber" "$p/r|1|1|first" "$(sub_wait "$v-late1")"
+	sub_wait "$v-late1"
+	expect "$v retained message reaches a late subscriber" "$p/r|1|1|first" "$got" "$v-late1"
 
 	pub "$v" -q 1 -r -t "$p/r" -m second
 	sub "$v-late2" "$v" -q 1 -t "$p/r" -C 1 || return
-	expect "$v retained message is replaced" "$p/r|1|1|second" "$(sub_wait "$v-late2")"
+	sub_wait "$v-late2"
+	expect "$v retained message is replaced" "$p/r|1|1|second" "$got" "$v-late2"
 
 	# A live subscriber gets a retained publish with retain 0 [MQTT-3.3.1-9].
 	sub "$v-live" "$v" -q 1 -t "$p/r" -C 2 || return
 	pub "$v" -q 1 -r -t "$p/r" -m third
 	want=$(printf '%s\n' "$p/r|1|1|second" "$p/r|1|0|third")
-	expect "$v live delivery of a retained publish clears the retain flag" "$want" "$(sub_wait "$v-live")"
+	sub_wait "$v-live"
+	expect "$v live delivery of a retained publish clears the retain flag" "$want" "$got" "$v-live"
 
 	# An empty retained payload clears it [MQTT-3.3.1-10]: a late subscriber
 	# then gets only what is published after it subscribed.
 	pub "$v" -q 1 -r -n -t "$p/r"
 	sub "$v-late3" "$v" -q 1 -t "$p/r" -C 1 || return
 	pub "$v" -q 1 -t "$p/r" -m after
-	expect "$v empty retained payload clears the retained message" "$p/r|1|0|after" "$(sub_wait "$v-late3")"
+	sub_wait "$v-late3"
+	expect "$v empty retained payload clears the retained message" "$p/r|1|0|after" "$got" "$v-late3"
 
 	# A wildcard subscription collects every matching retained message.
 	pub "$v" -q 0 -r -t "$p/rw/a" -m A
@@ -287,7 +302,8 @@ check_retained() { # VERSION TOPIC_PREFIX
 	pub "$v" -q 1 -t "$p/rw/c" -m not-retained
 	sub "$v-rwild" "$v" -q 1 -t "$p/rw/+" -C 2 || return
 	want=$(printf '%s\n' "$p/rw/a|0|1|A" "$p/rw/b|1|1|B")
-	expect "$v wildcard subscription receives all matching retained messages" "$want" "$(sub_wait "$v-rwild" | sort)"
+	sub_wait "$v-rwild"
+	expect "$v wildcard subscription receives all matching retained messages" "$want" "$(sort <<<"$got")" "$v-rwild"
 }
 
 check_session() { # VERSION TOPIC_PREFIX
@@ -319,12 +335,13 @@ check_will() { # VERSION TOPIC_PREFIX
 	local pid=$!
 	bg_pids+=("$pid")
 	for _ in $(seq $((WAIT * 20))); do
-		grep -q '^Subscribed (mid' "$out" && break
+		grep -q '^Subscribed (mid' "$out" 2>/dev/null && break
 		sleep 0.05
 	done
 	[[ ${#linebuf[@]} -gt 0 ]] || sleep 1
 	{ kill -9 "$pid" && wait "$pid"; } 2>/dev/null
-	expect "$v will is published when a client drops without DISCONNECT" "$p/will|1|0|gone" "$(sub_wait "$v-will")"
+	sub_wait "$v-will"
+	expect "$v will is published when a client drops without DISCONNECT" "$p/will|1|0|gone" "$got" "$v-will"
 }
 
 check_v5_properties() { # TOPIC_PREFIX
@@ -340,8 +357,9 @@ check_v5_properties() { # TOPIC_PREFIX
 	pub "$v" -q 1 -t "$p/props" -m '{"t":21}' \
 		-D publish user-property app cim -D publish user-property k 'v w' \
 		-D publish content-type application/json -D publish response-topic "$p/reply"
+	sub_wait "$v-props"
 	expect "mqttv5 user properties, content type and response topic are forwarded" \
-		"$p/props|app:cim k:v w|application/json|$p/reply|{\"t\":21}" "$(sub_wait "$v-props")"
+		"$p/props|app:cim k:v w|application/json|$p/reply|{\"t\":21}" "$got" "$v-props"
 }
 
 # ---------------------------------------------------------------------------
