@@ -9,7 +9,9 @@
 // identity. Strings in keys may not contain U+0000 (so a prefix plus 0x00
 // bounds exactly one owner's records); integers are 8-byte big-endian so
 // that byte order is numeric order (seq 256 sorts after 255, 65536 after
-// 65535). Values are msgpack maps with short field names (records.go).
+// 65535). Values are msgpack maps with short field names (records.go; the
+// hot records are encoded and decoded by hand, encode.go and decode.go,
+// because reflection cost more than the rest of a queued write).
 //
 //	a ␀ <userID u64>                    Account
 //	n ␀ <userName>                      userID (name index)
@@ -44,7 +46,10 @@
 // unsynced tail of groups (recovery yields a prefix of them). A failed
 // write (disk full, I/O error) fails every batch of its group and, because
 // Pebble's commit pipeline cannot continue after a WAL error, every later
-// Commit too (ErrWrite): the process should restart.
+// Commit too (ErrWrite): the process should restart. (Pebble reports some
+// failures on its own background goroutines, such as a MANIFEST sync
+// failing during a flush, through a fatal log call; those still end the
+// process, as Pebble intends.)
 //
 // # Queue limits and the sweeper
 //
@@ -59,7 +64,8 @@
 //
 // # Reads
 //
-// LoadSessions, LoadQueue, LoadRetained and GetSession read Pebble
-// directly. They are for startup recovery and for a session resuming, may
-// do I/O, and must run off the event loops.
+// LoadSessions, LoadQueues, LoadQueue, LoadRetained and GetSession read
+// Pebble directly. They are for startup recovery and for a session
+// resuming, may do I/O, and must run off the event loops. At startup one
+// LoadQueues scan is several times cheaper than a LoadQueue per session.
 package storage

@@ -87,7 +87,14 @@ func TestCodecsMatchTags(t *testing.T) {
 	}
 	decM := func(b []byte) (any, error) { m := new(Message); return m, decodeMessage(b, m) }
 	decS := func(b []byte) (any, error) { s := new(Session); return s, decodeSession(b, s) }
-	for range 150 {
+	for _, n := range testLens { // every size class at least once
+		m := &Message{Topic: strings.Repeat("t", n), From: "f"}
+		if n > 0 {
+			m.Payload = bytes.Repeat([]byte{1}, n)
+		}
+		check("Message", m, appendMessage(nil, m), new(Message), decM)
+	}
+	for range 40 {
 		m := randMessage(r)
 		check("Message", m, appendMessage(nil, m), new(Message), decM)
 		c, e, err := decodeMsgTimes(appendMessage(nil, m))

@@ -79,8 +79,9 @@ type Options struct {
 	SweepInterval time.Duration
 	// OnSessionExpired, if set, is called from the sweeper goroutine for each
 	// session the sweeper deleted, after the delete is durable. It may block
-	// the sweeper but nothing else. A client may resume the session
-	// concurrently; the broker should check and re-put a live session.
+	// the sweeper (and Close, which waits for the sweeper) but nothing else.
+	// A client may resume the session concurrently; the broker should check
+	// and re-put a live session.
 	OnSessionExpired func(clientID string)
 
 	// Logger receives storage and Pebble messages. Default slog.Default().
