@@ -75,6 +75,13 @@ func TestDeleteQueuedAndReplace(t *testing.T) {
 	if got := db.QueueLen("dev"); got != 3 {
 		t.Fatalf("QueueLen = %d, want 3", got)
 	}
+	if got := db.QueueTail("dev"); got != 5 {
+		t.Fatalf("QueueTail = %d, want 5", got)
+	}
+	mustCommit(t, db, func(b *Batch) { b.DeleteSession("dev") })
+	if got := db.QueueTail("dev"); got != 0 {
+		t.Fatalf("QueueTail after DeleteSession = %d, want 0", got)
+	}
 }
 
 func TestDeleteSessionRemovesQueue(t *testing.T) {
