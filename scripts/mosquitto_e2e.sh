@@ -5,8 +5,9 @@
 # Starts one server on a free loopback port with a throwaway data dir, then,
 # for MQTT 3.1.1 and 5, checks QoS 0/1/2 round trips, + and # wildcards ($SYS
 # kept out of #), retained messages (set, replace, clear), a persistent
-# session's offline queue, wills and, for v5, that user properties, content
-# type and response topic reach the subscriber. Each check
+# session's offline queue, wills, message order and size and, for v5, that
+# properties (user, content type, response topic, subscription identifier,
+# expiry) reach the subscriber and that expired retained messages do not. Each check
 # prints PASS or FAIL; the last line is "N passed, M failed"; the exit status
 # is non-zero if anything failed.
 #
@@ -218,8 +219,51 @@ check_qos() { # VERSION TOPIC_PREFIX
 	expect "$v qos 2 publish to qos 1 subscription arrives at qos 1" "$p/down|1|0|down" "$got" "$v-down"
 }
 
+# no_sys VERSION FILTER MARKER: FILTER, which would match $SYS/broker/...
+# if $SYS were not special, gets nothing from $SYS. The broker's $SYS topics
+# are retained, so a new subscriber would get them at once; MARKER, a topic
+# FILTER matches, is published afterwards to bound the wait.
+no_sys() {
+	local v=$1 filter=$2 marker=$3 name="$1-nosys-$RANDOM"
+	FORMAT="$MARK%t" sub "$name" "$v" -q 1 -t "$filter" || return
+	pub "$v" -q 1 -t "$marker" -m end
+	for _ in $(seq $((WAIT * 20))); do
+		grep -q "^$MARK$marker\$" "$tmp/$name.out" 2>/dev/null && break
+		sleep 0.05
+	done
+	kill "${sub_pids[$name]}" 2>/dev/null
+	sub_wait "$name"
+	if ! grep -qxF "$marker" <<<"$got"; then
+		fail "$v $filter subscriber did not receive the marker" "$got" "subscriber:" "$(tail -n 12 "$tmp/$name.out")"
+	elif grep -q '^\$' <<<"$got"; then
+		fail "$v $filter must not match \$SYS topics" "$(grep '^\$' <<<"$got" | head -5)"
+	else
+		pass "$v $filter does not match \$SYS topics"
+	fi
+}
+
+check_volume() { # VERSION TOPIC_PREFIX
+	local v=$1 p=$2 n=100 want
+	# Many QoS 1 messages on one connection arrive once each, in order.
+	FORMAT="$MARK%p" sub "$v-many" "$v" -q 1 -t "$p/many" -C "$n" || return
+	seq "$n" | pub "$v" -q 1 -t "$p/many" -l
+	sub_wait "$v-many"
+	expect "$v $n QoS 1 messages arrive in order" "$(seq "$n")" "$got" "$v-many"
+
+	# A payload that needs a three-byte remaining length.
+	head -c 75000 /dev/urandom | base64 -w0 >"$tmp/big"
+	FORMAT="$MARK%p" sub "$v-big" "$v" -q 1 -t "$p/big" -C 1 || return
+	pub "$v" -q 1 -t "$p/big" -f "$tmp/big"
+	sub_wait "$v-big"
+	if [[ $got == "$(<"$tmp/big")" ]]; then
+		pass "$v 100 KB payload round trip"
+	else
+		fail "$v 100 KB payload round trip" "sent $(wc -c <"$tmp/big") bytes, got ${#got}"
+	fi
+}
+
 check_wildcards() { # VERSION TOPIC_PREFIX
-	local v=$1 p=$2 t want
+	local v=$1 p=$2 t want out
 	sub "$v-plus" "$v" -q 1 -t "$p/w/+/temp" -C 2 || return
 	# Non-matching topics go first: if one leaked it would take a slot.
 	for t in "$p/w/a/b/temp" "$p/w/temp" "$p/w/a/temp" "$p/w/b/temp"; do
@@ -237,26 +281,9 @@ check_wildcards() { # VERSION TOPIC_PREFIX
 	sub_wait "$v-hash"
 	expect "$v # matches the parent and every level below" "$want" "$got" "$v-hash"
 
-	# '#' alone must not match $SYS topics [MQTT-4.7.2-1]. The broker's $SYS
-	# topics are retained, so a new '#' subscriber would get them at once;
-	# a marker published afterwards bounds the wait.
-	FORMAT="$MARK%t" sub "$v-all" "$v" -q 1 -t '#' || return
-	pub "$v" -q 1 -t "$p/marker" -m end
-	local out
-	for _ in $(seq $((WAIT * 20))); do
-		grep -q "^$MARK$p/marker\$" "$tmp/$v-all.out" 2>/dev/null && break
-		sleep 0.05
-	done
-	kill "${sub_pids[$v-all]}" 2>/dev/null
-	sub_wait "$v-all"
-	out=$got
-	if ! grep -qx "$p/marker" <<<"$out"; then
-		fail "$v # subscriber did not receive the marker" "$out"
-	elif grep -q '^\$' <<<"$out"; then
-		fail "$v # must not match \$SYS topics" "$(grep '^\$' <<<"$out" | head -5)"
-	else
-		pass "$v # does not match \$SYS topics"
-	fi
+	# Wildcards at the first level must not match $SYS topics [MQTT-4.7.2-1].
+	no_sys "$v" '#' "$p/marker"
+	no_sys "$v" '+/broker/+' "${p//\//-}/broker/marker"
 	# ...while subscribing to $SYS explicitly does (else the check above
 	# proves nothing).
 	FORMAT="$MARK%t" sub "$v-sys" "$v" -t '$SYS/#' -C 1 || return
@@ -360,6 +387,26 @@ check_v5_properties() { # TOPIC_PREFIX
 	sub_wait "$v-props"
 	expect "mqttv5 user properties, content type and response topic are forwarded" \
 		"$p/props|app:cim k:v w|application/json|$p/reply|{\"t\":21}" "$got" "$v-props"
+
+	# The subscription identifier comes back on each delivery; the message
+	# expiry interval is forwarded, less the time spent in the broker.
+	FORMAT="$MARK%S|%E|%p" sub "$v-subid" "$v" -q 1 -t "$p/subid" -C 1 -D subscribe subscription-identifier 7 || return
+	pub "$v" -q 1 -t "$p/subid" -m x -D publish message-expiry-interval 60
+	sub_wait "$v-subid"
+	if [[ $got == "7|60|x" || $got == "7|59|x" ]]; then
+		pass "mqttv5 subscription identifier and message expiry are delivered"
+	else
+		fail "mqttv5 subscription identifier and message expiry are delivered" "want: 7|60|x (or 7|59|x)" "got: $got"
+	fi
+
+	# A retained message whose expiry passed is not delivered
+	# [MQTT-3.3.2-5]. Expiry is in whole seconds: this needs a sleep.
+	pub "$v" -q 1 -r -t "$p/expire" -m stale -D publish message-expiry-interval 1
+	sleep 2.2
+	sub "$v-expire" "$v" -q 1 -t "$p/expire" -C 1 || return
+	pub "$v" -q 1 -t "$p/expire" -m fresh
+	sub_wait "$v-expire"
+	expect "mqttv5 expired retained message is not delivered" "$p/expire|1|0|fresh" "$got" "$v-expire"
 }
 
 # ---------------------------------------------------------------------------
@@ -375,6 +422,7 @@ run=$$-$RANDOM # topics are unique per run, in case the data dir is reused
 for v in mqttv311 mqttv5; do
 	p="e2e/$run/$v"
 	check_qos "$v" "$p"
+	check_volume "$v" "$p"
 	check_wildcards "$v" "$p"
 	check_retained "$v" "$p"
 	check_session "$v" "$p"
