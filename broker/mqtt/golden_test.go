@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -1160,5 +1161,54 @@ func TestAppendReencodesGolden(t *testing.T) {
 				t.Fatalf("re-encoded\n got % x\nwant % x", got, tc.raw)
 			}
 		})
+	}
+}
+
+func TestAppendProperties(t *testing.T) {
+	got := AppendProperties([]byte{0xee}, &packets.Properties{
+		PayloadFormat:         1,
+		PayloadFormatFlag:     true,
+		MessageExpiryInterval: 30,
+		ContentType:           "json",
+		ResponseTopic:         "r",
+		CorrelationData:       []byte{7},
+		User:                  []packets.UserProperty{{Key: "k", Val: "v"}},
+		SessionExpiryInterval: 5, // not a PUBLISH property: left out
+	}, packets.Publish)
+	want := []byte{
+		0xee,    // what dst held; no length prefix follows
+		0x01, 1, // payload format indicator: UTF-8
+		0x02, 0, 0, 0, 30, // message expiry interval 30 s
+		0x03, 0, 4, 'j', 's', 'o', 'n', // content type "json"
+		0x08, 0, 1, 'r', // response topic "r" (always forwarded)
+		0x09, 0, 1, 7, // correlation data 07 (always forwarded)
+		0x26, 0, 1, 'k', 0, 1, 'v', // user property k=v
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("AppendProperties\n got % x\nwant % x", got, want)
+	}
+	if got := AppendProperties(nil, &packets.Properties{}, packets.Publish); len(got) != 0 {
+		t.Fatalf("no properties: % x", got)
+	}
+}
+
+func TestAppendErrors(t *testing.T) {
+	dst := []byte{1, 2}
+	for _, tc := range []struct {
+		name string
+		pk   packets.Packet
+		want error
+	}{
+		{"publish qos 1 without id", packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, TopicName: "a"}, packets.ErrProtocolViolationNoPacketID},
+		{"subscribe without id", packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe}}, packets.ErrProtocolViolationNoPacketID},
+		{"reserved type 0", packets.Packet{}, packets.ErrNoValidPacketAvailable},
+	} {
+		got, err := Append(dst, &tc.pk)
+		if !errors.Is(err, tc.want) {
+			t.Errorf("%s: err %v, want %v", tc.name, err, tc.want)
+		}
+		if !bytes.Equal(got, dst) {
+			t.Errorf("%s: dst changed to % x", tc.name, got)
+		}
 	}
 }
