@@ -142,7 +142,7 @@ var knownBugs = map[string]string{
 // Bad input before or instead of a proper CONNECT.
 func TestBadConnect(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, Options{MaxPacketSize: badMaxPacket})
+	s := startServer(t, Options{MaxPacketSize: badMaxPacket, ConnectTimeout: 30 * time.Second})
 	bystander := connectV5(t, s, "bystander")
 	bystander.subscribe("alive", 1)
 	n := 0
@@ -195,11 +195,7 @@ func TestBadConnect(t *testing.T) {
 				rc := dialRaw(t, s)
 				rc.version = tc.v
 				rc.write(tc.send)
-				start := time.Now()
-				tc.want(t, rc.readAll())
-				if d := time.Since(start); d > 2*time.Second {
-					t.Fatalf("answered after %v", d)
-				}
+				tc.want(t, rc.readAll()) // within e2eWait, well before ConnectTimeout or keepalive would end it
 			})
 		}
 	})
@@ -318,11 +314,7 @@ func TestBadPackets(t *testing.T) {
 					rc.connectPk(&packets.Packet{ProtocolVersion: v, Connect: packets.ConnectParams{
 						ClientIdentifier: fmt.Sprintf("bad-%d-%s", v, tc.name), Clean: true}})
 					rc.write(tc.send(v))
-					start := time.Now()
-					want(t, rc.readAll())
-					if d := time.Since(start); d > 2*time.Second {
-						t.Fatalf("answered after %v", d)
-					}
+					want(t, rc.readAll()) // within e2eWait, well before ConnectTimeout or keepalive would end it
 				})
 			}
 		}
@@ -444,7 +436,7 @@ func TestSlowSubscriber(t *testing.T) {
 	// slowest batch is logged, not asserted: the machine may be busy.
 	t.Logf("dropped %d, slowest batch %v", s.Stats().Dropped.Load(), worst)
 	// Disconnected for not reading: only fast and pub remain.
-	waitFor(t, "slow consumer disconnected", func() bool { return s.Stats().ClientsConnected.Load() == 2 })
+	waitE2E(t, "slow consumer disconnected", func() bool { return s.Stats().ClientsConnected.Load() == 2 })
 	fast.none()
 	roundTrip(t, s, "after-flood")
 }

@@ -25,8 +25,10 @@ import (
 )
 
 const (
-	// e2eWait bounds every wait for something that must happen.
-	e2eWait = 5 * time.Second
+	// e2eWait bounds every wait for something that must happen: generous,
+	// so that a loaded 2-core machine running -race does not fail a test
+	// that only waits longer than usual.
+	e2eWait = 10 * time.Second
 	// quiet is how long a test watches for something that must not happen.
 	quiet = 300 * time.Millisecond
 )
@@ -442,11 +444,7 @@ func (rc *rawClient) connectPk(pk *packets.Packet) *packets.Packet {
 	}
 	rc.version = pk.ProtocolVersion
 	rc.send(pk)
-	ack := rc.read()
-	if ack.FixedHeader.Type != packets.Connack {
-		rc.t.Fatalf("want CONNACK, got %s", packets.PacketNames[ack.FixedHeader.Type])
-	}
-	return ack
+	return rc.expect(packets.Connack)
 }
 
 // connect5 connects as v5 with the given properties and expects success.
@@ -496,7 +494,10 @@ func (rc *rawClient) ack(typ byte, pid uint16) {
 // expect reads the next packet and checks its type.
 func (rc *rawClient) expect(typ byte) *packets.Packet {
 	rc.t.Helper()
-	pk := rc.read()
+	pk, err := rc.tryRead(e2eWait)
+	if err != nil {
+		rc.t.Fatalf("want %s: %v", packets.PacketNames[typ], err)
+	}
 	if pk.FixedHeader.Type != typ {
 		rc.t.Fatalf("want %s, got %s (%+v)", packets.PacketNames[typ], packets.PacketNames[pk.FixedHeader.Type], pk.FixedHeader)
 	}
@@ -582,6 +583,18 @@ func writePasswordFile(t testing.TB, users map[string]string) string {
 	return path
 }
 
+// waitE2E is waitFor with the e2eWait deadline.
+func waitE2E(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(e2eWait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // within fails unless d lies in [lo, hi].
 func within(t testing.TB, what string, d, lo, hi time.Duration) {
 	t.Helper()
@@ -600,7 +613,7 @@ func contextWithTimeout() (context.Context, context.CancelFunc) {
 func afterTick(t testing.TB, s *Server, d time.Duration) {
 	t.Helper()
 	was := s.now()
-	waitFor(t, "a clock tick", func() bool { return s.now() != was })
+	waitE2E(t, "a clock tick", func() bool { return s.now() != was })
 	time.Sleep(d) // a position in the tick, not synchronization
 }
 
@@ -609,7 +622,7 @@ func afterTick(t testing.TB, s *Server, d time.Duration) {
 // what is published next is queued rather than sent to the old socket.
 func waitOffline(t testing.TB, s *Server, id string) {
 	t.Helper()
-	waitFor(t, id+" offline", func() bool {
+	waitE2E(t, id+" offline", func() bool {
 		ss := lookupSession(s, id)
 		return ss == nil || !ss.online.Load()
 	})
@@ -660,7 +673,7 @@ func (rc *rawClient) closedAfter() <-chan closeResult {
 // after receiving would otherwise see the message again (DUP) on resume.
 func waitAcked(t testing.TB, s *Server, id string) {
 	t.Helper()
-	waitFor(t, id+" acknowledged everything", func() bool {
+	waitE2E(t, id+" acknowledged everything", func() bool {
 		ss := lookupSession(s, id)
 		if ss == nil {
 			return true
