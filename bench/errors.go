@@ -22,6 +22,7 @@ var (
 	ErrDisconnect = errors.New("bench: disconnected by broker")
 	ErrPublish    = errors.New("bench: publish refused")
 	ErrWorker     = errors.New("bench: worker failed")
+	ErrStalled    = errors.New("bench: broker stalled")
 )
 
 // usageErr reports a bad option; the command exits with ExitUsage.
@@ -51,6 +52,7 @@ const (
 	KindPublish     = "publish"         // PUBACK/PUBREC failure code
 	KindIO          = "io"              // any other I/O failure
 	KindWorker      = "worker"          // a worker process failed
+	KindStalled     = "stalled"         // publishing made no progress for --drain
 )
 
 // errKind maps an error to the kind it is counted under.
@@ -70,6 +72,8 @@ func errKind(err error) string {
 		return KindPublish
 	case errors.Is(err, ErrWorker):
 		return KindWorker
+	case errors.Is(err, ErrStalled):
+		return KindStalled
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
 		if errors.Is(err, ErrDial) {
 			return KindTimeout

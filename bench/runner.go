@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"net"
 	"strconv"
@@ -326,12 +327,33 @@ func (r *runner) publishAll(ctx context.Context, start, endAt time.Time) {
 		defer t.Stop()
 		bound = t.C
 	}
-	select {
-	case <-done:
-		return
-	case <-r.stop:
-	case <-ctx.Done():
-	case <-bound:
+	// With --count there is no end time: give up when publishing has made
+	// no progress (nothing written, nothing acknowledged) for Drain.
+	stall := time.NewTicker(100 * time.Millisecond)
+	defer stall.Stop()
+	progress := func() int64 {
+		return r.sum(func(c *client) int64 { return c.sentAll.Load() + c.acked.Load() })
+	}
+	last, lastAt := progress(), time.Now()
+wait:
+	for {
+		select {
+		case <-done:
+			return
+		case <-r.stop:
+			break wait
+		case <-ctx.Done():
+			break wait
+		case <-bound:
+			break wait
+		case <-stall.C:
+			if p := progress(); p != last {
+				last, lastAt = p, time.Now()
+			} else if time.Since(lastAt) >= r.o.Drain {
+				r.errs.note(fmt.Errorf("%w: no publish written or acknowledged for %v", ErrStalled, r.o.Drain))
+				break wait
+			}
+		}
 	}
 	cancel()
 	t := time.NewTimer(time.Second)

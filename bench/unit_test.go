@@ -340,3 +340,40 @@ func BenchmarkReadDeliveries(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/msg")
 }
+
+// TestStalledBroker: a broker that accepts and answers CONNACK, then never
+// reads again. A --count run must give up after Drain without progress.
+func TestStalledBroker(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var conns []net.Conn
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+			buf := make([]byte, 256)
+			_, _ = c.Read(buf)                    // CONNECT (small, one read)
+			_, _ = c.Write([]byte{0x20, 2, 0, 0}) // CONNACK accepted; then silence
+		}
+	}()
+	rep, _ := run(t, Options{Scenario: ScenarioPub, Addr: l.Addr().String(), QoS: 1, Pubs: 1, Count: 1000, Inflight: 10, Drain: 300 * time.Millisecond})
+	l.Close()
+	<-accepted
+	for _, c := range conns {
+		c.Close()
+	}
+	if rep.Errors[KindStalled] != 1 || rep.ExitCode != ExitErrors {
+		t.Fatalf("errors %v exit %d, want one stall and exit %d", rep.Errors, rep.ExitCode, ExitErrors)
+	}
+	if rep.Sent != 10 || rep.Acked != 0 {
+		t.Fatalf("sent %d acked %d, want the window (10) and no acks", rep.Sent, rep.Acked)
+	}
+}
