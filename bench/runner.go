@@ -269,10 +269,14 @@ func (r *runner) phase(p string) {
 // phaseDrained. Counters are final after Run returns.
 func (r *runner) Run(ctx context.Context, start time.Time) {
 	defer r.phase(phaseDrained)
+	o := r.o
+	// Set before sleeping: another worker's publishers may start a moment
+	// before this one wakes, and their messages belong to the window.
+	from := start.Add(o.Warmup)
+	r.measureFrom.Store(from.UnixNano())
 	if !r.sleepUntil(ctx, start) {
 		return
 	}
-	o := r.o
 	if o.Scenario == ScenarioConn {
 		r.dialAll(ctx, r.clients, o.ConnRate/float64(r.n))
 		r.phase(phaseConnected)
@@ -281,8 +285,6 @@ func (r *runner) Run(ctx context.Context, start time.Time) {
 		}
 		return
 	}
-	from := start.Add(o.Warmup)
-	r.measureFrom.Store(from.UnixNano())
 	if o.Scenario == ScenarioSub {
 		want := int64(o.Count) * int64(len(r.subs))
 		r.waitFor(ctx, from.Add(o.Duration), func() bool {
