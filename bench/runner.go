@@ -399,8 +399,10 @@ func (r *runner) publish(ctx context.Context, c *client, start, endAt time.Time)
 			return
 		}
 		if o.Rate > 0 && n >= allowed {
-			// Consult the clock once per batch of due messages, not per message.
-			allowed = int(time.Since(start).Seconds()*o.Rate) + 1
+			// Consult the clock once per batch of due messages, not per
+			// message, and run up to paceSlack ahead of the schedule so that
+			// fast publishers send a few messages per wakeup and syscall.
+			allowed = int((time.Since(start)+paceSlack).Seconds()*o.Rate) + 1
 			if n >= allowed {
 				// Ahead of schedule: the loop has caught up, so send what is
 				// buffered and sleep until the next message is due.
@@ -435,6 +437,9 @@ func (r *runner) publish(ctx context.Context, c *client, start, endAt time.Time)
 		}
 	}
 }
+
+// paceSlack is how far ahead of its --rate schedule a publisher may run.
+const paceSlack = time.Millisecond
 
 // drain waits for deliveries (or acks) still in flight: until everything
 // expected has arrived, nothing arrived for a second, or Drain has passed.
