@@ -33,6 +33,8 @@ type conn struct {
 	lastSeen  int64 // unix seconds of the last packet (after CONNECT)
 	stalled   int64 // unix seconds since the outbound buffer has been over its bound, 0 if not
 	watched   bool  // on the loop's stalled list
+	flushed   bool  // flushed since the loop's last tick
+	holding   bool  // on the loop's holders list (has a spare buffer)
 	sess      *session
 	clientID  string
 	username  string
@@ -48,6 +50,7 @@ type conn struct {
 
 	mu       sync.Mutex
 	out      *outBuf           // REQUIRES: mu held. bytes to write, nil when idle
+	spare    *outBuf           // REQUIRES: mu held. the buffer of the last flush, kept while the conn is busy
 	aliasOut map[string]uint16 // REQUIRES: mu held. outbound topic aliases (v5)
 	dirty    bool              // REQUIRES: mu held. on the loop's mailbox
 	outMsgs  int32             // REQUIRES: mu held. PUBLISHes in out, counted into Stats at flush
@@ -59,15 +62,22 @@ type outBuf struct{ b []byte }
 
 var outPool = sync.Pool{New: func() any { return &outBuf{b: make([]byte, 0, 4096)} }}
 
-// maxPooledBuf is the largest outbound buffer kept for reuse: busy
-// subscribers grow theirs to this size and keep reusing it.
-const maxPooledBuf = 1 << 20
+// putOut returns a buffer to the pool; big ones, which only busy conns
+// need, are left to the collector so the pool stays small.
+func putOut(ob *outBuf) {
+	if cap(ob.b) <= 64<<10 {
+		ob.b = ob.b[:0]
+		outPool.Put(ob)
+	}
+}
 
 // bufLocked returns c's outbound buffer, taking one from the pool if needed.
 // REQUIRES: c.mu held.
 func (c *conn) bufLocked() *outBuf {
 	if c.out == nil {
-		c.out = outPool.Get().(*outBuf)
+		if c.out, c.spare = c.spare, nil; c.out == nil {
+			c.out = outPool.Get().(*outBuf)
+		}
 	}
 	return c.out
 }
@@ -207,9 +217,38 @@ func (c *conn) flush() {
 		c.srv.stats.BytesOut.Add(int64(len(ob.b)))
 		c.noteBacklog()
 	}
-	if cap(ob.b) <= maxPooledBuf {
-		ob.b = ob.b[:0]
-		outPool.Put(ob)
+	if cap(ob.b) > 2*c.srv.opts.MaxOutboundBytes+64<<10 {
+		return // grown past what the bound lets a conn use: let it go
+	}
+	// A busy conn keeps its grown buffer for the next batch instead of
+	// growing a fresh one each flush; the loop's tick takes it back once
+	// the conn goes a tick without a flush (loop.releaseIdle).
+	ob.b = ob.b[:0]
+	c.mu.Lock()
+	keep := c.spare == nil && !c.closed
+	if keep {
+		c.spare = ob
+	}
+	c.mu.Unlock()
+	if !keep {
+		putOut(ob)
+		return
+	}
+	c.flushed = true
+	if !c.holding {
+		c.holding = true
+		c.loop.holders = append(c.loop.holders, c)
+	}
+}
+
+// releaseSpare returns c's spare buffer to the pool. Loop only.
+func (c *conn) releaseSpare() {
+	c.mu.Lock()
+	sp := c.spare
+	c.spare = nil
+	c.mu.Unlock()
+	if sp != nil {
+		putOut(sp)
 	}
 }
 

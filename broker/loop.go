@@ -25,6 +25,7 @@ type loop struct {
 	spare   []*conn
 	wheel   wheel
 	stalled []*conn        // conns over MaxOutboundBytes, checked every tick
+	holders []*conn        // conns keeping a spare outbound buffer
 	pk      packets.Packet // decode scratch
 	msg     Message        // QoS 0 routing scratch (see handlePublish)
 }
@@ -73,6 +74,7 @@ func (l *loop) retryLater(s *session) {
 // tick runs once a second on the loop: keepalive deadlines and retries.
 func (l *loop) tick(now int64) {
 	l.wheel.advance(now, func(c *conn) { c.checkDeadline(now) })
+	l.releaseIdle()
 	l.checkStalled(now)
 	l.mu.Lock()
 	retry := l.retry
@@ -124,3 +126,20 @@ type tickTask struct {
 }
 
 func (t tickTask) Run(context.Context) error { t.l.tick(t.now); return nil }
+
+// releaseIdle takes back the spare buffers of conns not flushed since the
+// last tick, so only busy conns hold one. Loop only.
+func (l *loop) releaseIdle() {
+	keep := l.holders[:0]
+	for _, c := range l.holders {
+		if c.flushed {
+			c.flushed = false
+			keep = append(keep, c)
+			continue
+		}
+		c.holding = false
+		c.releaseSpare()
+	}
+	clear(l.holders[len(keep):])
+	l.holders = keep
+}

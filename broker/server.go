@@ -247,9 +247,12 @@ func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
 	c.mu.Lock()
 	c.closed = true
 	if c.out != nil {
-		c.out.b = c.out.b[:0]
-		outPool.Put(c.out)
+		putOut(c.out)
 		c.out = nil
+	}
+	if c.spare != nil {
+		putOut(c.spare)
+		c.spare = nil
 	}
 	c.mu.Unlock()
 	active := c.state == stateActive || c.sess != nil
