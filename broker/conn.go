@@ -220,12 +220,15 @@ func (c *conn) flush() {
 	if cap(ob.b) > 2*c.srv.opts.MaxOutboundBytes+64<<10 {
 		return // grown past what the bound lets a conn use: let it go
 	}
-	// A busy conn keeps its grown buffer for the next batch instead of
-	// growing a fresh one each flush; the loop's tick takes it back once
-	// the conn goes a tick without a flush (loop.releaseIdle).
+	// A busy conn (one whose batch outgrew a pooled buffer) keeps its
+	// grown buffer for the next batch instead of growing a fresh one each
+	// flush; the loop's tick takes it back once the conn goes a tick
+	// without a flush (loop.releaseIdle). Small writes, like a CONNACK,
+	// hand the buffer straight back, so idle conns hold none.
+	busy := len(ob.b) > 4096
 	ob.b = ob.b[:0]
 	c.mu.Lock()
-	keep := c.spare == nil && !c.closed
+	keep := busy && c.spare == nil && !c.closed
 	if keep {
 		c.spare = ob
 	}
