@@ -105,42 +105,52 @@ func (srv *Server) route(m *Message, from *session, done func(error)) {
 	r.m, r.from = m, from
 	srv.subs.Match(m.Topic, pickOnline, r.visit)
 	now := srv.now()
-	var b *storage.Batch
-	if srv.store != nil {
-		b = srv.store.NewBatch()
-		if m.Retain && !strings.HasPrefix(m.Topic, "$SYS/") { // $SYS is rebuilt on start
-			if len(m.Payload) == 0 {
-				b.DeleteRetained(m.Topic)
-			} else {
-				b.PutRetained(storeMessage(m))
-			}
+	lb := lazyBatch{db: srv.store}
+	if srv.store != nil && m.Retain && !strings.HasPrefix(m.Topic, "$SYS/") { // $SYS is rebuilt on start
+		if len(m.Payload) == 0 {
+			lb.get().DeleteRetained(m.Topic)
+		} else {
+			lb.get().PutRetained(storeMessage(m))
 		}
 	}
 	for i := range r.targets {
 		t := &r.targets[i]
-		t.s.deliver(m, t.qos, t.retain, t.subIDs, now, b)
+		t.s.deliver(m, t.qos, t.retain, t.subIDs, now, &lb)
 	}
 	r.reset()
 	routerPool.Put(r)
-	srv.commit(b, done)
+	srv.commit(&lb, done)
 }
 
-// commit commits b (nil without a store) and then calls done (if not nil)
-// with the result: at once when there is no store.
-func (srv *Server) commit(b *storage.Batch, done func(error)) {
-	if b == nil {
+// lazyBatch is a storage batch made on first use, so routing that stores
+// nothing (QoS 0, clean sessions) costs no batch.
+type lazyBatch struct {
+	db *storage.DB // nil without a store
+	b  *storage.Batch
+}
+
+func (lb *lazyBatch) get() *storage.Batch {
+	if lb.b == nil {
+		lb.b = lb.db.NewBatch()
+	}
+	return lb.b
+}
+
+// commit commits what lb holds and then calls done (if not nil) with the
+// result: at once when there is no store. With a store, done always goes
+// through the committer, even with nothing to write, so the acks of a
+// connection keep their order (persist.go).
+func (srv *Server) commit(lb *lazyBatch, done func(error)) {
+	if lb.db == nil || lb.b == nil && done == nil {
 		if done != nil {
 			done(nil)
 		}
 		return
 	}
-	if b.Len() == 0 && done == nil {
-		return
-	}
 	if done == nil {
 		done = srv.logCommit
 	}
-	if err := srv.store.Commit(b, done); err != nil {
+	if err := srv.store.Commit(lb.get(), done); err != nil {
 		done(err)
 	}
 }
@@ -169,18 +179,15 @@ func (srv *Server) sendRetained(s *session, filter string, sub topic.Subscriptio
 	if sub.ID != 0 {
 		ids = []uint32{sub.ID}
 	}
-	var b *storage.Batch
-	if srv.store != nil {
-		b = srv.store.NewBatch()
-	}
+	lb := lazyBatch{db: srv.store}
 	srv.retained.MatchFilter(filter, func(_ string, m *Message) bool {
 		if m.expired(now) {
 			return true
 		}
-		s.deliver(m, min(sub.QoS, m.QoS), true, slices.Clip(ids), now, b)
+		s.deliver(m, min(sub.QoS, m.QoS), true, slices.Clip(ids), now, &lb)
 		return true
 	})
-	srv.commit(b, nil)
+	srv.commit(&lb, nil)
 }
 
 // publishWill routes a will message as if its client had published it.

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"cmp"
-	"github.com/cimgo/cim/storage"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -69,8 +68,8 @@ type queued struct {
 const foreverExpiry = 0xFFFFFFFF
 
 // deliver hands m to the session at qos. A stored session's copy of a QoS
-// 1/2 message is added to b (nil without a store). Safe from any goroutine.
-func (s *session) deliver(m *Message, qos byte, retain bool, subIDs []uint32, now int64, b *storage.Batch) {
+// 1/2 message is added to lb. Safe from any goroutine.
+func (s *session) deliver(m *Message, qos byte, retain bool, subIDs []uint32, now int64, lb *lazyBatch) {
 	if qos == 0 {
 		// QoS 0 is not queued for offline sessions nor held in flight.
 		s.mu.Lock()
@@ -95,7 +94,7 @@ func (s *session) deliver(m *Message, qos byte, retain bool, subIDs []uint32, no
 		q.seq = s.seq
 		rec := storeMessage(m)
 		rec.QoS, rec.Retain = qos, retain
-		b.PutQueued(s.id, q.seq, rec)
+		lb.get().PutQueued(s.id, q.seq, rec)
 	}
 	if c := s.conn; c != nil && len(s.queue) == 0 && s.diskUpTo == 0 && len(s.inflight) < int(s.window) {
 		if !c.overBound() {
