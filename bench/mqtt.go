@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	cmqtt "github.com/cimgo/cim/broker/mqtt"
 )
 
 // The MQTT client is hand-encoded rather than built on a general codec: the
@@ -197,11 +199,11 @@ func (c *mqttClient) handshake(cfg *ClientConfig) (int, error) {
 		rem += 2 + len(cfg.Password)
 	}
 	b = append(b, pkConnect)
-	b = appendVBI(b, rem)
+	b = cmqtt.AppendVBI(b, rem)
 	b = append(b, 0, 4, 'M', 'Q', 'T', 'T', c.version, flags)
 	b = binary.BigEndian.AppendUint16(b, uint16(min(c.keepAlive/int64(time.Second), 65535)))
 	if c.version == 5 {
-		b = appendVBI(b, len(props))
+		b = cmqtt.AppendVBI(b, len(props))
 		b = append(b, props...)
 	}
 	b = appendString(b, cfg.ClientID)
@@ -521,7 +523,7 @@ func (c *mqttClient) Subscribe(ctx context.Context, filter string, qos byte) err
 	}
 	c.mu.Lock()
 	c.wbuf = append(c.wbuf, pkSubscribe|0x02)
-	c.wbuf = appendVBI(c.wbuf, rem)
+	c.wbuf = cmqtt.AppendVBI(c.wbuf, rem)
 	c.wbuf = binary.BigEndian.AppendUint16(c.wbuf, subscribePID)
 	if c.version == 5 {
 		c.wbuf = append(c.wbuf, 0) // no properties
@@ -602,7 +604,7 @@ func appendPublish(dst []byte, version byte, topic string, payload []byte, qos b
 		rem++ // property length 0
 	}
 	dst = append(dst, pkPublish|qos<<1)
-	dst = appendVBI(dst, rem)
+	dst = cmqtt.AppendVBI(dst, rem)
 	dst = appendString(dst, topic)
 	if qos > 0 {
 		dst = append(dst, byte(pid>>8), byte(pid))
@@ -616,21 +618,6 @@ func appendPublish(dst []byte, version byte, topic string, payload []byte, qos b
 func appendString(dst []byte, s string) []byte {
 	dst = append(dst, byte(len(s)>>8), byte(len(s)))
 	return append(dst, s...)
-}
-
-// appendVBI appends MQTT's variable byte integer.
-func appendVBI(dst []byte, v int) []byte {
-	for {
-		b := byte(v & 0x7F)
-		v >>= 7
-		if v > 0 {
-			b |= 0x80
-		}
-		dst = append(dst, b)
-		if v == 0 {
-			return dst
-		}
-	}
 }
 
 func vbiLen(v int) int {

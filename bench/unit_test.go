@@ -13,6 +13,7 @@ import (
 	"time"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+	cmqtt "github.com/cimgo/cim/broker/mqtt"
 )
 
 func TestSeqTrack(t *testing.T) {
@@ -82,7 +83,7 @@ func TestAppendPublish(t *testing.T) {
 
 func TestVBI(t *testing.T) {
 	for _, v := range []int{0, 1, 127, 128, 16383, 16384, 2097151, 2097152, 268435455} {
-		b := appendVBI(nil, v)
+		b := cmqtt.AppendVBI(nil, v)
 		if len(b) != vbiLen(v) {
 			t.Fatalf("%d: %d bytes, vbiLen says %d", v, len(b), vbiLen(v))
 		}
