@@ -381,13 +381,10 @@ func TestChunkedInput(t *testing.T) {
 	}
 }
 
-// A subscriber that never reads while a publisher floods QoS 0: the others
-// still get every message promptly, QoS 0 for the stalled one is dropped
-// and counted, and it is disconnected after SlowConsumerTimeout.
-func TestSlowSubscriber(t *testing.T) {
-	t.Parallel()
-	s := startServer(t, Options{MaxOutboundBytes: 64 << 10, SlowConsumerTimeout: time.Second})
-	// The slow one: a tiny receive buffer, and never a read.
+// dialStalled opens a raw client with a tiny socket receive buffer, for a
+// subscriber that stops reading: the broker's outbound side fills quickly.
+func dialStalled(t *testing.T, s *Server) *rawClient {
+	t.Helper()
 	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
 		var err error
 		_ = c.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
@@ -398,7 +395,16 @@ func TestSlowSubscriber(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nc.Close() })
-	slow := &rawClient{t: t, c: nc, r: bufio.NewReader(nc)}
+	return &rawClient{t: t, c: nc, r: bufio.NewReader(nc)}
+}
+
+// A subscriber that never reads while a publisher floods QoS 0: the others
+// still get every message promptly, QoS 0 for the stalled one is dropped
+// and counted, and it is disconnected after SlowConsumerTimeout.
+func TestSlowSubscriber(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, Options{MaxOutboundBytes: 64 << 10, SlowConsumerTimeout: time.Second})
+	slow := dialStalled(t, s)
 	slow.connect5("slow", true, packets.Properties{})
 	slow.subscribe(1, 0, packets.Subscription{Filter: "flood/#", Qos: 0})
 
@@ -448,18 +454,8 @@ func TestSlowSubscriber(t *testing.T) {
 func TestSlowSubscriberKeepsQoS1(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, Options{MaxOutboundBytes: 64 << 10, SlowConsumerTimeout: time.Second})
-	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-		var err error
-		_ = c.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-		return err
-	}}
-	nc, err := d.Dial("tcp", s.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
 	props := packets.Properties{SessionExpiryInterval: 60, SessionExpiryIntervalFlag: true}
-	slow := &rawClient{t: t, c: nc, r: bufio.NewReader(nc)}
+	slow := dialStalled(t, s)
 	slow.connect5("slow1", false, props)
 	slow.subscribe(1, 0, packets.Subscription{Filter: "flood/#", Qos: 1})
 
@@ -472,7 +468,7 @@ func TestSlowSubscriberKeepsQoS1(t *testing.T) {
 	if q, d := s.Stats().QueueDropped.Load(), s.Stats().Dropped.Load(); q != 0 || d != 0 {
 		t.Fatalf("QoS 1 messages dropped: %d from the queue, %d at the connection", q, d)
 	}
-	nc.Close()
+	slow.c.Close()
 	waitOffline(t, s, "slow1")
 
 	back := dialRaw(t, s)
