@@ -102,15 +102,11 @@ func (c *conn) overBound() bool {
 // appendPacket encodes pk into c's outbound buffer and schedules a flush.
 // Safe from any goroutine.
 func (c *conn) appendPacket(pk *packets.Packet) {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return
-	}
-	ob := c.bufLocked()
 	var err error
-	ob.b, err = mqtt.Append(ob.b, pk)
-	c.scheduleLocked()
+	c.appendRaw(func(b []byte) []byte {
+		b, err = mqtt.Append(b, pk)
+		return b
+	})
 	if err != nil {
 		c.srv.log.Debug("encode", "client", c.clientID, "type", packets.PacketNames[pk.FixedHeader.Type], "err", err)
 	}
