@@ -441,6 +441,7 @@ func (c *conn) handleSubscribe(pk *packets.Packet) {
 		sub    topic.Subscription
 	}
 	var wantRetained []retained
+	changed := false
 	for i, f := range pk.Filters {
 		filter := strings.Clone(f.Filter)
 		_, inner, shared := topic.ParseShare(filter) // deny list and ACL judge the topics, not the $share prefix
@@ -468,12 +469,17 @@ func (c *conn) handleSubscribe(pk *packets.Packet) {
 		}
 		s.mu.Lock()
 		s.addSubLocked(filter, sub)
-		s.saveLocked(0)
 		s.mu.Unlock()
+		changed = true
 		codes[i] = f.Qos
 		if !shared && (sub.RetainHandling == 0 || sub.RetainHandling == 1 && isNew) { // [MQTT-3.3.1-9] [MQTT-3.3.1-10]
 			wantRetained = append(wantRetained, retained{filter, sub})
 		}
+	}
+	if changed {
+		s.mu.Lock()
+		s.saveLocked(0) // one session record for the whole SUBSCRIBE
+		s.mu.Unlock()
 	}
 	c.appendPacket(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Suback}, ProtocolVersion: v, PacketID: pk.PacketID, ReasonCodes: codes})
 	for _, r := range wantRetained {
@@ -497,16 +503,22 @@ func (c *conn) handleUnsubscribe(pk *packets.Packet) {
 	}
 	s := c.sess
 	codes := make([]byte, len(pk.Filters))
+	changed := false
 	for i, f := range pk.Filters {
 		if c.srv.subs.Unsubscribe(f.Filter, s) {
 			c.srv.stats.Subscriptions.Add(-1)
 			s.mu.Lock()
 			s.removeSubLocked(f.Filter)
-			s.saveLocked(0)
 			s.mu.Unlock()
+			changed = true
 		} else {
 			codes[i] = packets.CodeNoSubscriptionExisted.Code
 		}
+	}
+	if changed {
+		s.mu.Lock()
+		s.saveLocked(0)
+		s.mu.Unlock()
 	}
 	c.appendPacket(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsuback}, ProtocolVersion: c.version, PacketID: pk.PacketID, ReasonCodes: codes})
 }
