@@ -21,6 +21,11 @@
 //   - session.mu guards the session's conn pointer, in-flight window, queue
 //     and packet ids; deliveries from any loop take it.
 //   - Lock order: registry shard → session.mu → conn.mu → loop.mu.
+//   - Routing (route, publishWill, sendRetained) takes session.mu of every
+//     matching session, the publisher's own included: it must never run
+//     with a shard lock or any session.mu held. Code under those locks that
+//     decides to publish (a will at disconnect or expiry) returns the
+//     message and routes it after unlocking.
 //   - The subscription trie and retained index lock themselves.
 //
 // Nothing on an event loop blocks: password checks run on a goroutine and

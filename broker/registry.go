@@ -140,17 +140,19 @@ func (r *registry) detach(c *conn, now int64) {
 		s.endsAt = now + int64(s.expiry)
 	}
 	s.saveLocked(now)
-	if will != nil {
-		if c.willDelay == 0 {
-			r.srv.publishWill(will, now)
-		} else {
-			s.will = will
-			s.willDue = now + int64(c.willDelay)
-		}
+	if will != nil && c.willDelay != 0 {
+		s.will = will
+		s.willDue = now + int64(c.willDelay)
+		will = nil
 	}
 	s.armLocked(now)
 	s.mu.Unlock()
 	sh.mu.Unlock()
+	if will != nil {
+		// Only now: routing takes the lock of every matching session, this
+		// one included (its will may match its own subscriptions).
+		r.srv.publishWill(will, now)
+	}
 }
 
 // armLocked sets the timer for the next of the will delay and the session
