@@ -30,6 +30,8 @@ type conn struct {
 	normalEnd bool // DISCONNECT received: no will
 	released  bool // detached from its session (at DISCONNECT or close)
 	kaSpan    int32
+	wslot     int32 // keepalive wheel slot + 1, 0 when not in the wheel
+	wpos      int32 // index in that slot
 	lastSeen  int64 // unix seconds of the last packet (after CONNECT)
 	stalled   int64 // unix seconds since the outbound buffer has been over its bound, 0 if not
 	watched   bool  // on the loop's stalled list

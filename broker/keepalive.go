@@ -12,8 +12,9 @@ type wheel struct {
 
 const wheelSlots = 512
 
-// add slots c to fall due at second at.
+// add slots c to fall due at second at, moving it if it is in the wheel.
 func (w *wheel) add(c *conn, at int64) {
+	w.remove(c)
 	if w.last == 0 {
 		w.last = at - 1
 	}
@@ -21,7 +22,24 @@ func (w *wheel) add(c *conn, at int64) {
 		at = w.last + 1
 	}
 	i := at % wheelSlots
+	c.wslot, c.wpos = int32(i)+1, int32(len(w.slots[i]))
 	w.slots[i] = append(w.slots[i], c)
+}
+
+// remove takes c out of the wheel, if it is in it, so that a closed conn
+// is not kept alive until its slot comes round.
+func (w *wheel) remove(c *conn) {
+	if c.wslot == 0 {
+		return
+	}
+	slot := &w.slots[c.wslot-1]
+	last := len(*slot) - 1
+	moved := (*slot)[last]
+	(*slot)[c.wpos] = moved
+	moved.wpos = c.wpos
+	(*slot)[last] = nil
+	*slot = (*slot)[:last]
+	c.wslot = 0
 }
 
 // advance visits the conns of every slot from the last second processed up
@@ -39,6 +57,9 @@ func (w *wheel) advance(now int64, visit func(*conn)) {
 			continue
 		}
 		w.slots[i] = nil
+		for _, c := range due {
+			c.wslot = 0 // out of the wheel until visit adds it again
+		}
 		for _, c := range due {
 			visit(c)
 		}

@@ -255,6 +255,7 @@ func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
 		c.spare = nil
 	}
 	c.mu.Unlock()
+	c.loop.wheel.remove(c)
 	active := c.state == stateActive || c.sess != nil
 	c.state = stateClosing
 	if active {
