@@ -43,6 +43,9 @@ type conn struct {
 	will      *Message
 	willDelay uint32
 	aliasIn   []string // inbound topic aliases, grown on first use
+	part      *partial // an inbound packet not fully arrived (input.go)
+
+	listedPartial bool // on the loop's partials list
 
 	// Set before CONNACK on the loop, read by deliveries under session.mu.
 	maxPacketOut uint32 // client's Maximum Packet Size, 0 = none
@@ -311,6 +314,7 @@ func (c *conn) closeWith(code packets.Code) {
 		c.appendPacket(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}, ProtocolVersion: 5, ReasonCode: code.Code})
 	}
 	c.state = stateClosing
+	c.dropPartial()
 	c.flush()
 	_ = c.gc.Close()
 }

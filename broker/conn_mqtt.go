@@ -12,8 +12,9 @@ import (
 	"github.com/panjf2000/gnet/v2"
 )
 
-// onTraffic decodes and applies every whole packet buffered for c; a partial
-// packet stays buffered for the next call. Replies go out in one write.
+// onTraffic decodes and applies every whole packet gnet read for c, in
+// place; the start of an unfinished packet moves into c's partial
+// (input.go), so gnet keeps nothing buffered. Replies go out in one write.
 func (c *conn) onTraffic() gnet.Action {
 	if c.state == stateAuth || c.state == stateClosing {
 		return gnet.None // leave the bytes buffered until the CONNECT is settled
@@ -21,6 +22,22 @@ func (c *conn) onTraffic() gnet.Action {
 	buf, _ := c.gc.Peek(-1)
 	used := 0
 	pk := &c.loop.pk
+	if c.part != nil {
+		n, whole, err := c.fillPartial(buf)
+		used = n
+		switch {
+		case err != nil:
+			c.protocolError(err)
+		case whole && c.state != stateClosing:
+			if _, err := mqtt.Decode(c.part.buf, pk, c.version, c.srv.opts.MaxPacketSize); err != nil {
+				c.protocolError(err)
+			} else {
+				c.handle(pk)
+			}
+			*pk = packets.Packet{}
+			c.dropPartial()
+		}
+	}
 	for used < len(buf) && c.state != stateAuth && c.state != stateClosing {
 		n, err := mqtt.Decode(buf[used:], pk, c.version, c.srv.opts.MaxPacketSize)
 		if errors.Is(err, mqtt.ErrIncomplete) {
@@ -28,7 +45,12 @@ func (c *conn) onTraffic() gnet.Action {
 				// Not a CONNECT coming (HTTP, TLS, noise): refuse now
 				// rather than wait for a body that may never end [MQTT-3.1.0-1].
 				c.protocolError(packets.ErrProtocolViolationRequireFirstConnect)
+				break
 			}
+			if err := c.startPartial(buf[used:]); err != nil {
+				c.protocolError(err)
+			}
+			used = len(buf)
 			break
 		}
 		used += n

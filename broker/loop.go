@@ -22,12 +22,13 @@ type loop struct {
 	scheduled bool       // REQUIRES: mu held. a flush task is queued on el
 
 	// Loop only.
-	spare   []*conn
-	wheel   wheel
-	stalled []*conn        // conns over MaxOutboundBytes, checked every tick
-	holders []*conn        // conns keeping a spare outbound buffer
-	pk      packets.Packet // decode scratch
-	msg     Message        // QoS 0 routing scratch (see handlePublish)
+	spare    []*conn
+	wheel    wheel
+	stalled  []*conn        // conns over MaxOutboundBytes, checked every tick
+	holders  []*conn        // conns keeping a spare outbound buffer
+	partials []*conn        // conns holding an unfinished inbound packet
+	pk       packets.Packet // decode scratch
+	msg      Message        // QoS 0 routing scratch (see handlePublish)
 }
 
 // markDirty puts c on the mailbox and makes sure a flush is queued.
@@ -76,6 +77,7 @@ func (l *loop) tick(now int64) {
 	l.wheel.advance(now, func(c *conn) { c.checkDeadline(now) })
 	l.releaseIdle()
 	l.checkStalled(now)
+	l.checkPartials(now)
 	l.mu.Lock()
 	retry := l.retry
 	l.retry = nil

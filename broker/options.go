@@ -34,6 +34,13 @@ type Options struct {
 	// TopicAliasMaximum is how many inbound topic aliases a v5 client may
 	// use. Default 64.
 	TopicAliasMaximum uint16 `yaml:"topic_alias_maximum"`
+	// PacketTimeout closes a connection that started a packet and did not
+	// finish sending it in this time, whatever its keepalive. Default 30s.
+	PacketTimeout time.Duration `yaml:"packet_timeout"`
+	// MaxPartialBytes bounds the memory held by unfinished inbound packets
+	// over all connections; past it, the connections holding the most are
+	// closed (counted). Default 256 MiB.
+	MaxPartialBytes int64 `yaml:"max_partial_bytes"`
 	// MaxOutboundBytes bounds bytes waiting to be written to one connection.
 	// Past it QoS 0 deliveries are dropped (counted) and QoS 1/2 stay queued
 	// in the session. Default 1 MiB.
@@ -98,6 +105,12 @@ func (o *Options) EnsureDefaults() {
 	if o.TopicAliasMaximum == 0 {
 		o.TopicAliasMaximum = 64
 	}
+	if o.PacketTimeout == 0 {
+		o.PacketTimeout = 30 * time.Second
+	}
+	if o.MaxPartialBytes == 0 {
+		o.MaxPartialBytes = 256 << 20
+	}
 	if o.MaxOutboundBytes == 0 {
 		o.MaxOutboundBytes = 1 << 20
 	}
@@ -132,6 +145,10 @@ func (o *Options) Validate() error {
 		return bad("ConnectTimeout", "negative")
 	case o.MaxPacketSize < 16:
 		return bad("MaxPacketSize", "below 16 bytes")
+	case o.PacketTimeout < time.Second:
+		return bad("PacketTimeout", "below one second")
+	case o.MaxPartialBytes < int64(o.MaxPacketSize):
+		return bad("MaxPartialBytes", "below MaxPacketSize")
 	case o.MaxOutboundBytes < 0:
 		return bad("MaxOutboundBytes", "negative")
 	case o.MaxQueued < 0:

@@ -32,9 +32,12 @@ type Server struct {
 	store     *storage.DB // nil: memory only
 	deny      []string    // DenyFilters
 
-	clock   atomic.Int64 // unix seconds, refreshed every tick
-	ids     atomic.Uint64
-	started time.Time
+	clock atomic.Int64 // unix seconds, refreshed every tick
+	// partialBytes is the buffer space of every conn's unfinished inbound
+	// packet (input.go), bounded by MaxPartialBytes.
+	partialBytes atomic.Int64
+	ids          atomic.Uint64
+	started      time.Time
 
 	loopsMu sync.Mutex
 	loops   map[gnet.EventLoop]*loop // REQUIRES: loopsMu held
@@ -256,6 +259,7 @@ func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
 	}
 	c.mu.Unlock()
 	c.loop.wheel.remove(c)
+	c.dropPartial()
 	active := c.state == stateActive || c.sess != nil
 	c.state = stateClosing
 	if active {

@@ -17,13 +17,15 @@ type Stats struct {
 	Sessions         atomic.Int64 // sessions held, online or not
 	Subscriptions    atomic.Int64
 	ProtocolErrors   atomic.Int64 // connections closed for bad input
+	InputTimeouts    atomic.Int64 // connections closed for not finishing a packet within PacketTimeout
+	InputShed        atomic.Int64 // connections closed because unfinished input passed MaxPartialBytes
 }
 
 // StatsSnapshot is a copy of Stats at one moment.
 type StatsSnapshot struct {
 	ClientsConnected, ClientsTotal, MessagesIn, MessagesOut, BytesIn, BytesOut int64
 	Dropped, QueueDropped, Expired, Retained, Sessions, Subscriptions          int64
-	ProtocolErrors                                                             int64
+	ProtocolErrors, InputTimeouts, InputShed                                   int64
 }
 
 // Snapshot copies the counters.
@@ -34,6 +36,6 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		BytesIn: s.BytesIn.Load(), BytesOut: s.BytesOut.Load(),
 		Dropped: s.Dropped.Load(), QueueDropped: s.QueueDropped.Load(), Expired: s.Expired.Load(),
 		Retained: s.Retained.Load(), Sessions: s.Sessions.Load(), Subscriptions: s.Subscriptions.Load(),
-		ProtocolErrors: s.ProtocolErrors.Load(),
+		ProtocolErrors: s.ProtocolErrors.Load(), InputTimeouts: s.InputTimeouts.Load(), InputShed: s.InputShed.Load(),
 	}
 }
