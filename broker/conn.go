@@ -45,7 +45,9 @@ type conn struct {
 	aliasIn   []string // inbound topic aliases, grown on first use
 	part      *partial // an inbound packet not fully arrived (input.go)
 
-	listedPartial bool // on the loop's partials list
+	listedPartial bool  // on the loop's partials list
+	shut          bool  // write side shut down (close.go)
+	lingerUntil   int64 // unix seconds the socket closes at, 0 while not closing (close.go)
 
 	// Set before CONNACK on the loop, read by deliveries under session.mu.
 	maxPacketOut uint32 // client's Maximum Packet Size, 0 = none
@@ -305,7 +307,7 @@ func (c *conn) checkDeadline(now int64) {
 }
 
 // closeWith sends a v5 DISCONNECT with code (when the client speaks v5 and
-// is past CONNECT) and closes the socket after the flush. Loop only.
+// is past CONNECT) and closes the connection (close.go). Loop only.
 func (c *conn) closeWith(code packets.Code) {
 	if c.state == stateClosing {
 		return
@@ -313,10 +315,7 @@ func (c *conn) closeWith(code packets.Code) {
 	if c.state == stateActive && c.version >= 5 {
 		c.appendPacket(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}, ProtocolVersion: 5, ReasonCode: code.Code})
 	}
-	c.state = stateClosing
-	c.dropPartial()
-	c.flush()
-	_ = c.gc.Close()
+	c.linger()
 }
 
 // release detaches c from its session, once: at DISCONNECT, so that a

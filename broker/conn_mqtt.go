@@ -16,7 +16,11 @@ import (
 // place; the start of an unfinished packet moves into c's partial
 // (input.go), so gnet keeps nothing buffered. Replies go out in one write.
 func (c *conn) onTraffic() gnet.Action {
-	if c.state == stateAuth || c.state == stateClosing {
+	switch {
+	case c.lingerUntil != 0:
+		_, _ = c.gc.Discard(-1) // closing: input is read and dropped (close.go)
+		return gnet.None
+	case c.state == stateAuth || c.state == stateClosing:
 		return gnet.None // leave the bytes buffered until the CONNECT is settled
 	}
 	buf, _ := c.gc.Peek(-1)
@@ -66,8 +70,8 @@ func (c *conn) onTraffic() gnet.Action {
 	}
 	c.srv.stats.BytesIn.Add(int64(used))
 	c.flush()
-	if c.state == stateClosing {
-		return gnet.Close
+	if c.state == stateClosing && c.lingerUntil == 0 {
+		return gnet.Close // the client said DISCONNECT: nothing more to say or read
 	}
 	return gnet.None
 }
@@ -168,7 +172,7 @@ func (c *conn) handleConnect(pk *packets.Packet) {
 	v := pk.ProtocolVersion
 	if v != 3 && v != 4 && v != 5 {
 		c.connack(4, packets.ErrUnsupportedProtocolVersion, nil) // [MQTT-3.1.2-2]
-		c.state = stateClosing
+		c.linger()
 		return
 	}
 	if code := pk.ConnectValidate(); code != packets.CodeSuccess {
@@ -184,7 +188,7 @@ func (c *conn) handleConnect(pk *packets.Packet) {
 	if pk.Connect.WillFlag {
 		if err := topic.ValidName(pk.Connect.WillTopic); err != nil {
 			c.connack(v, packets.ErrTopicNameInvalid, nil)
-			c.state = stateClosing
+			c.linger()
 			return
 		}
 	}
@@ -255,14 +259,14 @@ func (c *conn) finishConnect(cp *connectParams, authOK bool) {
 	v := cp.version
 	if !authOK {
 		c.connack(v, packets.ErrBadUsernameOrPassword, nil) // [MQTT-3.1.4-2]
-		c.state = stateClosing
+		c.linger()
 		return
 	}
 	var ack packets.Properties
 	if cp.clientID == "" {
 		if v < 5 && !cp.clean {
 			c.connack(v, packets.ErrClientIdentifierNotValid, nil) // [MQTT-3.1.3-8]
-			c.state = stateClosing
+			c.linger()
 			return
 		}
 		cp.clientID = newClientID()

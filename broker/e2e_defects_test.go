@@ -4,6 +4,7 @@ package broker
 // before its fix.
 
 import (
+	"bufio"
 	"fmt"
 	"net"
 	"os"
@@ -285,4 +286,47 @@ func rssBytes(t testing.TB) int64 {
 	}
 	t.Skip("no VmRSS")
 	return 0
+}
+
+// A broker closing a connection whose client is still sending used to
+// close with unread input and with its last bytes still queued: the kernel
+// answered with a reset and dropped them, so the client never read the
+// DISCONNECT that said why. The broker now flushes, half-closes and drains
+// input for a while before closing. Here the client is slow to read (a
+// backlog of QoS 0 messages sits in front of the DISCONNECT) and keeps
+// sending after its Receive Maximum overrun.
+func TestDisconnectReasonSurvivesClientStillSending(t *testing.T) {
+	s := startServer(t, Options{Loops: 1, ReceiveMaximum: 2})
+	nc, err := net.DialTCP("tcp", nil, s.Addr().(*net.TCPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.SetReadBuffer(64 << 10) // a small window (above loopback's MSS), so output backs up in the broker
+	t.Cleanup(func() { nc.Close() })
+	rc := &rawClient{t: t, c: nc, r: bufio.NewReader(nc)}
+	rc.connect(5, "flooded", true, 0)
+	rc.subscribe(1, 0, packets.Subscription{Filter: "backlog", Qos: 0})
+	pub := connectV5(t, s, "backlogger")
+	payload := strings.Repeat("b", 1000)
+	for range 600 {
+		pub.publish("backlog", payload, 0, false) // ~600 KB the flooded client has not read
+	}
+	var b []byte
+	for pid := uint16(1); pid <= 3; pid++ { // the third overruns Receive Maximum 2
+		pk, err := mqtt.Append(nil, &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 2},
+			ProtocolVersion: 5, PacketID: pid, TopicName: "flood", Payload: []byte("x")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = append(b, pk...)
+	}
+	rel, _ := mqtt.Append(nil, &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, ProtocolVersion: 5, PacketID: 1})
+	for range 50000 {
+		b = append(b, rel...) // still sending when the broker decides to close
+	}
+	go func() { _, _ = nc.Write(b) }() // the broker may stop reading first
+	got := rc.readAll()
+	if len(got) == 0 || got[len(got)-1].FixedHeader.Type != packets.Disconnect || got[len(got)-1].ReasonCode != packets.ErrReceiveMaximum.Code {
+		t.Fatalf("read %d packets, the last not DISCONNECT 0x93", len(got))
+	}
 }

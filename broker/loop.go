@@ -27,6 +27,7 @@ type loop struct {
 	stalled  []*conn        // conns over MaxOutboundBytes, checked every tick
 	holders  []*conn        // conns keeping a spare outbound buffer
 	partials []*conn        // conns holding an unfinished inbound packet
+	closing  []*conn        // conns draining input before they close (close.go)
 	pk       packets.Packet // decode scratch
 	msg      Message        // QoS 0 routing scratch (see handlePublish)
 }
@@ -78,6 +79,7 @@ func (l *loop) tick(now int64) {
 	l.releaseIdle()
 	l.checkStalled(now)
 	l.checkPartials(now)
+	l.checkClosing(now)
 	l.mu.Lock()
 	retry := l.retry
 	l.retry = nil
