@@ -135,7 +135,9 @@ func (c *conn) handle(pk *packets.Packet) {
 }
 
 // connack sends a CONNACK; v3 clients get the v3 return code for code.
-func (c *conn) connack(version byte, code packets.Code, props *packets.Properties) {
+// It reports false when it sent nothing: v3 has no code for code, or the
+// CONNACK is larger than the client's Maximum Packet Size.
+func (c *conn) connack(version byte, code packets.Code, props *packets.Properties) bool {
 	pk := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ProtocolVersion: version, ReasonCode: code.Code}
 	if version < 5 {
 		switch {
@@ -154,7 +156,7 @@ func (c *conn) connack(version byte, code packets.Code, props *packets.Propertie
 		default:
 			pk.ReasonCode = packets.Err3ServerUnavailable.Code
 			if code.Code == packets.ErrMalformedPacket.Code || code.Code == packets.ErrProtocolViolation.Code {
-				return // v3 has no code for these: just close [MQTT-3.2.2-6]
+				return false // v3 has no code for these: just close [MQTT-3.2.2-6]
 			}
 		}
 	} else if props != nil {
@@ -163,7 +165,18 @@ func (c *conn) connack(version byte, code packets.Code, props *packets.Propertie
 	if code.Code != 0 && version >= 5 && code.Reason != "" {
 		pk.Properties.ReasonString = code.Reason
 	}
+	if max := int(c.maxPacketOut); max > 0 && version >= 5 {
+		b, err := mqtt.Append(nil, pk)
+		if err == nil && len(b) > max && pk.Properties.ReasonString != "" {
+			pk.Properties.ReasonString = "" // optional: the first to go [MQTT-3.1.2-25]
+			b, err = mqtt.Append(nil, pk)
+		}
+		if err != nil || len(b) > max {
+			return false // larger than the client accepts: not sent [MQTT-3.1.2-24]
+		}
+	}
 	c.appendPacket(pk)
+	return true
 }
 
 // handleConnect validates a CONNECT and, once the password (if any) checks
@@ -264,7 +277,7 @@ func (c *conn) finishConnect(cp *connectParams, authOK bool) {
 	}
 	var ack packets.Properties
 	if cp.clientID == "" {
-		if v < 5 && !cp.clean {
+		if v == 3 || v < 5 && !cp.clean { // 3.1 ids have 1 to 23 characters
 			c.connack(v, packets.ErrClientIdentifierNotValid, nil) // [MQTT-3.1.3-8]
 			c.linger()
 			return
@@ -311,12 +324,16 @@ func (c *conn) finishConnect(cp *connectParams, authOK bool) {
 	ob := c.bufLocked()
 	at := len(ob.b)
 	c.mu.Unlock()
-	c.connack(v, packets.CodeSuccess, &ack)
+	if !c.connack(v, packets.CodeSuccess, &ack) {
+		c.srv.log.Debug("CONNACK larger than the client's maximum packet size", "client", cp.clientID, "max", c.maxPacketOut)
+		c.linger()
+		return
+	}
 	c.state = stateActive
 	c.srv.stats.ClientsConnected.Add(1)
 	s, present := c.srv.sessions.attach(cp.clientID, cp.clean, expiry, window, c, now)
 	c.sess = s
-	if present {
+	if present && v >= 4 { // the byte is reserved in 3.1
 		c.mu.Lock()
 		if c.out != nil && len(c.out.b) > at+2 {
 			c.out.b[at+2] = 1 // CONNACK flags: session present [MQTT-3.2.2-2]
@@ -402,12 +419,16 @@ func (c *conn) handlePublish(pk *packets.Packet) {
 		*m = Message{}
 	case qos == 0:
 		c.srv.route(newMessage(pk, name, c.clientID, c.srv.now()), s, nil)
-	case c.srv.store == nil:
-		c.srv.route(newMessage(pk, name, c.clientID, c.srv.now()), s, nil)
-		c.ackPublish(qos, pid, 0, nil)
 	default:
-		// Acknowledge once stored (persist.go).
-		c.srv.route(newMessage(pk, name, c.clientID, c.srv.now()), s, func(err error) { c.ackPublish(qos, pid, 0, err) })
+		// Acknowledged once stored (persist.go); a v5 publisher learns when
+		// nobody was subscribed.
+		c.srv.route(newMessage(pk, name, c.clientID, c.srv.now()), s, func(matched int, err error) {
+			reason := byte(0)
+			if matched == 0 && v >= 5 {
+				reason = packets.CodeNoMatchingSubscribers.Code
+			}
+			c.ackPublish(qos, pid, reason, err)
+		})
 	}
 }
 

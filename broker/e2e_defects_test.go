@@ -330,3 +330,122 @@ func TestDisconnectReasonSurvivesClientStillSending(t *testing.T) {
 		t.Fatalf("read %d packets, the last not DISCONNECT 0x93", len(got))
 	}
 }
+
+// Session present [MQTT-3.1.2-6] [MQTT-3.2.2-2]: a clean connection taking
+// over a live session gets 0; so does a persistent connection taking over a
+// clean one (that session ends with its connection); v3.1 never gets the
+// bit (reserved in 3.1).
+func TestSessionPresentOnTakeover(t *testing.T) {
+	s := startServer(t, Options{})
+	for _, v := range []byte{3, 4, 5} {
+		for _, tc := range []struct {
+			name         string
+			first, again bool // clean flags of the two connections
+			want         byte
+		}{
+			{"clean takes over clean", true, true, 0},
+			{"clean takes over persistent", false, true, 0},
+			{"persistent takes over clean", true, false, 0},
+			{"persistent takes over persistent", false, false, 1},
+		} {
+			id := fmt.Sprintf("sp-%d-%t-%t", v, tc.first, tc.again)
+			a := dialRaw(t, s)
+			connectWithExpiry(a, v, id, tc.first)
+			b := dialRaw(t, s)
+			ack := connectWithExpiry(b, v, id, tc.again)
+			want := tc.want
+			if v == 3 {
+				want = 0
+			}
+			if got := ack.SessionPresent; got != (want == 1) {
+				t.Errorf("v%d %s: session present %v, want %d", v, tc.name, got, want)
+			}
+			b.c.Close()
+			a.c.Close()
+		}
+	}
+}
+
+// connectWithExpiry connects a raw client; a persistent v5 session asks for
+// an expiry so it outlives the connection.
+func connectWithExpiry(rc *rawClient, v byte, id string, clean bool) *packets.Packet {
+	rc.t.Helper()
+	name := []byte("MQTT")
+	if v == 3 {
+		name = []byte("MQIsdp")
+	}
+	pk := &packets.Packet{ProtocolVersion: v, Connect: packets.ConnectParams{ProtocolName: name, ClientIdentifier: id, Clean: clean}}
+	if v == 5 && !clean {
+		pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = 300, true
+	}
+	ack := rc.connectPk(pk)
+	if ack.ReasonCode != 0 {
+		rc.t.Fatalf("CONNACK %#x", ack.ReasonCode)
+	}
+	return ack
+}
+
+// MQTT 3.1 requires a client id of 1 to 23 characters: an empty one is
+// refused with return code 2 (3.1.1 accepts it with clean session).
+func TestV31EmptyClientIDRefused(t *testing.T) {
+	s := startServer(t, Options{})
+	rc := dialRaw(t, s)
+	rc.connect(3, "", true, packets.Err3ClientIdentifierNotValid.Code)
+	rc.expectClosed()
+}
+
+// A CONNACK larger than the client's Maximum Packet Size is not sent; the
+// connection is closed [MQTT-3.1.2-24].
+func TestConnackLargerThanClientMaximum(t *testing.T) {
+	s := startServer(t, Options{})
+	rc := dialRaw(t, s)
+	rc.version = 5
+	rc.send(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 5,
+		Properties: packets.Properties{MaximumPacketSize: 8},
+		Connect:    packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: "tiny", Clean: true, Keepalive: 30}})
+	if got := rc.readAll(); len(got) != 0 {
+		t.Fatalf("got %d packets (%s first), want none", len(got), packets.PacketNames[got[0].FixedHeader.Type])
+	}
+}
+
+// A v5 QoS 1/2 publish that reached nobody is acknowledged with 0x10 No
+// matching subscribers (as Mosquitto and EMQX do); one that reached a
+// subscriber with 0.
+func TestNoMatchingSubscribers(t *testing.T) {
+	for _, store := range []bool{false, true} {
+		t.Run(fmt.Sprintf("store=%v", store), func(t *testing.T) {
+			opts := Options{}
+			if store {
+				opts.Store = openTestStore(t)
+			}
+			s := startServer(t, opts)
+			rc := dialRaw(t, s)
+			rc.connect5("nobody-pub", true, packets.Properties{})
+			ack := func(qos byte, pid uint16) byte {
+				rc.publish("nobody/here", []byte("x"), qos, pid, false, packets.Properties{})
+				typ := packets.Puback
+				if qos == 2 {
+					typ = packets.Pubrec // the publisher learns it here, not at PUBCOMP
+				}
+				a := rc.expect(typ)
+				if qos == 2 {
+					rc.ack(packets.Pubrel, pid)
+					rc.expect(packets.Pubcomp)
+				}
+				return a.ReasonCode
+			}
+			for _, qos := range []byte{1, 2} {
+				if got := ack(qos, uint16(qos)); got != packets.CodeNoMatchingSubscribers.Code {
+					t.Errorf("QoS %d to nobody: reason %#x, want 0x10", qos, got)
+				}
+			}
+			sub := connectV5(t, s, "somebody")
+			sub.subscribe("nobody/#", 1)
+			for _, qos := range []byte{1, 2} {
+				if got := ack(qos, 10+uint16(qos)); got != 0 {
+					t.Errorf("QoS %d to a subscriber: reason %#x, want 0", qos, got)
+				}
+			}
+		})
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/cimgo/cim/broker/mqtt"
+	"github.com/cimgo/cim/storage"
+	"github.com/cockroachdb/pebble/vfs"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -166,4 +168,20 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// openTestStore opens a store in memory, closed when the test ends (after
+// the server registered later has shut down).
+func openTestStore(t testing.TB) *storage.DB {
+	t.Helper()
+	db, err := storage.Open("data", storage.Options{FS: vfs.NewMem(), SweepInterval: -1, Logger: startServerLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return db
 }

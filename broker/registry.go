@@ -50,7 +50,9 @@ func (r *registry) attach(id string, clean bool, expiry uint32, window uint16, c
 		}
 		s.will = nil
 		s.endsAt = 0
-		if clean {
+		if clean || s.expiry == 0 {
+			// A session with expiry 0 lasts as long as its connection, which
+			// the new one ends: the newcomer starts afresh [MQTT-3.1.2-6].
 			r.endLocked(s)
 			s.mu.Unlock()
 			s = nil

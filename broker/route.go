@@ -96,8 +96,9 @@ func pickOnline(s *session) bool { return s.online.Load() }
 // route delivers m to every matching session and keeps it if retained.
 // from is the publishing session (nil for the server). done, if not nil, is
 // called once what m needs stored is durable (see persist.go), possibly on
-// the committer goroutine. Safe from any goroutine; never blocks on I/O.
-func (srv *Server) route(m *Message, from *session, done func(error)) {
+// the committer goroutine, with the number of sessions m went to. Safe from
+// any goroutine; never blocks on I/O.
+func (srv *Server) route(m *Message, from *session, done func(matched int, err error)) {
 	if m.Retain {
 		srv.retain(m)
 	}
@@ -117,9 +118,14 @@ func (srv *Server) route(m *Message, from *session, done func(error)) {
 		t := &r.targets[i]
 		t.s.deliver(m, t.qos, t.retain, t.subIDs, now, &lb)
 	}
+	matched := len(r.targets)
 	r.reset()
 	routerPool.Put(r)
-	srv.commit(&lb, done)
+	if done == nil {
+		srv.commit(&lb, nil)
+		return
+	}
+	srv.commit(&lb, func(err error) { done(matched, err) })
 }
 
 // lazyBatch is a storage batch made on first use, so routing that stores
