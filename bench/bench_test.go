@@ -87,8 +87,8 @@ func startCim(t *testing.T, passwords map[string]string) *testBroker {
 				_ = srv.Shutdown(ctx)
 			})
 		},
-		received:      func() int64 { return srv.Stats().MessagesIn.Load() },
-		subscriptions: func() int64 { return srv.Stats().Subscriptions.Load() },
+		received:      func() int64 { return srv.Stats().MessagesIn },
+		subscriptions: func() int64 { return srv.Stats().Subscriptions },
 	}
 	t.Cleanup(tb.stop)
 	return tb

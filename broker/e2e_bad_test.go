@@ -204,7 +204,7 @@ func TestBadConnect(t *testing.T) {
 	pub.publish("alive", "yes", 1, false)
 	bystander.expect("alive", "yes")
 	roundTrip(t, s, "bad-connect")
-	if s.Stats().ProtocolErrors.Load() == 0 {
+	if s.Stats().ProtocolErrors == 0 {
 		t.Error("protocol errors not counted")
 	}
 }
@@ -414,7 +414,7 @@ func TestSlowSubscriber(t *testing.T) {
 	payload := strings.Repeat("x", 1024)
 	const batch = 64
 	var worst time.Duration
-	for i := 0; s.Stats().Dropped.Load() == 0; i++ {
+	for i := 0; s.Stats().Dropped == 0; i++ {
 		if i == 1000 { // 64 MiB and the stalled client's buffer never filled
 			t.Fatal("nothing dropped for the stalled subscriber")
 		}
@@ -440,9 +440,9 @@ func TestSlowSubscriber(t *testing.T) {
 	worst = max(worst, time.Since(start))
 	// Every message reached the fast subscriber within e2eWait (next); the
 	// slowest batch is logged, not asserted: the machine may be busy.
-	t.Logf("dropped %d, slowest batch %v", s.Stats().Dropped.Load(), worst)
+	t.Logf("dropped %d, slowest batch %v", s.Stats().Dropped, worst)
 	// Disconnected for not reading: only fast and pub remain.
-	waitE2E(t, "slow consumer disconnected", func() bool { return s.Stats().ClientsConnected.Load() == 2 })
+	waitE2E(t, "slow consumer disconnected", func() bool { return s.Stats().ClientsConnected == 2 })
 	fast.none()
 	roundTrip(t, s, "after-flood")
 }
@@ -465,7 +465,7 @@ func TestSlowSubscriberKeepsQoS1(t *testing.T) {
 	for i := range n {
 		pub.publish("flood/t", fmt.Sprintf("%04d%s", i, payload), 1, false)
 	}
-	if q, d := s.Stats().QueueDropped.Load(), s.Stats().Dropped.Load(); q != 0 || d != 0 {
+	if q, d := s.Stats().QueueDropped, s.Stats().Dropped; q != 0 || d != 0 {
 		t.Fatalf("QoS 1 messages dropped: %d from the queue, %d at the connection", q, d)
 	}
 	slow.c.Close()

@@ -629,12 +629,7 @@ func waitOffline(t testing.TB, s *Server, id string) {
 }
 
 // lookupSession returns the broker's session for client id, or nil.
-func lookupSession(s *Server, id string) *session {
-	sh := &s.sessions.shards[s.sessions.shard(id)]
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	return sh.m[id]
-}
+func lookupSession(s *Server, id string) *session { return s.sessions.lookup(mqttKey(id)) }
 
 // closeResult is what a raw client read until the server closed it.
 type closeResult struct {

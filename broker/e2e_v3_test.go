@@ -324,15 +324,39 @@ func TestV3AuthAndACL(t *testing.T) {
 func TestV3KeepaliveTimeout(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, Options{MaxKeepalive: 1})
-	// Asking for more than MaxKeepalive (v3 cannot be told) still gets the
-	// server's limit enforced.
+	// Within the maximum: enforced at 1.5 × the keepalive.
 	rc := dialRaw(t, s)
-	rc.connectPk(&packets.Packet{ProtocolVersion: 4, Connect: packets.ConnectParams{ClientIdentifier: "lazy", Clean: true, Keepalive: 60}})
+	rc.connectPk(&packets.Packet{ProtocolVersion: 4, Connect: packets.ConnectParams{ClientIdentifier: "lazy", Clean: true, Keepalive: 1}})
 	start := time.Now()
 	if got := rc.readAll(); len(got) != 0 {
 		t.Fatalf("got %d packets, want a plain close", len(got))
 	}
-	within(t, "keepalive close", time.Since(start), 1500*time.Millisecond, 7*time.Second)
+	within(t, "keepalive close", time.Since(start), 1000*time.Millisecond, 7*time.Second)
+}
+
+// A v3 client cannot be told another keepalive, so asking for more than
+// MaxKeepalive, or for none while there is a maximum, is refused (CONNACK
+// 0x02, as Mosquitto does) instead of getting a deadline it cannot know.
+func TestV3KeepaliveAboveMaximumRefused(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, Options{MaxKeepalive: 60})
+	for _, ka := range []uint16{0, 61, 3600} {
+		rc := dialRaw(t, s)
+		rc.version = 4
+		rc.send(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4, Connect: packets.ConnectParams{
+			ProtocolName: []byte("MQTT"), ClientIdentifier: "battery", Clean: true, Keepalive: ka}}) // (connectPk would turn 0 into 30)
+		ack := rc.expect(packets.Connack)
+		if ack.ReasonCode != packets.Err3ClientIdentifierNotValid.Code {
+			t.Errorf("keepalive %d: CONNACK %#x, want 0x02", ka, ack.ReasonCode)
+		}
+		rc.expectClosed()
+	}
+	// With no maximum, a keepalive of an hour is accepted.
+	s = startServer(t, Options{MaxKeepalive: -1})
+	rc := dialRaw(t, s)
+	if ack := rc.connectPk(&packets.Packet{ProtocolVersion: 4, Connect: packets.ConnectParams{ClientIdentifier: "battery", Clean: true, Keepalive: 3600}}); ack.ReasonCode != 0 {
+		t.Fatalf("CONNACK %#x with no maximum", ack.ReasonCode)
+	}
 }
 
 // Payloads far larger than one socket read (gnet reads 64 KiB at a time)

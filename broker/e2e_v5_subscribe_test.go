@@ -71,7 +71,7 @@ func TestV5Unsubscribe(t *testing.T) {
 	if rc := sub.unsubscribe("u/#"); rc != 0x11 {
 		t.Fatalf("UNSUBACK %#x for a filter not subscribed, want 0x11", rc)
 	}
-	if n := s.Stats().Subscriptions.Load(); n != 0 {
+	if n := s.Stats().Subscriptions; n != 0 {
 		t.Fatalf("%d subscriptions left", n)
 	}
 }

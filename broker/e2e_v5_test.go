@@ -424,13 +424,13 @@ func TestV5SessionExpiry(t *testing.T) {
 	sub := connectV5(t, s, "exp", persistent(1))
 	sub.subscribe("exp/t", 1)
 	sub.disconnect()
-	if n := s.Stats().Sessions.Load(); n != 1 {
+	if n := s.Stats().Sessions; n != 1 {
 		t.Fatalf("%d sessions right after disconnect, want 1", n)
 	}
 	start := time.Now()
-	waitE2E(t, "session expiry", func() bool { return s.Stats().Sessions.Load() == 0 })
+	waitE2E(t, "session expiry", func() bool { return s.Stats().Sessions == 0 })
 	within(t, "session ended", time.Since(start), 500*time.Millisecond, 6*time.Second)
-	if n := s.Stats().Subscriptions.Load(); n != 0 {
+	if n := s.Stats().Subscriptions; n != 0 {
 		t.Fatalf("%d subscriptions left after expiry", n)
 	}
 	pub := connectV5(t, s, "pub")

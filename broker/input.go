@@ -1,14 +1,8 @@
 package broker
 
-import (
-	"errors"
-	"slices"
+import "slices"
 
-	"github.com/cimgo/cim/broker/mqtt"
-	"github.com/mochi-mqtt/server/v2/packets"
-)
-
-// Unfinished inbound packets.
+// Unfinished inbound frames.
 //
 // gnet keeps the bytes a handler does not consume in a ring buffer that
 // grows by doubling, and Peek copies that ring into a fresh buffer on every
@@ -29,49 +23,39 @@ type partial struct {
 	since int64 // unix seconds of its first byte
 }
 
-// errPacketTimeout and errInputBudget are the close reasons of a conn that
-// did not finish a packet in time, or held the most when the budget ran out.
-var (
-	errPacketTimeout = packets.Code{Code: packets.ErrKeepAliveTimeout.Code, Reason: "packet not finished in time"}
-	errInputBudget   = packets.Code{Code: packets.ErrQuotaExceeded.Code, Reason: "too much unfinished input buffered"}
-)
-
 // startPartial keeps rest, the start of a packet, in a partial. Loop only.
-func (c *conn) startPartial(rest []byte) error {
-	p := &partial{since: c.srv.now()}
-	c.part = p
-	if !c.listedPartial {
-		c.listedPartial = true
-		c.loop.partials = append(c.loop.partials, c)
+func (t *transport) startPartial(rest []byte) error {
+	p := &partial{since: t.srv.now()}
+	t.part = p
+	if !t.listedPartial {
+		t.listedPartial = true
+		t.loop.partials = append(t.loop.partials, t)
 	}
-	_, _, err := c.fillPartial(rest)
+	_, _, err := t.fillPartial(rest)
 	return err
 }
 
 // fillPartial appends to the partial what the packet still needs from buf.
 // It returns how many bytes it took and whether the packet is now whole.
 // Loop only.
-func (c *conn) fillPartial(buf []byte) (took int, whole bool, err error) {
-	p := c.part
+func (t *transport) fillPartial(buf []byte) (took int, whole bool, err error) {
+	p := t.part
 	for p.need == 0 {
-		_, hl, rem, err := mqtt.Header(p.buf)
+		n, err := t.ep.frameLen(p.buf)
 		switch {
 		case err == nil:
-			p.need = hl + rem
-			if max := c.srv.opts.MaxPacketSize; uint64(p.need) > uint64(max) {
-				return took, false, packets.ErrPacketTooLarge
-			}
-		case !errors.Is(err, mqtt.ErrIncomplete):
+			p.need = n
+		case err != errIncomplete:
 			return took, false, err
 		case took == len(buf):
 			return took, false, nil
 		default:
-			c.growPartial(buf[took : took+1]) // the header comes a byte at a time
+			t.growPartial(buf[took : took+1]) // the header comes a byte at a time
 			took++
 		}
 	}
 	n := min(p.need-len(p.buf), len(buf)-took)
-	c.growPartial(buf[took : took+n])
+	t.growPartial(buf[took : took+n])
 	took += n
 	return took, len(p.buf) == p.need, nil
 }
@@ -79,8 +63,8 @@ func (c *conn) fillPartial(buf []byte) (took int, whole bool, err error) {
 // growPartial appends b, growing the buffer by at least a quarter so a
 // packet trickling in costs linear copying, never past the packet's size.
 // Loop only.
-func (c *conn) growPartial(b []byte) {
-	p := c.part
+func (t *transport) growPartial(b []byte) {
+	p := t.part
 	if len(p.buf)+len(b) > cap(p.buf) {
 		size := max(len(p.buf)+len(b), cap(p.buf)+cap(p.buf)/4, 256)
 		if p.need > 0 {
@@ -88,20 +72,20 @@ func (c *conn) growPartial(b []byte) {
 		}
 		grown := make([]byte, len(p.buf), size)
 		copy(grown, p.buf)
-		total := c.srv.partialBytes.Add(int64(size - cap(p.buf)))
+		total := t.srv.partialBytes.Add(int64(size - cap(p.buf)))
 		p.buf = grown
-		if total > c.srv.opts.MaxPartialBytes {
-			c.loop.shedPartials()
+		if total > t.srv.opts.MaxPartialBytes {
+			t.loop.shedPartials()
 		}
 	}
 	p.buf = append(p.buf, b...)
 }
 
 // dropPartial forgets the partial packet. Loop only.
-func (c *conn) dropPartial() {
-	if c.part != nil {
-		c.srv.partialBytes.Add(-int64(cap(c.part.buf)))
-		c.part = nil
+func (t *transport) dropPartial() {
+	if t.part != nil {
+		t.srv.partialBytes.Add(-int64(cap(t.part.buf)))
+		t.part = nil
 	}
 }
 
@@ -110,17 +94,16 @@ func (c *conn) dropPartial() {
 func (l *loop) checkPartials(now int64) {
 	timeout := int64(l.srv.opts.PacketTimeout.Seconds())
 	keep := l.partials[:0]
-	for _, c := range l.partials {
+	for _, t := range l.partials {
 		switch {
-		case c.part == nil || c.state == stateClosing:
-			c.listedPartial = false
-		case now-c.part.since >= timeout:
-			c.listedPartial = false
+		case t.part == nil || t.state == stateClosing:
+			t.listedPartial = false
+		case now-t.part.since >= timeout:
+			t.listedPartial = false
 			l.srv.stats.InputTimeouts.Add(1)
-			l.srv.log.Debug("packet not finished in time", "client", c.clientID, "remote", c.gc.RemoteAddr(), "held", len(c.part.buf))
-			c.closeWith(errPacketTimeout)
+			t.close(reasonPacketTimeout, nil)
 		default:
-			keep = append(keep, c)
+			keep = append(keep, t)
 		}
 	}
 	clear(l.partials[len(keep):])
@@ -134,19 +117,18 @@ func (l *loop) checkPartials(now int64) {
 // until all conns together hold no more than MaxPartialBytes (or this loop
 // has none left to close). Loop only.
 func (l *loop) shedPartials() {
-	held := make([]*conn, 0, len(l.partials))
-	for _, c := range l.partials {
-		if c.part != nil && c.state != stateClosing {
-			held = append(held, c)
+	held := make([]*transport, 0, len(l.partials))
+	for _, t := range l.partials {
+		if t.part != nil && t.state != stateClosing {
+			held = append(held, t)
 		}
 	}
-	slices.SortFunc(held, func(a, b *conn) int { return cap(b.part.buf) - cap(a.part.buf) })
-	for _, c := range held {
+	slices.SortFunc(held, func(a, b *transport) int { return cap(b.part.buf) - cap(a.part.buf) })
+	for _, t := range held {
 		if l.srv.partialBytes.Load() <= l.srv.opts.MaxPartialBytes {
 			return
 		}
 		l.srv.stats.InputShed.Add(1)
-		l.srv.log.Debug("input budget exceeded: closing", "client", c.clientID, "remote", c.gc.RemoteAddr(), "held", len(c.part.buf))
-		c.closeWith(errInputBudget)
+		t.close(reasonInputBudget, nil)
 	}
 }

@@ -1,20 +1,20 @@
 package broker
 
-// wheel is a timing wheel of one-second slots holding conns by the second
+// wheel is a timing wheel of one-second slots holding transports by the second
 // their deadline falls due. It is lazy: activity does not move a conn; when
 // its slot comes round, the conn's real deadline is checked and the conn is
 // re-slotted if the deadline moved. One per loop, touched only on the loop,
 // so keepalive costs no timer and no goroutine per connection.
 type wheel struct {
-	slots [wheelSlots][]*conn
+	slots [wheelSlots][]*transport
 	last  int64 // last second processed
 }
 
 const wheelSlots = 512
 
-// add slots c to fall due at second at, moving it if it is in the wheel.
-func (w *wheel) add(c *conn, at int64) {
-	w.remove(c)
+// add slots t to fall due at second at, moving it if it is in the wheel.
+func (w *wheel) add(t *transport, at int64) {
+	w.remove(t)
 	if w.last == 0 {
 		w.last = at - 1
 	}
@@ -22,29 +22,29 @@ func (w *wheel) add(c *conn, at int64) {
 		at = w.last + 1
 	}
 	i := at % wheelSlots
-	c.wslot, c.wpos = int32(i)+1, int32(len(w.slots[i]))
-	w.slots[i] = append(w.slots[i], c)
+	t.wslot, t.wpos = int32(i)+1, int32(len(w.slots[i]))
+	w.slots[i] = append(w.slots[i], t)
 }
 
-// remove takes c out of the wheel, if it is in it, so that a closed conn
+// remove takes t out of the wheel, if it is in it, so that a closed conn
 // is not kept alive until its slot comes round.
-func (w *wheel) remove(c *conn) {
-	if c.wslot == 0 {
+func (w *wheel) remove(t *transport) {
+	if t.wslot == 0 {
 		return
 	}
-	slot := &w.slots[c.wslot-1]
+	slot := &w.slots[t.wslot-1]
 	last := len(*slot) - 1
 	moved := (*slot)[last]
-	(*slot)[c.wpos] = moved
-	moved.wpos = c.wpos
+	(*slot)[t.wpos] = moved
+	moved.wpos = t.wpos
 	(*slot)[last] = nil
 	*slot = (*slot)[:last]
-	c.wslot = 0
+	t.wslot = 0
 }
 
 // advance visits the conns of every slot from the last second processed up
 // to now. visit re-adds those still alive.
-func (w *wheel) advance(now int64, visit func(*conn)) {
+func (w *wheel) advance(now int64, visit func(*transport)) {
 	if w.last == 0 {
 		w.last = now
 		return
@@ -57,11 +57,11 @@ func (w *wheel) advance(now int64, visit func(*conn)) {
 			continue
 		}
 		w.slots[i] = nil
-		for _, c := range due {
-			c.wslot = 0 // out of the wheel until visit adds it again
+		for _, t := range due {
+			t.wslot = 0 // out of the wheel until visit adds it again
 		}
-		for _, c := range due {
-			visit(c)
+		for _, t := range due {
+			visit(t)
 		}
 		if cap(due) <= 1024 && w.slots[i] == nil {
 			clear(due)

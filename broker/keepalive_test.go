@@ -7,9 +7,9 @@ import "testing"
 func TestWheelRemove(t *testing.T) {
 	var w wheel
 	w.last = 100
-	cs := make([]*conn, 6)
+	cs := make([]*transport, 6)
 	for i := range cs {
-		cs[i] = &conn{}
+		cs[i] = &transport{}
 		w.add(cs[i], 101+int64(i%2)) // three in slot 101, three in 102
 	}
 	w.remove(cs[0])   // first of slot 101: the last one moves into its place
@@ -31,8 +31,8 @@ func TestWheelRemove(t *testing.T) {
 		}
 	}
 	check()
-	var seen []*conn
-	w.advance(102, func(c *conn) {
+	var seen []*transport
+	w.advance(102, func(c *transport) {
 		if c.wslot != 0 {
 			t.Fatal("visited conn still recorded in the wheel")
 		}

@@ -17,10 +17,13 @@ type Message struct {
 	// Props is the v5 property block (content type, response topic,
 	// correlation data, payload format, user properties) encoded once, or
 	// nil. Expiry, topic alias and subscription ids are added per delivery.
-	Props   []byte
-	From    string // publisher's client id ("" for the server itself)
-	Created int64  // unix seconds
-	Expiry  int64  // unix seconds, 0 = never
+	Props []byte
+	From  string // publisher's client id ("" for the server itself)
+	// Origin is the node the message was published on, "" for this one; a
+	// message from a peer is never forwarded again.
+	Origin  string
+	Created int64 // unix seconds
+	Expiry  int64 // unix seconds, 0 = never
 	QoS     byte
 	Retain  bool
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime"
 	"time"
 
@@ -14,15 +15,21 @@ import (
 type Options struct {
 	// MQTTAddr is the MQTT TCP listener, host:port. Default ":1883".
 	MQTTAddr string `yaml:"mqtt_addr"`
+	// NodeName names this node in stored sessions and to a cluster.
+	// Default: the host name.
+	NodeName string `yaml:"node_name"`
 	// Loops is the number of gnet event loops. Default: one per core.
 	Loops int `yaml:"loops"`
 
 	// ConnectTimeout closes a socket that sends no CONNECT in time. Default 10s.
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
-	// MaxKeepalive caps the client's keepalive, in seconds; a client asking
-	// for more, or for none (0), gets this value (v5: as Server Keep Alive).
-	// Every connection thus has a deadline. Default 600.
-	MaxKeepalive uint16 `yaml:"max_keepalive"`
+	// MaxKeepalive caps the keepalive a client may ask for, in seconds. An
+	// MQTT 5 client asking for more, or for none (0), is told this value
+	// (Server Keep Alive); an MQTT 3 client, which cannot be told, is
+	// refused (CONNACK 0x02, as Mosquitto does). 0 means the default, 65535;
+	// negative means no maximum (a client asking for 0 then has no idle
+	// deadline).
+	MaxKeepalive int `yaml:"max_keepalive"`
 	// MaxPacketSize bounds an inbound packet, in bytes. Default 1 MiB.
 	MaxPacketSize uint32 `yaml:"max_packet_size"`
 	// ReceiveMaximum bounds the client's unacknowledged QoS 1/2 publishes to
@@ -70,6 +77,18 @@ type Options struct {
 	// SUBACK carries "not authorized".
 	DenyFilters []string `yaml:"deny_filters"`
 
+	// Owner, if set, is asked before a login attaches a session here (a
+	// cluster's session ownership; owner.go). Default nil: sessions are local.
+	Owner Owner `yaml:"-"`
+	// Interest, if set, hears filters go live and dead on this node
+	// (interest.go). Forwarder, if set, carries messages published here to
+	// other nodes (forward.go).
+	Interest  Interest  `yaml:"-"`
+	Forwarder Forwarder `yaml:"-"`
+
+	// Now is the clock. Default time.Now; tests set it.
+	Now func() time.Time `yaml:"-"`
+
 	// Store, if set, makes sessions, queued messages and retained messages
 	// durable, and QoS 1/2 acknowledgements wait for it (persist.go). The
 	// caller opens and closes it. Default nil: memory only.
@@ -91,7 +110,13 @@ func (o *Options) EnsureDefaults() {
 		o.ConnectTimeout = 10 * time.Second
 	}
 	if o.MaxKeepalive == 0 {
-		o.MaxKeepalive = 600
+		o.MaxKeepalive = 65535
+	}
+	if o.NodeName == "" {
+		o.NodeName, _ = os.Hostname()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	if o.MaxPacketSize == 0 {
 		o.MaxPacketSize = 1 << 20
@@ -141,6 +166,8 @@ var ErrOptions = errors.New("broker: invalid options")
 func (o *Options) Validate() error {
 	bad := func(field, why string) error { return fmt.Errorf("%w: %s: %s", ErrOptions, field, why) }
 	switch {
+	case o.MaxKeepalive > 65535:
+		return bad("MaxKeepalive", "above 65535")
 	case o.ConnectTimeout < 0:
 		return bad("ConnectTimeout", "negative")
 	case o.MaxPacketSize < 16:

@@ -1,10 +1,9 @@
 package broker
 
 import (
-	"fmt"
+	"sync"
 	"time"
 
-	"github.com/cimgo/cim/broker/topic"
 	"github.com/cimgo/cim/storage"
 )
 
@@ -19,6 +18,10 @@ import (
 //     with their subscriptions; queued and in-flight QoS 1/2 messages are
 //     stored under the session until acknowledged.
 //   - Retained messages are stored.
+//   - Writes nobody waits for (session records, deleting what was
+//     acknowledged) go through asyncWriter: if the store refuses one (busy,
+//     or failing), it and every later one are retried in order until the
+//     store takes them, so a refused write is never just logged and lost.
 //
 // Not done yet: the QoS 2 packet id of a message in flight and the inbound
 // QoS 2 ids awaiting PUBREL are kept in memory only, so a crash during a
@@ -27,30 +30,129 @@ import (
 // persistentLocked reports whether s is stored. REQUIRES: s.mu held.
 func (s *session) persistentLocked() bool { return s.srv.store != nil && s.expiry != 0 }
 
-// commitAsync writes what fill adds in a batch of its own, without waiting.
-func (srv *Server) commitAsync(fill func(b *storage.Batch)) {
-	b := srv.store.NewBatch()
+// storeKey is the session's key in the store.
+func (k skey) storeKey() string { return k.id }
+
+// asyncWriter commits writes nobody waits for, in order, retrying those
+// the store refused.
+type asyncWriter struct {
+	srv *Server
+
+	mu      sync.Mutex
+	retry   []func(*storage.Batch) // REQUIRES: mu held. refused writes, oldest first
+	running bool                   // REQUIRES: mu held. the retry goroutine is on
+}
+
+// commit writes what fill adds in a batch of its own, without waiting.
+// Any goroutine.
+func (w *asyncWriter) commit(fill func(*storage.Batch)) {
+	w.mu.Lock()
+	if len(w.retry) > 0 { // keep the order: behind the refused ones
+		w.retry = append(w.retry, fill)
+		w.mu.Unlock()
+		return
+	}
+	w.mu.Unlock()
+	db := w.srv.store
+	b := db.NewBatch()
 	fill(b)
-	if err := srv.store.Commit(b, srv.logCommit); err != nil {
-		srv.logCommit(err)
+	if err := db.Commit(b, func(err error) {
+		if err != nil {
+			w.refused(fill, err)
+		}
+	}); err != nil {
+		w.refused(fill, err)
 	}
 }
 
+// refused queues fill for a retry and starts the retry goroutine.
+func (w *asyncWriter) refused(fill func(*storage.Batch), err error) {
+	w.srv.noteStoreFailure(err)
+	w.mu.Lock()
+	w.retry = append(w.retry, fill)
+	start := !w.running
+	w.running = true
+	w.mu.Unlock()
+	if start {
+		go w.retryLoop()
+	}
+}
+
+// retryLoop commits the refused writes in order, backing off while the
+// store keeps refusing, until none is left.
+func (w *asyncWriter) retryLoop() {
+	backoff := 50 * time.Millisecond
+	for {
+		w.mu.Lock()
+		if len(w.retry) == 0 {
+			w.running = false
+			w.mu.Unlock()
+			return
+		}
+		fill := w.retry[0]
+		w.mu.Unlock()
+		db := w.srv.store
+		b := db.NewBatch()
+		fill(b)
+		res := make(chan error, 1)
+		if err := db.Commit(b, func(err error) { res <- err }); err != nil {
+			res <- err
+		}
+		if err := <-res; err != nil {
+			w.srv.noteStoreFailure(err)
+			select {
+			case <-time.After(backoff):
+			case <-w.srv.sysStop:
+				return // shutting down: what is left is lost with the process, as it would be
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		w.srv.noteStoreOK()
+		w.mu.Lock()
+		w.retry[0] = nil
+		w.retry = w.retry[1:]
+		w.mu.Unlock()
+	}
+}
+
+// noteStoreFailure counts a refused write and logs the first of a run.
+func (srv *Server) noteStoreFailure(err error) {
+	srv.stats.StoreErrors.Add(1)
+	if !srv.storeFailing.Swap(true) {
+		srv.log.Error("storage write failed; retrying (further failures are counted, not logged)", "err", err)
+	}
+}
+
+// noteStoreOK logs the end of a run of failures.
+func (srv *Server) noteStoreOK() {
+	if srv.storeFailing.Load() && srv.storeFailing.Swap(false) {
+		srv.log.Info("storage writable again")
+	}
+}
+
+// notePublishFailure is noteStoreFailure for a publish refused to its client.
+func (srv *Server) notePublishFailure(err error) { srv.noteStoreFailure(err) }
+
 func (srv *Server) logCommit(err error) {
 	if err != nil {
-		srv.log.Error("storage write failed", "err", err)
+		srv.noteStoreFailure(err)
+	} else {
+		srv.noteStoreOK()
 	}
 }
 
 // recordLocked is s as stored. REQUIRES: s.mu held.
 func (s *session) recordLocked(disconnectedAt int64) *storage.Session {
 	rec := &storage.Session{
-		ClientID:       s.id,
-		Protocol:       storage.ProtocolMQTT,
+		ClientID:       s.key.id,
+		Protocol:       s.key.proto,
 		Version:        s.version,
 		ExpiryInterval: s.expiry,
 		DisconnectedAt: disconnectedAt * 1000,
 		NextSeq:        s.seq + 1,
+		Node:           s.srv.opts.NodeName,
 		Subs:           make([]storage.Sub, len(s.subs)),
 	}
 	for i, e := range s.subs {
@@ -60,23 +162,30 @@ func (s *session) recordLocked(disconnectedAt int64) *storage.Session {
 	return rec
 }
 
+// save stores s once after a change of its subscriptions. Any goroutine.
+func (s *session) save() {
+	s.mu.Lock()
+	s.saveLocked(0)
+	s.mu.Unlock()
+}
+
 // saveLocked stores s (or deletes it once it no longer persists).
 // REQUIRES: s.mu held.
 func (s *session) saveLocked(disconnectedAt int64) {
 	if s.srv.store == nil {
 		return
 	}
+	key := s.key.storeKey()
 	if !s.persistentLocked() || s.ended {
 		if s.stored {
 			s.stored = false
-			id := s.id
-			s.srv.commitAsync(func(b *storage.Batch) { b.DeleteSession(id) })
+			s.srv.async.commit(func(b *storage.Batch) { b.DeleteSession(key) })
 		}
 		return
 	}
 	s.stored = true
 	rec := s.recordLocked(disconnectedAt)
-	s.srv.commitAsync(func(b *storage.Batch) { b.PutSession(rec) })
+	s.srv.async.commit(func(b *storage.Batch) { b.PutSession(rec) })
 }
 
 // storeMessage is m as a storage record.
@@ -92,14 +201,14 @@ func loadMessage(r *storage.Message) *Message {
 		From: r.From, Created: r.Created / 1000, Expiry: r.Expiry / 1000, Props: r.Props}
 }
 
-// dropQueued deletes the stored copy of a queued entry once it is done with.
-// REQUIRES: s.mu held.
+// dropQueuedLocked deletes the stored copy of a queued entry once it is
+// done with. REQUIRES: s.mu held.
 func (s *session) dropQueuedLocked(seq uint64) {
 	if seq == 0 || !s.persistentLocked() {
 		return
 	}
-	id := s.id
-	s.srv.commitAsync(func(b *storage.Batch) { b.DeleteQueued(id, seq) })
+	key := s.key.storeKey()
+	s.srv.async.commit(func(b *storage.Batch) { b.DeleteQueued(key, seq) })
 }
 
 // loadQueue reads the queue s left on disk before a restart, puts it ahead
@@ -107,17 +216,17 @@ func (s *session) dropQueuedLocked(seq uint64) {
 // It runs on its own goroutine: never on a loop.
 func (srv *Server) loadQueue(s *session) {
 	s.mu.Lock()
-	upTo, id := s.diskUpTo, s.id
+	upTo, key := s.diskUpTo, s.key.storeKey()
 	s.mu.Unlock()
 	var old []*queued
-	err := srv.store.LoadQueue(id, func(seq uint64, r *storage.Message) error {
+	err := srv.store.LoadQueue(key, func(seq uint64, r *storage.Message) error {
 		if seq <= upTo {
-			old = append(old, &queued{m: loadMessage(r), qos: r.QoS, retain: r.Retain, seq: seq})
+			old = append(old, &queued{m: loadMessage(r), qos: r.QoS, retain: r.Retain, seq: seq, offline: true})
 		}
 		return nil
 	})
 	if err != nil {
-		srv.log.Error("loading a stored queue", "client", id, "err", err)
+		srv.log.Error("loading a stored queue", "client", s.key.id, "err", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -126,70 +235,7 @@ func (srv *Server) loadQueue(s *session) {
 	}
 	s.diskUpTo = 0
 	s.queue = append(old, s.queue...)
-	if s.conn != nil {
+	if s.ep != nil && s.ready {
 		s.resumeLocked(srv.now())
 	}
-}
-
-// recover rebuilds retained messages, sessions and subscriptions from the
-// store; queues are loaded when their client returns. It runs before the
-// listener opens.
-func (srv *Server) recover() error {
-	start := time.Now()
-	db := srv.store
-	nRetained := 0
-	if err := db.LoadRetained(func(r *storage.Message) error {
-		m := loadMessage(r)
-		srv.retained.Set(m.Topic, m)
-		srv.stats.Retained.Add(1)
-		nRetained++
-		return nil
-	}); err != nil {
-		return fmt.Errorf("%w: recover retained: %w", ErrServer, err)
-	}
-	now := time.Now().Unix()
-	var sessions []*session
-	if err := db.LoadSessions(func(r *storage.Session) error {
-		s := &session{id: r.ClientID, srv: srv, expiry: r.ExpiryInterval, version: r.Version, seq: max(r.NextSeq, 1) - 1, stored: true}
-		for _, sub := range r.Subs {
-			ts := topic.Subscription{QoS: sub.QoS, NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished,
-				RetainHandling: sub.RetainHandling, ID: sub.ID}
-			if topic.ValidFilter(sub.Filter) != nil {
-				continue
-			}
-			s.subs = append(s.subs, subEntry{filter: sub.Filter, sub: ts})
-			if srv.subs.Subscribe(sub.Filter, s, ts) {
-				srv.stats.Subscriptions.Add(1)
-			}
-		}
-		gone := r.DisconnectedAt / 1000
-		if gone == 0 {
-			gone = now // it was connected when the node stopped
-		}
-		if s.expiry != foreverExpiry {
-			s.endsAt = gone + int64(s.expiry)
-		}
-		sessions = append(sessions, s)
-		return nil
-	}); err != nil {
-		return fmt.Errorf("%w: recover sessions: %w", ErrServer, err)
-	}
-	nq := 0
-	for _, s := range sessions {
-		// Queues stay on disk until their client comes back (loadQueue),
-		// so a node with millions queued serves again at once.
-		if tail := db.QueueTail(s.id); tail != 0 {
-			s.diskUpTo = tail
-			s.seq = max(s.seq, tail)
-			nq += db.QueueLen(s.id)
-		}
-		sh := &srv.sessions.shards[srv.sessions.shard(s.id)]
-		sh.m[s.id] = s
-		srv.stats.Sessions.Add(1)
-		s.mu.Lock()
-		s.armLocked(now)
-		s.mu.Unlock()
-	}
-	srv.log.Info("recovered", "sessions", len(sessions), "queued", nq, "retained", nRetained, "took", time.Since(start).Round(time.Millisecond))
-	return nil
 }

@@ -75,7 +75,7 @@ func TestRecoveryTime(t *testing.T) {
 	}
 	serving := time.Since(start)
 	defer s.Shutdown(context.Background())
-	if got := s.Stats().Sessions.Load(); got != int64(sessions) {
+	if got := s.Stats().Sessions; got != int64(sessions) {
 		t.Fatalf("recovered %d sessions, want %d", got, sessions)
 	}
 	t.Logf("RECOVERY sessions=%d queued=%d storage_open=%v serving_after=%v", sessions, sessions*perSession,

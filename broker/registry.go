@@ -3,85 +3,91 @@ package broker
 import (
 	"hash/maphash"
 	"sync"
-	"time"
-
-	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// registry holds every session by client id, in shards so that connects on
+// registry holds every session by key, in shards so that logins on
 // different loops rarely meet on a lock.
 type registry struct {
 	srv    *Server
 	seed   maphash.Seed
 	shards [64]struct {
 		mu sync.Mutex
-		m  map[string]*session // REQUIRES: mu held
+		m  map[skey]*session // REQUIRES: mu held
 	}
 }
 
 func newRegistry(srv *Server) *registry {
 	r := &registry{srv: srv, seed: maphash.MakeSeed()}
 	for i := range r.shards {
-		r.shards[i].m = make(map[string]*session)
+		r.shards[i].m = make(map[skey]*session)
 	}
 	return r
 }
 
-func (r *registry) shard(id string) int {
-	return int(maphash.String(r.seed, id) % uint64(len(r.shards)))
+func (r *registry) shard(k skey) int {
+	return int((maphash.String(r.seed, k.id) + uint64(k.proto)) % uint64(len(r.shards)))
 }
 
-// attach binds c to the session of its client id, creating it if needed or
-// if clean is set (the old state is then discarded). A conn still attached to
-// the session is taken over: it is told why and closed. It returns the
-// session and whether state was resumed (CONNACK Session Present).
-func (r *registry) attach(id string, clean bool, expiry uint32, window uint16, c *conn, now int64) (*session, bool) {
-	sh := &r.shards[r.shard(id)]
+// attachment is what a login asks of the registry.
+type attachment struct {
+	key     skey
+	user    string
+	clean   bool   // discard any state kept for the key
+	expiry  uint32 // seconds the session is kept after its connection ends
+	window  uint16 // in-flight maximum towards the client
+	version byte
+	moved   *Snapshot // the session as its previous owner node handed it over, or nil
+}
+
+// attach binds ep to the session of a.key, creating it if needed or if
+// a.clean is set (the old state is then discarded), or replacing it with
+// a.moved. A connection still attached is taken over: it is told why and
+// closed. Nothing is sent to ep until it calls session.start (after its
+// login answer). It returns the session and whether state was resumed
+// (MQTT: session present). Any goroutine (the caller's loop).
+func (r *registry) attach(a attachment, ep endpoint, now int64) (*session, bool) {
+	sh := &r.shards[r.shard(a.key)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	s := sh.m[id]
+	s := sh.m[a.key]
 	if s != nil {
 		s.mu.Lock()
-		old := s.conn
-		s.conn = nil
-		if s.timer != nil {
-			s.timer.Stop() // reconnected before the delay: no will [MQTT-3.1.3-9]
-			s.timer = nil
-		}
-		s.will = nil
+		old := s.ep
+		s.ep, s.ready = nil, false
+		s.will = nil // reconnected before the delay: no will [MQTT-3.1.3-9]
 		s.endsAt = 0
-		if clean || s.expiry == 0 {
+		if a.clean || s.expiry == 0 || a.moved != nil {
 			// A session with expiry 0 lasts as long as its connection, which
 			// the new one ends: the newcomer starts afresh [MQTT-3.1.2-6].
 			r.endLocked(s)
+			delete(sh.m, a.key)
 			s.mu.Unlock()
 			s = nil
 		} else {
 			s.mu.Unlock()
 		}
 		if old != nil {
-			old.kick(packets.ErrSessionTakenOver) // [MQTT-3.1.4-3]
+			old.tr().kick(reasonTakenOver) // [MQTT-3.1.4-3]
 		}
 	}
 	present := s != nil
+	if s == nil && a.moved != nil && !a.clean {
+		s = r.srv.restore(a.moved)
+		present = true
+	}
 	if s == nil {
-		s = &session{id: id, srv: r.srv}
-		sh.m[id] = s
+		s = &session{key: a.key, srv: r.srv}
 		r.srv.stats.Sessions.Add(1)
 	}
+	sh.m[a.key] = s
 	s.mu.Lock()
-	s.conn = c
+	s.ep = ep
 	s.online.Store(true)
-	s.expiry = expiry
-	s.window = window
-	s.version = c.version
+	s.user = a.user
+	s.expiry = a.expiry
+	s.window = a.window
+	s.version = a.version
 	s.saveLocked(0)
-	switch {
-	case present && s.diskUpTo != 0:
-		go r.srv.loadQueue(s) // disk I/O: off the loop; it resumes s when done
-	case present:
-		s.resumeLocked(now)
-	}
 	s.mu.Unlock()
 	return s, present
 }
@@ -89,48 +95,36 @@ func (r *registry) attach(id string, clean bool, expiry uint32, window uint16, c
 // endLocked removes s's subscriptions and marks it ended. The caller removes
 // it from its shard. REQUIRES: the shard lock and s.mu held.
 func (r *registry) endLocked(s *session) {
-	for _, e := range s.subs {
-		if r.srv.subs.Unsubscribe(e.filter, s) {
-			r.srv.stats.Subscriptions.Add(-1)
-		}
-	}
-	s.subs, s.queue, s.inflight, s.rx = nil, nil, nil, nil
+	r.srv.unsubscribeAllLocked(s)
+	s.queue, s.inflight, s.rx = nil, nil, nil
 	s.ended = true
 	s.saveLocked(0) // deletes the stored session and its queue
 	s.online.Store(false)
-	if s.timer != nil {
-		s.timer.Stop()
-		s.timer = nil
-	}
 	r.srv.stats.Sessions.Add(-1)
 }
 
-// detach is called when c closes. If c still owns its session, the session
+// detach is called when ep's connection is over. If ep still owns s, s
 // goes offline: it ends now (expiry 0) or is kept until its expiry; the will
-// is published now or when its delay or the session ends, whichever first.
-// A conn that was taken over only publishes an undelayed will.
-func (r *registry) detach(c *conn, now int64) {
-	s := c.sess
-	will := c.will
-	if c.normalEnd {
-		will = nil // [MQTT-3.1.2-10]
-	}
-	sh := &r.shards[r.shard(s.id)]
+// is published now or when its delay or the session ends, whichever first
+// (will.go). A connection that was taken over only publishes an undelayed
+// will. Any goroutine.
+func (r *registry) detach(s *session, ep endpoint, will *Message, willDelay uint32, now int64) {
+	sh := &r.shards[r.shard(s.key)]
 	sh.mu.Lock()
 	s.mu.Lock()
-	if s.conn != c {
+	if s.ep != ep {
 		s.mu.Unlock()
 		sh.mu.Unlock()
-		if will != nil && c.willDelay == 0 {
+		if will != nil && willDelay == 0 {
 			r.srv.publishWill(will, now)
 		}
 		return
 	}
-	s.conn = nil
+	s.ep, s.ready = nil, false
 	s.online.Store(false)
 	if s.expiry == 0 {
 		r.endLocked(s)
-		delete(sh.m, s.id)
+		delete(sh.m, s.key)
 		s.mu.Unlock()
 		sh.mu.Unlock()
 		if will != nil {
@@ -142,12 +136,12 @@ func (r *registry) detach(c *conn, now int64) {
 		s.endsAt = now + int64(s.expiry)
 	}
 	s.saveLocked(now)
-	if will != nil && c.willDelay != 0 {
+	if will != nil && willDelay != 0 {
 		s.will = will
-		s.willDue = now + int64(c.willDelay)
+		s.willDue = now + int64(willDelay)
 		will = nil
 	}
-	s.armLocked(now)
+	r.srv.deadlines.armLocked(s)
 	s.mu.Unlock()
 	sh.mu.Unlock()
 	if will != nil {
@@ -157,34 +151,25 @@ func (r *registry) detach(c *conn, now int64) {
 	}
 }
 
-// armLocked sets the timer for the next of the will delay and the session
-// expiry, if any. REQUIRES: s.mu held.
-func (s *session) armLocked(now int64) {
-	due := s.endsAt
-	if s.will != nil && (due == 0 || s.willDue < due) {
-		due = s.willDue
-	}
-	if due == 0 {
-		return
-	}
-	r := s.srv.sessions
-	s.timer = time.AfterFunc(time.Duration(max(due-now, 0))*time.Second, func() { r.timeout(s) })
-}
-
-// timeout fires when an offline session's will delay or expiry passes: the
-// will goes out when its delay passes or the session ends, whichever is
-// first [MQTT-3.1.3-9]; then the session ends if its time is up.
-func (r *registry) timeout(s *session) {
-	now := time.Now().Unix()
-	sh := &r.shards[r.shard(s.id)]
+// timeout visits an offline session filed at second at, whose will delay
+// or expiry may have passed: the will goes out when its delay passes or the session ends,
+// whichever is first [MQTT-3.1.3-9]; then the session ends if its time is
+// up. Any goroutine (the deadline wheel's).
+func (r *registry) timeout(s *session, at, now int64) {
+	sh := &r.shards[r.shard(s.key)]
 	sh.mu.Lock()
 	s.mu.Lock()
-	if s.conn != nil || s.ended || sh.m[s.id] != s {
+	if s.dueAt != at {
+		s.mu.Unlock() // a stale filing: the session is filed elsewhere
+		sh.mu.Unlock()
+		return
+	}
+	s.dueAt = 0
+	if s.ep != nil || s.ended || sh.m[s.key] != s {
 		s.mu.Unlock()
 		sh.mu.Unlock()
 		return
 	}
-	s.timer = nil
 	var will *Message
 	ending := s.endsAt != 0 && now >= s.endsAt
 	if s.will != nil && (ending || now >= s.willDue) {
@@ -192,15 +177,32 @@ func (r *registry) timeout(s *session) {
 	}
 	if ending {
 		r.endLocked(s)
-		delete(sh.m, s.id)
+		delete(sh.m, s.key)
 	} else {
-		s.armLocked(now)
+		r.srv.deadlines.armLocked(s)
 	}
 	s.mu.Unlock()
 	sh.mu.Unlock()
 	if will != nil {
 		r.srv.publishWill(will, now)
 	}
+}
+
+// lookup returns the session of key, or nil. Any goroutine.
+func (r *registry) lookup(k skey) *session {
+	sh := &r.shards[r.shard(k)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.m[k]
+}
+
+// insert adds a session built from a snapshot (recovery). The key must be
+// free. Any goroutine.
+func (r *registry) insert(s *session) {
+	sh := &r.shards[r.shard(s.key)]
+	sh.mu.Lock()
+	sh.m[s.key] = s
+	sh.mu.Unlock()
 }
 
 // each calls fn for every session. fn must not call back into the registry.

@@ -1,9 +1,9 @@
 package broker
 
 import (
-	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cimgo/cim/broker/topic"
 	"github.com/cimgo/cim/storage"
@@ -93,12 +93,15 @@ func (r *router) reset() {
 // pickOnline prefers connected members of a shared subscription group.
 func pickOnline(s *session) bool { return s.online.Load() }
 
-// route delivers m to every matching session and keeps it if retained.
-// from is the publishing session (nil for the server). done, if not nil, is
-// called once what m needs stored is durable (see persist.go), possibly on
-// the committer goroutine, with the number of sessions m went to. Safe from
-// any goroutine; never blocks on I/O.
-func (srv *Server) route(m *Message, from *session, done func(matched int, err error)) {
+// route delivers m to every matching session, keeps it if retained, and
+// offers it to the Forwarder if it originated here. from is the publishing
+// session (nil for the server). done, if not nil, is called once what m
+// needs stored is durable (persist.go) and the nodes it was forwarded to
+// have it, possibly on another goroutine, with the number of sessions and
+// nodes m went to. It returns the number of local sessions m went to. Any
+// goroutine; never blocks on I/O; never with a session
+// or shard lock held (it takes the lock of every matching session).
+func (srv *Server) route(m *Message, from *session, done func(matched int, err error)) int {
 	if m.Retain {
 		srv.retain(m)
 	}
@@ -121,11 +124,49 @@ func (srv *Server) route(m *Message, from *session, done func(matched int, err e
 	matched := len(r.targets)
 	r.reset()
 	routerPool.Put(r)
-	if done == nil {
-		srv.commit(&lb, nil)
-		return
+	fwd := srv.opts.Forwarder
+	if fwd == nil || m.Origin != "" {
+		if done == nil {
+			srv.commit(&lb, nil)
+			return matched
+		}
+		srv.commit(&lb, func(err error) { done(matched, err) })
+		return matched
 	}
-	srv.commit(&lb, func(err error) { done(matched, err) })
+	if done == nil {
+		fwd.Forward(m, nil)
+		srv.commit(&lb, nil)
+		return matched
+	}
+	j := &join{done: done}
+	j.matched.Store(int32(matched))
+	j.pending.Store(2)
+	fwd.Forward(m, func(nodes int, err error) { j.finish(nodes, err) })
+	srv.commit(&lb, func(err error) { j.finish(0, err) })
+	return matched
+}
+
+// join completes a route once its two parts (the local commit and the
+// forward to other nodes) have.
+type join struct {
+	pending atomic.Int32
+	matched atomic.Int32
+	err     atomic.Pointer[error]
+	done    func(matched int, err error)
+}
+
+func (j *join) finish(n int, err error) {
+	j.matched.Add(int32(n))
+	if err != nil {
+		j.err.CompareAndSwap(nil, &err)
+	}
+	if j.pending.Add(-1) == 0 {
+		var e error
+		if p := j.err.Load(); p != nil {
+			e = *p
+		}
+		j.done(int(j.matched.Load()), e)
+	}
 }
 
 // lazyBatch is a storage batch made on first use, so routing that stores
@@ -159,49 +200,4 @@ func (srv *Server) commit(lb *lazyBatch, done func(error)) {
 	if err := srv.store.Commit(lb.get(), done); err != nil {
 		done(err)
 	}
-}
-
-// retain stores m as its topic's retained message, or clears it when the
-// payload is empty [MQTT-3.3.1-6] [MQTT-3.3.1-7].
-func (srv *Server) retain(m *Message) {
-	if len(m.Payload) == 0 {
-		if _, ok := srv.retained.Get(m.Topic); ok {
-			srv.retained.Delete(m.Topic)
-			srv.stats.Retained.Add(-1)
-		}
-		return
-	}
-	if _, ok := srv.retained.Get(m.Topic); !ok {
-		srv.stats.Retained.Add(1)
-	}
-	srv.retained.Set(m.Topic, m)
-}
-
-// sendRetained delivers the retained messages matching filter to s, with the
-// retain flag set [MQTT-3.3.1-8].
-func (srv *Server) sendRetained(s *session, filter string, sub topic.Subscription) {
-	now := srv.now()
-	var ids []uint32
-	if sub.ID != 0 {
-		ids = []uint32{sub.ID}
-	}
-	lb := lazyBatch{db: srv.store}
-	srv.retained.MatchFilter(filter, func(_ string, m *Message) bool {
-		if m.expired(now) {
-			return true
-		}
-		s.deliver(m, min(sub.QoS, m.QoS), true, slices.Clip(ids), now, &lb)
-		return true
-	})
-	srv.commit(&lb, nil)
-}
-
-// publishWill routes a will message as if its client had published it.
-func (srv *Server) publishWill(m *Message, now int64) {
-	m.ID = srv.nextID()
-	if m.Expiry != 0 {
-		m.Expiry = now + (m.Expiry - m.Created) // the interval runs from publication
-	}
-	m.Created = now
-	srv.route(m, nil, nil)
 }

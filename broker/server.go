@@ -18,41 +18,51 @@ import (
 )
 
 // Server is one broker node. Create it with New, start it with Start, stop
-// it with Shutdown.
+// it with Shutdown; the rest of its exported API is in api.go.
 type Server struct {
-	gnet.BuiltinEventEngine
-
 	opts      Options
 	log       *slog.Logger
 	stats     Stats
 	subs      *topic.Trie[*session]
 	retained  *topic.Index[*Message]
 	sessions  *registry
+	deadlines deadlines
+	filters   filterCounts
+	async     asyncWriter
 	passwords *passwords  // nil: anonymous
 	store     *storage.DB // nil: memory only
 	deny      []string    // DenyFilters
 
-	clock atomic.Int64 // unix seconds, refreshed every tick
+	clock   atomic.Int64 // unix seconds, refreshed every tick
+	ids     atomic.Uint64
+	started time.Time
 	// partialBytes is the buffer space of every conn's unfinished inbound
-	// packet (input.go), bounded by MaxPartialBytes.
+	// frame (input.go), bounded by MaxPartialBytes.
 	partialBytes atomic.Int64
-	ids          atomic.Uint64
-	started      time.Time
+	storeFailing atomic.Bool // the last write to the store failed (persist.go)
 
 	loopsMu sync.Mutex
 	loops   map[gnet.EventLoop]*loop // REQUIRES: loopsMu held
 
-	engine  gnet.Engine
-	addr    net.Addr
-	booted  chan error
-	stopped chan struct{}
-	sysStop chan struct{}
+	listeners []listener // fixed after New
+	engine    gnet.Engine
+	booted    chan error
+	stopped   chan struct{}
+	sysStop   chan struct{}
+}
+
+// listener is one TCP address of the engine and the protocol spoken there.
+type listener struct {
+	proto byte   // storage.ProtocolMQTT, storage.ProtocolNative
+	addr  string // as configured, host:port
+	bound net.Addr
 }
 
 // ErrServer is wrapped by errors starting or stopping a Server.
 var ErrServer = errors.New("broker: server")
 
-// New checks opts and builds a Server; nothing listens until Start.
+// New checks opts and builds a Server, recovering what its Store holds;
+// nothing listens until Start.
 func New(opts Options) (*Server, error) {
 	opts.EnsureDefaults()
 	if err := opts.Validate(); err != nil {
@@ -67,10 +77,12 @@ func New(opts Options) (*Server, error) {
 		booted:   make(chan error, 1),
 		stopped:  make(chan struct{}),
 		sysStop:  make(chan struct{}),
-		started:  time.Now(),
+		started:  opts.Now(),
 	}
 	s.sessions = newRegistry(s)
-	s.clock.Store(time.Now().Unix())
+	s.async.srv = s
+	s.clock.Store(opts.Now().Unix())
+	s.listeners = []listener{{proto: storage.ProtocolMQTT, addr: opts.MQTTAddr}}
 	for _, f := range opts.DenyFilters {
 		if err := topic.ValidFilter(f); err != nil {
 			return nil, fmt.Errorf("%w: DenyFilters: %q: %w", ErrOptions, f, err)
@@ -93,11 +105,19 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Start listens and serves until Shutdown. It returns once the listener is
-// bound (or failed to bind).
+// Start listens on every configured address and serves until Shutdown. It
+// returns once the listeners are bound, or with the error that stopped
+// one from binding (naming its address).
 func (s *Server) Start() error {
+	addrs := make([]string, len(s.listeners))
+	for i, l := range s.listeners {
+		if err := checkBindable(l.addr); err != nil {
+			return err
+		}
+		addrs[i] = "tcp://" + l.addr
+	}
 	go func() {
-		err := gnet.Run(s, "tcp://"+s.opts.MQTTAddr,
+		err := gnet.Rotate(handler{s}, addrs,
 			gnet.WithMulticore(true),
 			gnet.WithNumEventLoop(s.opts.Loops),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
@@ -110,7 +130,7 @@ func (s *Server) Start() error {
 		default:
 		}
 		if err != nil {
-			s.log.Error("mqtt listener stopped", "err", err)
+			s.log.Error("listeners stopped", "err", err)
 		}
 		close(s.stopped)
 	}()
@@ -120,18 +140,32 @@ func (s *Server) Start() error {
 	if s.opts.SysInterval > 0 {
 		go s.publishSys()
 	}
-	s.log.Info("mqtt listening", "addr", s.addr.String(), "loops", s.opts.Loops)
+	for _, l := range s.listeners {
+		s.log.Info(protoName(l.proto)+" listening", "addr", l.bound.String(), "loops", s.opts.Loops)
+	}
 	return nil
 }
 
-// Addr is the MQTT listener's bound address (useful with port 0).
-func (s *Server) Addr() net.Addr { return s.addr }
+// checkBindable tries addr before gnet does, so that a port in use is
+// reported with its address (gnet's error does not name it).
+func checkBindable(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%w: cannot listen on %s: %w", ErrServer, addr, err)
+	}
+	return ln.Close()
+}
 
-// Stats returns the live counters.
-func (s *Server) Stats() *Stats { return &s.stats }
+func protoName(p byte) string {
+	if p == storage.ProtocolNative {
+		return "native"
+	}
+	return "mqtt"
+}
 
-// Shutdown stops accepting, tells v5 clients the server is shutting down,
-// flushes, and closes every connection (wills go out as for any abnormal end).
+// Shutdown stops accepting, tells clients the server is shutting down,
+// flushes, and closes every connection (wills go out as for any abnormal
+// end).
 func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-s.sysStop:
@@ -139,16 +173,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	default:
 		close(s.sysStop)
 	}
-	var conns []*conn
+	var eps []endpoint
 	s.sessions.each(func(ss *session) {
 		ss.mu.Lock()
-		if ss.conn != nil {
-			conns = append(conns, ss.conn)
+		if ss.ep != nil {
+			eps = append(eps, ss.ep)
 		}
 		ss.mu.Unlock()
 	})
-	for _, c := range conns {
-		c.kick(errServerShuttingDown) // [MQTT-3.14.2-1] reason 0x8B
+	for _, ep := range eps {
+		ep.tr().kick(reasonShutdown) // MQTT 5: DISCONNECT 0x8B [MQTT-3.14.2-1]
 	}
 	err := s.engine.Stop(ctx)
 	select {
@@ -186,24 +220,33 @@ func (s *Server) loopOf(el gnet.EventLoop) *loop {
 	return l
 }
 
-// OnBoot records the engine and the bound address.
-func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
+// handler is the gnet event handler; its callbacks stay out of Server's
+// exported API.
+type handler struct{ s *Server }
+
+func (h handler) OnShutdown(gnet.Engine) {}
+
+// OnBoot records the engine and the bound addresses.
+func (h handler) OnBoot(eng gnet.Engine) gnet.Action {
+	s := h.s
 	s.engine = eng
-	addr, err := boundAddr(eng)
-	if err != nil {
-		s.booted <- err
-		return gnet.Shutdown
+	for i := range s.listeners {
+		addr, err := boundAddr(eng, s.listeners[i].addr)
+		if err != nil {
+			s.booted <- err
+			return gnet.Shutdown
+		}
+		s.listeners[i].bound = addr
 	}
-	s.addr = addr
 	s.booted <- nil
 	return gnet.None
 }
 
-// boundAddr asks the kernel which address the listener got.
-func boundAddr(eng gnet.Engine) (net.Addr, error) {
-	fd, err := eng.Dup()
+// boundAddr asks the kernel which address the listener of addr got.
+func boundAddr(eng gnet.Engine, addr string) (net.Addr, error) {
+	fd, err := eng.DupListener("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("%w: dup listener: %w", ErrServer, err)
+		return nil, fmt.Errorf("%w: dup listener %s: %w", ErrServer, addr, err)
 	}
 	defer syscall.Close(fd)
 	sa, err := syscall.Getsockname(fd)
@@ -219,67 +262,93 @@ func boundAddr(eng gnet.Engine) (net.Addr, error) {
 	return nil, fmt.Errorf("%w: unexpected listener address %T", ErrServer, sa)
 }
 
-// OnOpen gives the socket a conn and a deadline for its CONNECT.
-func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+// protoAt is the protocol of the listener gc arrived on. With several
+// listeners it asks the kernel for the socket's local port (gnet reports
+// the configured address, port 0 included).
+func (s *Server) protoAt(gc gnet.Conn) byte {
+	if len(s.listeners) == 1 {
+		return s.listeners[0].proto
+	}
+	port := 0
+	switch sa, _ := syscall.Getsockname(gc.Fd()); a := sa.(type) {
+	case *syscall.SockaddrInet4:
+		port = a.Port
+	case *syscall.SockaddrInet6:
+		port = a.Port
+	}
+	for _, l := range s.listeners {
+		if b, _ := l.bound.(*net.TCPAddr); b != nil && b.Port == port {
+			return l.proto
+		}
+	}
+	return storage.ProtocolMQTT
+}
+
+// OnOpen gives the socket an endpoint of its listener's protocol and a
+// deadline for its login.
+func (h handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	s := h.s
 	l := s.loopOf(gc.EventLoop())
-	c := &conn{gc: gc, loop: l, srv: s}
-	now := s.now()
-	c.lastSeen = now
-	c.kaSpan = int32(max(s.opts.ConnectTimeout/time.Second, 1))
-	gc.SetContext(c)
-	l.wheel.add(c, now+int64(c.kaSpan))
+	var ep endpoint
+	switch s.protoAt(gc) {
+	default:
+		c := &mqttConn{}
+		c.init(gc, l, c)
+		ep = c
+	}
+	gc.SetContext(ep.tr())
 	s.stats.ClientsTotal.Add(1)
 	return nil, gnet.None
 }
 
-// OnTraffic serves the conn's inbound bytes.
-func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
-	c, _ := gc.Context().(*conn)
-	if c == nil {
+// OnTraffic serves the connection's inbound bytes.
+func (h handler) OnTraffic(gc gnet.Conn) gnet.Action {
+	t, _ := gc.Context().(*transport)
+	if t == nil {
 		return gnet.Close
 	}
-	return c.onTraffic()
+	return t.onTraffic()
 }
 
-// OnClose detaches the conn from its session.
-func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
-	c, _ := gc.Context().(*conn)
-	if c == nil {
+// OnClose lets the connection go: its buffers, its deadlines, its session.
+func (h handler) OnClose(gc gnet.Conn, err error) gnet.Action {
+	t, _ := gc.Context().(*transport)
+	if t == nil {
 		return gnet.None
 	}
-	c.mu.Lock()
-	c.closed = true
-	if c.out != nil {
-		putOut(c.out)
-		c.out = nil
+	t.mu.Lock()
+	t.closed = true
+	if t.out != nil {
+		putOut(t.out)
+		t.out = nil
 	}
-	if c.spare != nil {
-		putOut(c.spare)
-		c.spare = nil
+	if t.spare != nil {
+		putOut(t.spare)
+		t.spare = nil
 	}
-	c.mu.Unlock()
-	c.loop.wheel.remove(c)
-	c.dropPartial()
-	active := c.state == stateActive || c.sess != nil
-	c.state = stateClosing
-	if active {
-		c.release()
-	}
+	t.mu.Unlock()
+	t.loop.wheel.remove(t)
+	t.dropPartial()
+	t.state = stateClosing
+	t.ep.release()
 	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
-		s.log.Debug("connection closed", "client", c.clientID, "err", err)
+		h.s.log.Debug("connection closed", "remote", gc.RemoteAddr(), "err", err)
 	}
 	return gnet.None
 }
 
-// OnTick refreshes the clock and runs each loop's deadlines, once a second.
-func (s *Server) OnTick() (time.Duration, gnet.Action) {
-	now := time.Now().Unix()
+// OnTick refreshes the clock and runs each loop's deadlines and the
+// sessions' deadlines, once a second.
+func (h handler) OnTick() (time.Duration, gnet.Action) {
+	s := h.s
+	now := s.opts.Now().Unix()
 	s.clock.Store(now)
 	s.loopsMu.Lock()
 	for _, l := range s.loops {
 		_ = l.el.Execute(nilCtx, tickTask{l, now})
 	}
 	s.loopsMu.Unlock()
+	s.deadlines.advance(now, func(ss *session, at int64) { s.sessions.timeout(ss, at, now) })
 	return time.Second, gnet.None
 }
 

@@ -19,13 +19,14 @@ type Stats struct {
 	ProtocolErrors   atomic.Int64 // connections closed for bad input
 	InputTimeouts    atomic.Int64 // connections closed for not finishing a packet within PacketTimeout
 	InputShed        atomic.Int64 // connections closed because unfinished input passed MaxPartialBytes
+	StoreErrors      atomic.Int64 // writes the store refused or failed (retried or refused to the client)
 }
 
 // StatsSnapshot is a copy of Stats at one moment.
 type StatsSnapshot struct {
 	ClientsConnected, ClientsTotal, MessagesIn, MessagesOut, BytesIn, BytesOut int64
 	Dropped, QueueDropped, Expired, Retained, Sessions, Subscriptions          int64
-	ProtocolErrors, InputTimeouts, InputShed                                   int64
+	ProtocolErrors, InputTimeouts, InputShed, StoreErrors                      int64
 }
 
 // Snapshot copies the counters.
@@ -37,5 +38,6 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		Dropped: s.Dropped.Load(), QueueDropped: s.QueueDropped.Load(), Expired: s.Expired.Load(),
 		Retained: s.Retained.Load(), Sessions: s.Sessions.Load(), Subscriptions: s.Subscriptions.Load(),
 		ProtocolErrors: s.ProtocolErrors.Load(), InputTimeouts: s.InputTimeouts.Load(), InputShed: s.InputShed.Load(),
+		StoreErrors: s.StoreErrors.Load(),
 	}
 }

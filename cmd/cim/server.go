@@ -107,7 +107,7 @@ func runServer(ctx context.Context, args []string) int {
 			fmt.Fprintln(os.Stderr, "cim server: --max-keepalive: above 65535")
 			return 2
 		}
-		cfg.MaxKeepalive = uint16(*maxKeepalive)
+		cfg.MaxKeepalive = int(*maxKeepalive)
 	}
 	if *loops > 0 {
 		cfg.Loops = *loops

@@ -1,0 +1,18 @@
+package broker
+
+// Forwarder carries a message published on this node to the other nodes
+// that want it (a cluster's peer links). The broker calls Forward from the
+// goroutine that routed the message, often an event loop, for every
+// message that originated here (Message.Origin empty) — never for one that
+// came from a peer, so nothing is forwarded twice or back.
+//
+// Forward must only enqueue: never block, never do I/O on the caller's
+// goroutine, never call back into the Server. m is immutable and shared;
+// the forwarder may keep it as long as it needs. done, when not nil (QoS
+// 1/2 from a client waiting for its acknowledgement), must be called
+// exactly once, from any goroutine, when every node it was sent to has
+// stored the message (nodes: how many) or with the first error; the
+// client's acknowledgement waits for it.
+type Forwarder interface {
+	Forward(m *Message, done func(nodes int, err error))
+}

@@ -1,0 +1,148 @@
+package broker
+
+import (
+	"cmp"
+	"slices"
+)
+
+// The in-flight window: QoS 1/2 messages sent to a client and not yet
+// acknowledged, at most session.window of them, each under a tag (the MQTT
+// packet id) that the client's acknowledgement names. Messages beyond the
+// window wait in the session's queue; every acknowledgement pumps the queue.
+// On a new connection the window is resent in the order it was first sent,
+// then the queue follows. The protocol decides what an acknowledgement is;
+// the window only knows these steps:
+type ackStep uint8
+
+const (
+	stepAck      ackStep = iota // QoS 1 done (MQTT PUBACK, native deliver ack)
+	stepReceived                // QoS 2 first phase done (MQTT PUBREC): only the release is resent from now on
+	stepRefused                 // QoS 2 refused by the receiver (PUBREC ≥ 0x80): done
+	stepComplete                // QoS 2 done (MQTT PUBCOMP)
+)
+
+// inflight is one QoS 1/2 message sent to the client and not yet completed.
+type inflight struct {
+	queued        // queued.seq is the stored copy's key
+	order  uint64 // send order
+	tag    uint16
+	rel    bool // QoS 2: first phase done (PUBREC received, PUBREL sent)
+}
+
+// sendLocked assigns a tag and sends q. REQUIRES: s.mu held.
+func (s *session) sendLocked(ep endpoint, q queued, now int64) {
+	tag := s.allocTagLocked()
+	d := delivery{m: q.m, subIDs: q.subIDs, now: now, tag: tag, qos: q.qos, retain: q.retain, offline: q.offline}
+	if !ep.deliver(&d) {
+		s.dropQueuedLocked(q.seq)
+		return // too large for this client: discarded
+	}
+	if s.inflight == nil {
+		s.inflight = make(map[uint16]*inflight)
+	}
+	s.sendSeq++
+	s.inflight[tag] = &inflight{queued: q, order: s.sendSeq, tag: tag}
+}
+
+// allocTagLocked returns a tag not in flight. REQUIRES: s.mu held.
+func (s *session) allocTagLocked() uint16 {
+	for {
+		s.nextTag++
+		if s.nextTag == 0 {
+			s.nextTag = 1
+		}
+		if _, used := s.inflight[s.nextTag]; !used {
+			return s.nextTag
+		}
+	}
+}
+
+// pumpLocked sends queued messages while the window and the outbound
+// buffer have room. REQUIRES: s.mu held.
+func (s *session) pumpLocked(now int64) {
+	ep := s.ep
+	if s.diskUpTo != 0 || !s.ready {
+		return // older messages are still on disk (see loadQueue), or not logged in yet
+	}
+	for ep != nil && len(s.queue) > 0 && len(s.inflight) < int(s.window) {
+		if ep.tr().overBound() {
+			s.retryLocked(ep)
+			return
+		}
+		q := s.queue[0]
+		s.queue[0] = nil
+		s.queue = s.queue[1:]
+		if q.m.expired(now) {
+			s.srv.stats.Expired.Add(1)
+			s.dropQueuedLocked(q.seq)
+			continue
+		}
+		s.sendLocked(ep, *q, now)
+	}
+	if len(s.queue) == 0 {
+		s.queue = nil // release the backing array
+	}
+}
+
+// resumeLocked resends the in-flight window in order (the message again,
+// marked as a resend, or only its release) on a new connection, then pumps
+// the queue. REQUIRES: s.mu held.
+func (s *session) resumeLocked(now int64) {
+	ep := s.ep
+	if len(s.inflight) > 0 {
+		for _, f := range s.inflightInOrderLocked() {
+			d := delivery{m: f.m, subIDs: f.subIDs, now: now, tag: f.tag, qos: f.qos, retain: f.retain,
+				dup: true, released: f.rel, offline: f.offline} // [MQTT-4.4.0-1]
+			ep.deliver(&d)
+		}
+	}
+	s.pumpLocked(now)
+}
+
+// ack applies an acknowledgement step to the delivery with tag. It reports
+// false if tag is not in flight at a stage that step fits. Loop of the
+// session's connection.
+func (s *session) ack(tag uint16, step ackStep, now int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.inflight[tag]
+	if f == nil {
+		return false
+	}
+	switch step {
+	case stepAck:
+		if f.qos != 1 {
+			return false
+		}
+	case stepReceived:
+		if f.qos != 2 || f.rel {
+			return false
+		}
+		f.rel = true
+		f.m = nil // the payload is no longer needed
+		return true
+	case stepRefused:
+		if f.qos != 2 || f.rel {
+			return false
+		}
+	case stepComplete:
+		if !f.rel {
+			return false
+		}
+	}
+	delete(s.inflight, tag)
+	s.dropQueuedLocked(f.queued.seq)
+	s.pumpLocked(now)
+	return true
+}
+
+// inflightInOrderLocked lists the window in the order it was sent.
+// REQUIRES: s.mu held.
+func (s *session) inflightInOrderLocked() []*inflight {
+	list := make([]*inflight, 0, len(s.inflight))
+	for _, f := range s.inflight {
+		list = append(list, f)
+	}
+	slices.SortFunc(list, func(a, b *inflight) int { return cmp.Compare(a.order, b.order) })
+	return list
+}

@@ -1,0 +1,307 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// transport states (loop only).
+const (
+	stateNew     uint8 = iota // waiting for the login (MQTT CONNECT)
+	stateWaiting              // login read, an off-loop step running (offloop.go); input stays buffered
+	stateActive               // logged in
+	stateClosing              // closing; no more input is applied (close.go)
+)
+
+// errIncomplete is what frameLen says while a frame's header is not all there.
+var errIncomplete = errors.New("broker: incomplete frame")
+
+// transport is the part of a connection every protocol shares: the socket
+// and its event loop, the outbound buffer and its flush, the backlog of a
+// slow reader, the keepalive deadline, unfinished input (input.go) and
+// closing (close.go). An endpoint embeds it by value. Fields are touched
+// only on its loop unless they sit under mu or are atomic.
+type transport struct {
+	gc   gnet.Conn
+	loop *loop
+	srv  *Server
+	ep   endpoint // the endpoint embedding this transport
+
+	// Loop only.
+	state         uint8
+	watched       bool // on the loop's stalled list
+	flushed       bool // flushed since the loop's last tick
+	holding       bool // on the loop's holders list (has a spare buffer)
+	listedPartial bool // on the loop's partials list
+	shut          bool // write side shut down (close.go)
+	kaSpan        int32
+	wslot         int32    // keepalive wheel slot + 1, 0 when not in the wheel
+	wpos          int32    // index in that slot
+	opened        int64    // unix seconds the socket opened
+	lastSeen      int64    // unix seconds of the last frame (after login)
+	stalled       int64    // unix seconds since the outbound data has been over its bound, 0 if not
+	lingerUntil   int64    // unix seconds the socket closes at, 0 while not closing (close.go)
+	part          *partial // an inbound frame not fully arrived (input.go)
+
+	backlog atomic.Int64 // bytes gnet still held for the socket after the last flush
+
+	mu      sync.Mutex
+	out     *outBuf // REQUIRES: mu held. bytes to write, nil when idle
+	spare   *outBuf // REQUIRES: mu held. the buffer of the last flush, kept while the conn is busy
+	dirty   bool    // REQUIRES: mu held. on the loop's mailbox
+	closed  bool    // REQUIRES: mu held. socket closed
+	outMsgs int32   // REQUIRES: mu held. messages in out, counted into Stats at flush
+}
+
+// init sets up t for a socket on loop l. Loop only.
+func (t *transport) init(gc gnet.Conn, l *loop, ep endpoint) {
+	t.gc, t.loop, t.srv, t.ep = gc, l, l.srv, ep
+	now := t.srv.now()
+	t.opened, t.lastSeen = now, now
+	t.kaSpan = int32(max(t.srv.opts.ConnectTimeout.Seconds(), 1))
+	l.wheel.add(t, now+int64(t.kaSpan))
+}
+
+// outBuf is a pooled outbound buffer: idle conns hold none.
+type outBuf struct{ b []byte }
+
+var outPool = sync.Pool{New: func() any { return &outBuf{b: make([]byte, 0, 4096)} }}
+
+// putOut returns a buffer to the pool; big ones, which only busy conns
+// need, are left to the collector so the pool stays small.
+func putOut(ob *outBuf) {
+	if cap(ob.b) <= 64<<10 {
+		ob.b = ob.b[:0]
+		outPool.Put(ob)
+	}
+}
+
+// bufLocked returns the outbound buffer, taking one from the pool if needed.
+// REQUIRES: t.mu held.
+func (t *transport) bufLocked() *outBuf {
+	if t.out == nil {
+		if t.out, t.spare = t.spare, nil; t.out == nil {
+			t.out = outPool.Get().(*outBuf)
+		}
+	}
+	return t.out
+}
+
+// pendingLocked is how many bytes wait for the socket. REQUIRES: t.mu held.
+func (t *transport) pendingLocked() int {
+	n := int(t.backlog.Load())
+	if t.out != nil {
+		n += len(t.out.b)
+	}
+	return n
+}
+
+// overBound reports whether the outbound data is past MaxOutboundBytes.
+// Any goroutine.
+func (t *transport) overBound() bool {
+	t.mu.Lock()
+	over := t.pendingLocked() > t.srv.opts.MaxOutboundBytes
+	t.mu.Unlock()
+	return over
+}
+
+// appendRaw appends what f writes to the outbound buffer and schedules a
+// flush. Any goroutine; f runs with t.mu held.
+func (t *transport) appendRaw(f func([]byte) []byte) {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return
+	}
+	ob := t.bufLocked()
+	ob.b = f(ob.b)
+	t.scheduleLocked()
+}
+
+// scheduleLocked puts t on its loop's mailbox once and unlocks t.mu.
+// REQUIRES: t.mu held; releases it.
+func (t *transport) scheduleLocked() {
+	was := t.dirty
+	t.dirty = true
+	t.mu.Unlock()
+	if !was {
+		t.loop.markDirty(t)
+	}
+}
+
+// flush writes the outbound buffer to the socket. Loop only.
+func (t *transport) flush() {
+	t.mu.Lock()
+	ob := t.out
+	t.out = nil
+	t.dirty = false
+	closed := t.closed
+	msgs := t.outMsgs
+	t.outMsgs = 0
+	t.mu.Unlock()
+	if ob == nil {
+		return
+	}
+	if !closed && len(ob.b) > 0 {
+		_, _ = t.gc.Write(ob.b)
+		// Counted per flush, not per message: the counters are shared by all loops.
+		t.srv.stats.MessagesOut.Add(int64(msgs))
+		t.srv.stats.BytesOut.Add(int64(len(ob.b)))
+		t.noteBacklog()
+	}
+	if cap(ob.b) > 2*t.srv.opts.MaxOutboundBytes+64<<10 {
+		return // grown past what the bound lets a conn use: let it go
+	}
+	// A busy conn (one whose batch outgrew a pooled buffer) keeps its
+	// grown buffer for the next batch instead of growing a fresh one each
+	// flush; the loop's tick takes it back once the conn goes a tick
+	// without a flush (loop.releaseIdle). Small writes, like a CONNACK,
+	// hand the buffer straight back, so idle conns hold none.
+	busy := len(ob.b) > 4096
+	ob.b = ob.b[:0]
+	t.mu.Lock()
+	keep := busy && t.spare == nil && !t.closed
+	if keep {
+		t.spare = ob
+	}
+	t.mu.Unlock()
+	if !keep {
+		putOut(ob)
+		return
+	}
+	t.flushed = true
+	if !t.holding {
+		t.holding = true
+		t.loop.holders = append(t.loop.holders, t)
+	}
+}
+
+// releaseSpare returns the spare buffer to the pool. Loop only.
+func (t *transport) releaseSpare() {
+	t.mu.Lock()
+	sp := t.spare
+	t.spare = nil
+	t.mu.Unlock()
+	if sp != nil {
+		putOut(sp)
+	}
+}
+
+// noteBacklog records what gnet still holds for the socket and tracks how
+// long the client has not been reading. Loop only.
+func (t *transport) noteBacklog() {
+	n := t.gc.OutboundBuffered()
+	t.backlog.Store(int64(n))
+	if n <= t.srv.opts.MaxOutboundBytes {
+		t.stalled = 0
+		return
+	}
+	if t.stalled == 0 {
+		t.stalled = t.srv.now()
+		t.loop.watchStall(t)
+	}
+}
+
+// checkDeadline is the keepalive wheel's visit. Loop only.
+func (t *transport) checkDeadline(now int64) {
+	if t.state == stateClosing {
+		return
+	}
+	slow := int64(t.srv.opts.SlowConsumerTimeout.Seconds())
+	if t.stalled != 0 && now-t.stalled >= slow {
+		t.close(reasonSlowConsumer, nil)
+		return
+	}
+	if t.kaSpan < 0 {
+		return // no keepalive asked for and no maximum set: no idle deadline
+	}
+	// lastSeen is a whole second of the coarse clock, up to a second behind
+	// the frame: without the extra second a deadline could fall that much
+	// early (a 1.5 s keepalive window closing after 0.5 s).
+	due := t.lastSeen + int64(t.kaSpan) + 1
+	if due > now {
+		next := due
+		if t.stalled != 0 {
+			next = min(due, now+1+slow)
+		}
+		t.loop.wheel.add(t, next)
+		return
+	}
+	if t.state == stateActive {
+		t.close(reasonKeepalive, nil)
+		return
+	}
+	t.srv.log.Debug("no login in time", "remote", t.gc.RemoteAddr())
+	t.state = stateClosing
+	_ = t.gc.Close()
+}
+
+// onTraffic applies every whole frame gnet read, in place; the start of an
+// unfinished frame moves into t's partial (input.go), so gnet keeps
+// nothing buffered. Replies go out in one write. Loop only.
+func (t *transport) onTraffic() gnet.Action {
+	switch {
+	case t.lingerUntil != 0:
+		_, _ = t.gc.Discard(-1) // closing: input is read and dropped (close.go)
+		return gnet.None
+	case t.state == stateWaiting || t.state == stateClosing:
+		return gnet.None // leave the bytes buffered until the login is settled
+	}
+	buf, _ := t.gc.Peek(-1)
+	used := 0
+	if t.part != nil {
+		n, whole, err := t.fillPartial(buf)
+		used = n
+		switch {
+		case err != nil:
+			t.ep.fail(err)
+		case whole && t.state != stateClosing:
+			t.ep.handle(t.part.buf)
+			t.dropPartial()
+		}
+	}
+	for used < len(buf) && t.state != stateWaiting && t.state != stateClosing {
+		n, err := t.ep.frameLen(buf[used:])
+		if err == errIncomplete || err == nil && n > len(buf)-used {
+			if err := t.startPartial(buf[used:]); err != nil {
+				t.ep.fail(err)
+			}
+			used = len(buf)
+			break
+		}
+		if err != nil {
+			t.ep.fail(err)
+			break
+		}
+		t.ep.handle(buf[used : used+n])
+		used += n
+	}
+	if used > 0 {
+		_, _ = t.gc.Discard(used) // gnet's Discard(0) drops everything buffered
+	}
+	t.srv.stats.BytesIn.Add(int64(used))
+	t.flush()
+	if t.state == stateClosing && t.lingerUntil == 0 {
+		return gnet.Close // the client said goodbye: nothing more to say or read
+	}
+	return gnet.None
+}
+
+// kick closes the connection from any goroutine for r: the endpoint's
+// goodbye, then the socket, on the loop.
+func (t *transport) kick(r closeReason) {
+	if err := t.loop.el.Execute(nilCtx, kickTask{t, r}); err != nil {
+		_ = t.gc.Close() // the engine is stopping: it closes everything
+	}
+}
+
+type kickTask struct {
+	t *transport
+	r closeReason
+}
+
+func (k kickTask) Run(context.Context) error { k.t.close(k.r, nil); return nil }
