@@ -449,3 +449,39 @@ func TestNoMatchingSubscribers(t *testing.T) {
 		})
 	}
 }
+
+// ACL read access applies per delivery: a permitted "#" subscription never
+// carries a topic its holder may not read (before, only SUBSCRIBE was
+// judged, so "#" received everything). Retained messages too.
+func TestACLAppliesPerDelivery(t *testing.T) {
+	s := startServer(t, Options{
+		ACLDefault: "allow",
+		ACL: []ACLRule{
+			{User: "admin", Topic: "#", Access: "readwrite"},
+			{Topic: "secret/#", Access: "deny"},
+		},
+	})
+	pubRetained := connectV5(t, s, "admin-early", credentials("admin", "x"))
+	pubRetained.publish("secret/plan", "retained secret", 1, true)
+	pubRetained.publish("public/news", "retained news", 1, true)
+	snoop := connectV5(t, s, "snoop", credentials("eve", "x"))
+	snoop.subscribe("#", 1)
+	snoop.expect("public/news", "retained news") // the retained secret is not sent
+	admin := connectV5(t, s, "admin", credentials("admin", "x"))
+	admin.subscribe("#", 1)
+	got := map[string]string{}
+	for range 2 {
+		p := admin.next()
+		got[p.Topic] = string(p.Payload)
+	}
+	if got["secret/plan"] != "retained secret" || got["public/news"] != "retained news" {
+		t.Fatalf("admin's retained messages: %v", got)
+	}
+	pub := connectV5(t, s, "pub", credentials("admin", "x"))
+	pub.publish("secret/x", "for admins", 1, false)
+	pub.publish("public/x", "for all", 1, false)
+	admin.expect("secret/x", "for admins")
+	admin.expect("public/x", "for all")
+	snoop.expect("public/x", "for all") // and secret/x never came before it
+	snoop.none()
+}
