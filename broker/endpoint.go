@@ -26,7 +26,7 @@ type endpoint interface {
 	// outbound bound is dropped and counted, and reports true. Any
 	// goroutine; sessions call it with session.mu held for QoS > 0. d.m is
 	// shared and immutable: the endpoint copies what it encodes.
-	deliver(d *delivery) bool
+	deliver(d delivery) bool
 	// goodbye appends the protocol's last words for r (err: the protocol's
 	// code for a protocol error, else nil). The transport closes after it.
 	// Loop only.
@@ -50,4 +50,7 @@ type delivery struct {
 	// message whose PUBREC came); m may be nil.
 	released bool
 	offline  bool // queued while the client was away (native: shown as such)
+	// shared, when not nil, holds this routing pass's shared encodings
+	// (encode.go); only the routing goroutine delivers with it.
+	shared *encodeOnce
 }

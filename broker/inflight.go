@@ -30,10 +30,10 @@ type inflight struct {
 }
 
 // sendLocked assigns a tag and sends q. REQUIRES: s.mu held.
-func (s *session) sendLocked(ep endpoint, q queued, now int64) {
+func (s *session) sendLocked(ep endpoint, q queued, now int64, shared *encodeOnce) {
 	tag := s.allocTagLocked()
-	d := delivery{m: q.m, subIDs: q.subIDs, now: now, tag: tag, qos: q.qos, retain: q.retain, offline: q.offline}
-	if !ep.deliver(&d) {
+	d := delivery{m: q.m, subIDs: q.subIDs, now: now, tag: tag, qos: q.qos, retain: q.retain, offline: q.offline, shared: shared}
+	if !ep.deliver(d) {
 		s.dropQueuedLocked(q.seq)
 		return // too large for this client: discarded
 	}
@@ -77,7 +77,7 @@ func (s *session) pumpLocked(now int64) {
 			s.dropQueuedLocked(q.seq)
 			continue
 		}
-		s.sendLocked(ep, *q, now)
+		s.sendLocked(ep, *q, now, nil)
 	}
 	if len(s.queue) == 0 {
 		s.queue = nil // release the backing array
@@ -93,7 +93,7 @@ func (s *session) resumeLocked(now int64) {
 		for _, f := range s.inflightInOrderLocked() {
 			d := delivery{m: f.m, subIDs: f.subIDs, now: now, tag: f.tag, qos: f.qos, retain: f.retain,
 				dup: true, released: f.rel, offline: f.offline} // [MQTT-4.4.0-1]
-			ep.deliver(&d)
+			ep.deliver(d)
 		}
 	}
 	s.pumpLocked(now)

@@ -171,7 +171,7 @@ func (c *mqttConn) release() {
 
 // deliver encodes a PUBLISH (or, for a released QoS 2 delivery, a PUBREL).
 // Any goroutine; under the session's lock for QoS > 0.
-func (c *mqttConn) deliver(d *delivery) bool {
+func (c *mqttConn) deliver(d delivery) bool {
 	if d.released {
 		c.appendRaw(func(b []byte) []byte { return mqtt.AppendAck(b, c.version, packets.Pubrel, d.tag, 0) })
 		return true
@@ -185,6 +185,23 @@ func (c *mqttConn) deliver(d *delivery) bool {
 	if d.qos == 0 && c.pendingLocked() > c.srv.opts.MaxOutboundBytes {
 		c.mu.Unlock()
 		c.srv.stats.Dropped.Add(1)
+		return true
+	}
+	if sh := d.shared; sh != nil && !d.dup && (c.version < 5 || c.aliasMaxOut == 0 && len(d.subIDs) == 0) {
+		b, pidAt := sh.get(c.version, d.qos, d.retain)
+		if c.maxPacketOut > 0 && len(b) > int(c.maxPacketOut) {
+			c.mu.Unlock()
+			c.srv.stats.Dropped.Add(1) // [MQTT-3.1.2-25]
+			return false
+		}
+		ob := c.bufLocked()
+		at := len(ob.b)
+		ob.b = append(ob.b, b...)
+		if pidAt >= 0 {
+			mqtt.PutPacketID(ob.b, at+pidAt, d.tag)
+		}
+		c.outMsgs++
+		c.scheduleLocked()
 		return true
 	}
 	name := m.Topic

@@ -26,9 +26,11 @@ type router struct {
 	m       *Message
 	from    *session
 	targets []target
-	index   map[*session]int // used once targets outgrow a linear scan
+	index   map[*session]int // used once targets outgrow a linear scan; kept (cleared) across routes
+	indexed bool             // index is in use for this route
 	ids     []uint32         // backing store for targets' subIDs
 	visit   func(*session, topic.Subscription)
+	shared  encodeOnce
 }
 
 var routerPool = sync.Pool{New: func() any {
@@ -48,7 +50,7 @@ func (r *router) add(s *session, sub topic.Subscription) {
 	if i < 0 {
 		r.targets = append(r.targets, target{s: s, qos: qos, retain: rap})
 		i = len(r.targets) - 1
-		if r.index != nil {
+		if r.indexed {
 			r.index[s] = i
 		}
 	} else {
@@ -63,7 +65,7 @@ func (r *router) add(s *session, sub topic.Subscription) {
 }
 
 func (r *router) find(s *session) int {
-	if r.index != nil {
+	if r.indexed {
 		if i, ok := r.index[s]; ok {
 			return i
 		}
@@ -75,7 +77,10 @@ func (r *router) find(s *session) int {
 		}
 	}
 	if len(r.targets) >= 16 {
-		r.index = make(map[*session]int, 2*len(r.targets))
+		if r.index == nil {
+			r.index = make(map[*session]int, 2*len(r.targets))
+		}
+		r.indexed = true
 		for i := range r.targets {
 			r.index[r.targets[i].s] = i
 		}
@@ -86,8 +91,19 @@ func (r *router) find(s *session) int {
 func (r *router) reset() {
 	clear(r.targets)
 	r.targets = r.targets[:0]
-	r.index = nil
+	if r.indexed {
+		if len(r.index) > 1<<16 {
+			r.index = nil // a huge fan-out: don't keep its table pooled
+		} else {
+			clear(r.index)
+		}
+		r.indexed = false
+	}
 	r.m, r.from = nil, nil
+	r.shared.m = nil
+	if cap(r.shared.buf) > 1<<20 {
+		r.shared.buf = nil // a huge message: don't keep its bytes pooled
+	}
 }
 
 // pickOnline prefers connected members of a shared subscription group.
@@ -117,9 +133,14 @@ func (srv *Server) route(m *Message, from *session, done func(matched int, err e
 			lb.get().PutRetained(storeMessage(m))
 		}
 	}
+	var shared *encodeOnce
+	if len(r.targets) > 1 {
+		shared = &r.shared
+		shared.reset(m, now)
+	}
 	for i := range r.targets {
 		t := &r.targets[i]
-		t.s.deliver(m, t.qos, t.retain, t.subIDs, now, &lb)
+		t.s.deliverShared(m, t.qos, t.retain, t.subIDs, now, &lb, shared)
 	}
 	matched := len(r.targets)
 	r.reset()

@@ -75,14 +75,19 @@ const foreverExpiry = 0xFFFFFFFF
 // session's copy of a QoS 1/2 message is added to lb. Any goroutine; takes
 // s.mu, so never call it with a session lock held.
 func (s *session) deliver(m *Message, qos byte, retain bool, subIDs []uint32, now int64, lb *lazyBatch) {
+	s.deliverShared(m, qos, retain, subIDs, now, lb, nil)
+}
+
+// deliverShared is deliver within a routing pass that shares encodings
+// (encode.go; nil: none).
+func (s *session) deliverShared(m *Message, qos byte, retain bool, subIDs []uint32, now int64, lb *lazyBatch, shared *encodeOnce) {
 	if qos == 0 {
 		// QoS 0 is not queued for offline sessions nor held in flight.
 		s.mu.Lock()
 		ep, ready, user := s.ep, s.ready, s.user
 		s.mu.Unlock()
 		if ep != nil && ready && s.srv.mayRead(user, s.key, m.Topic) {
-			d := delivery{m: m, subIDs: subIDs, now: now, retain: retain}
-			ep.deliver(&d)
+			ep.deliver(delivery{m: m, subIDs: subIDs, now: now, retain: retain, shared: shared})
 		}
 		return
 	}
@@ -105,7 +110,7 @@ func (s *session) deliver(m *Message, qos byte, retain bool, subIDs []uint32, no
 	}
 	if ep := s.ep; ep != nil && s.ready && len(s.queue) == 0 && s.diskUpTo == 0 && len(s.inflight) < int(s.window) {
 		if !ep.tr().overBound() {
-			s.sendLocked(ep, q, now)
+			s.sendLocked(ep, q, now, shared)
 			return
 		}
 		s.retryLocked(ep)
