@@ -142,6 +142,9 @@ func fuzzSeeds() [][]byte {
 	for _, tc := range badInput {
 		seeds = append(seeds, tc.raw)
 	}
+	for _, tc := range allRefusals() {
+		seeds = append(seeds, tc.raw)
+	}
 	return append(seeds, stream4, stream5)
 }
 
