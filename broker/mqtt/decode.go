@@ -22,12 +22,15 @@ func Header(buf []byte) (first byte, hdrLen, remaining int, err error) {
 	if len(buf) < 2 {
 		return 0, 0, 0, ErrIncomplete
 	}
-	v, n, more, err := readVBIStrict(buf[1:]) // [MQTT-1.5.5-1]
+	// readVBIStrict's checks, spelled out so that they inline here.
+	v, n, ok := readVBI(buf[1:])
 	switch {
-	case err != nil:
-		return 0, 0, 0, err
-	case more:
+	case !ok && n == 4:
+		return 0, 0, 0, packets.ErrMalformedVariableByteInteger // [MQTT-1.5.5-1]
+	case !ok:
 		return 0, 0, 0, ErrIncomplete
+	case n > 1 && buf[n] == 0:
+		return 0, 0, 0, ErrNonMinimalVBI // [MQTT-1.5.5-1]
 	}
 	return buf[0], 1 + n, v, nil
 }

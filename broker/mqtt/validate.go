@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"bytes"
+	"encoding/binary"
 	"unicode/utf8"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -23,8 +24,29 @@ import (
 // and no U+0000 [MQTT-1.5.4-1] [MQTT-1.5.4-2] (3.1.1: [MQTT-1.5.3-1]
 // [MQTT-1.5.3-2]). Go's decoder treats the UTF-16 surrogates U+D800-U+DFFF
 // as ill-formed, as the spec wants.
+//
+// Topics and property strings are short and nearly always ASCII: eight
+// bytes at a time are checked for a high bit or a zero byte, and only a
+// string with a non-ASCII byte goes through the UTF-8 decoder.
 func validString(b []byte) bool {
-	return utf8.Valid(b) && bytes.IndexByte(b, 0) < 0
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		w := binary.LittleEndian.Uint64(b[i:])
+		const lo, hi = 0x0101010101010101, 0x8080808080808080
+		if w&hi != 0 || (w-lo)&^w&hi != 0 {
+			break // a non-ASCII or a zero byte in these eight
+		}
+	}
+	for ; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == 0:
+			return false
+		case c >= utf8.RuneSelf:
+			rest := b[i:] // i is at a rune boundary: all before it is ASCII
+			return utf8.Valid(rest) && bytes.IndexByte(rest, 0) < 0
+		}
+	}
+	return true
 }
 
 // field reads the two-byte-length-prefixed field at b[off:] (a string or
