@@ -159,6 +159,12 @@ func FuzzDecode(f *testing.F) {
 			// every path a longer input does.
 			return
 		}
+		panics := codecPanics.Load()
+		defer func() {
+			if codecPanics.Load() != panics {
+				t.Fatalf("the codec panicked behind the validation layer on % x", data)
+			}
+		}()
 		rng := rand.New(rand.NewPCG(seed, seed>>32|1))
 		for _, version := range []byte{0, 4, 5} {
 			for _, maxSize := range []uint32{0, 20, uint32(rng.IntN(len(data) + 3))} {

@@ -61,7 +61,9 @@ func kinds(ks ...byte) uint16 {
 	return m
 }
 
-const allKinds = 0xfffe | 1<<kindWill // every packet type and will properties
+// allKinds is every block that has properties: will properties and every
+// packet type but PINGREQ and PINGRESP (which have no variable header).
+const allKinds = 0xfffe&^(1<<packets.Pingreq|1<<packets.Pingresp) | 1<<kindWill
 
 // propRules is the property table of v5 §2.2.2.2, indexed by identifier.
 // An identifier with no entry (form 0) is unknown: malformed.

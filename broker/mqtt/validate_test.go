@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // validString is utf8.Valid without U+0000, at every length and position
@@ -39,4 +41,62 @@ func FuzzValidString(f *testing.F) {
 			t.Fatalf("validString(% x) = %v, want %v", b, got, want)
 		}
 	})
+}
+
+// The property table agrees with the codec's on which property may appear
+// in which packet (both follow v5 §2.2.2.2): a block holding one property
+// with a valid value is accepted by checkProps exactly when the codec
+// accepts it.
+func TestPropRulesMatchCodec(t *testing.T) {
+	value := map[propForm][]byte{
+		formByte: {1}, formU16: {0, 1}, formU32: {0, 0, 0, 1}, formVBI: {1},
+		formString: {0, 1, 'a'}, formBinary: {0, 1, 'a'}, formPair: {0, 1, 'a', 0, 1, 'b'},
+	}
+	kinds := []byte{kindWill}
+	for k := byte(1); k <= 15; k++ {
+		kinds = append(kinds, k)
+	}
+	checked := 0
+	for id := range 256 {
+		if id >= len(propRules) || propRules[id].form == 0 {
+			continue
+		}
+		var block []byte
+		if id == int(packets.PropAuthenticationData) {
+			block = append(block, packets.PropAuthenticationMethod, 0, 1, 'm') // data needs a method
+		}
+		block = append(append(block, byte(id)), value[propRules[id].form]...)
+		raw := append([]byte{byte(len(block))}, block...)
+		for _, k := range kinds {
+			codecKind := k
+			if k == kindWill {
+				codecKind = packets.WillProperties
+			}
+			var p packets.Properties
+			_, codecErr := p.Decode(codecKind, bytes.NewBuffer(raw))
+			_, ourErr := checkProps(raw, k)
+			if (codecErr == nil) != (ourErr == nil) {
+				t.Errorf("property %#x in kind %d: codec %v, checkProps %v", id, k, codecErr, ourErr)
+			}
+			checked++
+		}
+	}
+	if checked < 27*16 {
+		t.Fatalf("checked %d combinations", checked)
+	}
+}
+
+// Every identifier without a rule is refused in every kind.
+func TestUnknownPropertiesRefused(t *testing.T) {
+	for id := range 256 {
+		if id < len(propRules) && propRules[id].form != 0 {
+			continue
+		}
+		for k := byte(0); k <= 15; k++ {
+			raw := []byte{2, byte(id), 0}
+			if _, err := checkProps(raw, k); err != ErrPropertyNotAllowed {
+				t.Fatalf("identifier %#x in kind %d: %v", id, k, err)
+			}
+		}
+	}
 }
