@@ -1,9 +1,9 @@
 package mqtt
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -22,12 +22,15 @@ func Header(buf []byte) (first byte, hdrLen, remaining int, err error) {
 	if len(buf) < 2 {
 		return 0, 0, 0, ErrIncomplete
 	}
+	// readVBIStrict's checks, spelled out so that they inline here.
 	v, n, ok := readVBI(buf[1:])
-	if !ok {
-		if n == 4 {
-			return 0, 0, 0, packets.ErrMalformedVariableByteInteger // [MQTT-1.5.5-1]
-		}
+	switch {
+	case !ok && n == 4:
+		return 0, 0, 0, packets.ErrMalformedVariableByteInteger // [MQTT-1.5.5-1]
+	case !ok:
 		return 0, 0, 0, ErrIncomplete
+	case n > 1 && buf[n] == 0:
+		return 0, 0, 0, ErrNonMinimalVBI // [MQTT-1.5.5-1]
 	}
 	return buf[0], 1 + n, v, nil
 }
@@ -73,6 +76,14 @@ func Decode(buf []byte, pk *packets.Packet, version byte, maxSize uint32) (n int
 	}
 	*pk = packets.Packet{ProtocolVersion: version}
 	if err := pk.FixedHeader.Decode(first); err != nil {
+		// The codec's flag checks [MQTT-2.2.2-1] [MQTT-2.2.2-2]: PUBREL,
+		// SUBSCRIBE and UNSUBSCRIBE carry 0010, every other type but
+		// PUBLISH 0000; all are malformed. PUBLISH with both QoS bits set
+		// is malformed too (v5 §3.3.1.2), not the protocol error the codec
+		// names it [MQTT-3.3.1-4].
+		if errors.Is(err, packets.ErrProtocolViolationQosOutOfRange) {
+			err = packets.ErrMalformedQos
+		}
 		return total, asCode(err)
 	}
 	pk.FixedHeader.Remaining = rem
@@ -87,11 +98,21 @@ func Decode(buf []byte, pk *packets.Packet, version byte, maxSize uint32) (n int
 		}
 		return total, nil
 	}
+	// The validation layer first (validate.go): once it has passed, the
+	// codec reads only the fields it walked.
+	if err := check(pk, body); err != nil {
+		return total, err
+	}
 	if err := decodeBody(pk, body); err != nil {
 		return total, asCode(err)
 	}
 	return total, nil
 }
+
+// codecPanics counts panics of the codec turned into malformed-packet codes.
+// Behind the validation layer there should be none; the tests and the
+// fuzzer hold it at zero.
+var codecPanics atomic.Int64
 
 // decodeBody runs the codec's decoder for pk's type. The codec indexes its
 // input without bounds checks in a few places, so a panic on hostile input
@@ -99,25 +120,27 @@ func Decode(buf []byte, pk *packets.Packet, version byte, maxSize uint32) (n int
 func decodeBody(pk *packets.Packet, body []byte) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
+			codecPanics.Add(1)
 			err = fmt.Errorf("decode %s: %v: %w", packets.PacketNames[pk.FixedHeader.Type], r, packets.ErrMalformedPacket)
 		}
 	}()
 	switch pk.FixedHeader.Type {
 	case packets.Connect:
+		v := pk.ProtocolVersion // set by checkConnect
+		if v < 3 || v > 5 {
+			return nil // an unknown level is the caller's to refuse [MQTT-3.1.2-2]
+		}
 		err := pk.ConnectDecode(body)
-		if pk.ProtocolVersion == 0x80|5 {
-			// The codec reads v5 properties only for a version byte of
-			// exactly 5, so a v5 bridge CONNECT was decoded as if it had
-			// none: refuse it (a bridge retries without the bit).
-			pk.ProtocolVersion = 5
-			return packets.ErrUnsupportedProtocolVersion
+		pk.ProtocolVersion &= 0x7f // bridge bit (v3/v4)
+		if err != nil {
+			return err
 		}
-		pk.ProtocolVersion &= 0x7f // bridge bit (v3/v4); validated by ConnectValidate
-		return err
+		wp := &pk.Connect.WillProperties
+		if pk.Connect.WillFlag && wp.PayloadFormatFlag && wp.PayloadFormat == 1 && !utf8.Valid(pk.Connect.WillPayload) {
+			return packets.ErrPayloadFormatInvalid // v5 §3.1.3.2.3: CONNACK 0x99
+		}
+		return nil
 	case packets.Publish:
-		if pk.ProtocolVersion < 5 {
-			return decodePublish3(pk, body)
-		}
 		if err := pk.PublishDecode(body); err != nil {
 			return err
 		}
@@ -137,7 +160,7 @@ func decodeBody(pk *packets.Packet, body []byte) (err error) {
 		return pk.SubscribeDecode(body)
 	case packets.Unsubscribe:
 		return pk.UnsubscribeDecode(body)
-	case packets.Pingreq:
+	case packets.Pingreq, packets.Pingresp:
 		return nil
 	case packets.Disconnect:
 		if pk.ProtocolVersion >= 5 && len(body) == 1 {
@@ -152,43 +175,41 @@ func decodeBody(pk *packets.Packet, body []byte) (err error) {
 			return nil // reason 0x00, no properties (spec 3.15.2.1)
 		}
 		return pk.AuthDecode(body)
-	case packets.Connack, packets.Suback, packets.Unsuback, packets.Pingresp:
-		// Server-to-client packets; the client package decodes them too.
-		switch pk.FixedHeader.Type {
-		case packets.Connack:
-			return pk.ConnackDecode(body)
-		case packets.Suback:
-			return pk.SubackDecode(body)
-		case packets.Unsuback:
-			return pk.UnsubackDecode(body)
+	// Server-to-client packets; the client package decodes them too.
+	case packets.Connack:
+		if len(body) == 2 {
+			// A v3-format CONNACK at v5 (check allows it): the codec
+			// would want a property length.
+			pk.SessionPresent, pk.ReasonCode = body[0]&1 != 0, body[1]
+			return nil
 		}
-		return nil
+		return pk.ConnackDecode(body)
+	case packets.Suback:
+		return pk.SubackDecode(body)
+	case packets.Unsuback:
+		return pk.UnsubackDecode(body)
 	}
 	return packets.ErrProtocolViolation
 }
 
-// decodePublish3 decodes a v3.1.1 PUBLISH without the codec's allocations:
-// the common case on the hot path.
+// decodePublish3 decodes a v3.1.1 (or 3.1) PUBLISH without the codec's
+// allocations: the common case on the hot path.
 func decodePublish3(pk *packets.Packet, b []byte) error {
-	if len(b) < 2 {
+	topic, off, ok := field(b, 0)
+	if !ok {
 		return packets.ErrMalformedTopic
 	}
-	tl := int(b[0])<<8 | int(b[1])
-	off := 2 + tl
-	if off > len(b) {
-		return packets.ErrMalformedTopic
-	}
-	topic := b[2:off]
-	if !utf8.Valid(topic) || bytes.IndexByte(topic, 0) >= 0 {
+	if !validString(topic) {
 		return packets.ErrMalformedInvalidUTF8 // [MQTT-1.5.3-1] [MQTT-1.5.3-2]
 	}
 	pk.TopicName = bytesToString(topic)
 	if pk.FixedHeader.Qos > 0 {
-		if off+2 > len(b) {
-			return packets.ErrMalformedPacketID
+		next, err := packetID(b, off) // [MQTT-2.3.1-1]
+		if err != nil {
+			return err
 		}
 		pk.PacketID = uint16(b[off])<<8 | uint16(b[off+1])
-		off += 2
+		off = next
 	}
 	pk.Payload = b[off:]
 	return nil

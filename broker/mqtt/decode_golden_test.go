@@ -644,6 +644,216 @@ var goldenDecode = []golden{
 			ProtocolVersion: 5,
 		},
 	},
+	// Edge cases the spec allows (and the codec's ConnectValidate refuses,
+	// or a stricter check could wrongly catch).
+	{
+		name:    "connect/v3.1.1 empty will payload",
+		version: 0,
+		raw: cat([]byte{packets.Connect << 4, 18}, connect4, []byte{ // fixed header, remaining 18; name, level
+			1<<2 | 1<<1, // flags: will, clean
+			0, 60,       // keepalive 60 s
+		}, idC, []byte{
+			0, 1, 'w', // will topic "w"
+			0, 0, // will payload, empty: valid (3.1.1 §3.1.3.3)
+		}),
+		want: packets.Packet{
+			FixedHeader:     packets.FixedHeader{Type: packets.Connect, Remaining: 18},
+			ProtocolVersion: 4,
+			Connect: packets.ConnectParams{
+				ProtocolName:     []byte("MQTT"),
+				Clean:            true,
+				Keepalive:        60,
+				ClientIdentifier: "c",
+				WillFlag:         true,
+				WillTopic:        "w",
+			},
+		},
+	},
+	{
+		name:    "connect/v5 empty will payload, empty password without user name",
+		version: 0,
+		raw: cat([]byte{packets.Connect << 4, 22}, connect5, []byte{ // fixed header, remaining 22; name, level
+			1<<6 | 1<<2 | 1<<1, // flags: password, will, clean start; no user name (allowed in v5)
+			0, 60,              // keepalive 60 s
+			0, // property length 0
+		}, idC, []byte{
+			0,         // will property length 0
+			0, 1, 'w', // will topic "w"
+			0, 0, // will payload, empty: valid (v5 §3.1.3.4)
+			0, 0, // password, empty: valid (v5 §3.1.3.6)
+		}),
+		want: packets.Packet{
+			FixedHeader:     packets.FixedHeader{Type: packets.Connect, Remaining: 22},
+			ProtocolVersion: 5,
+			Connect: packets.ConnectParams{
+				ProtocolName:     []byte("MQTT"),
+				Clean:            true,
+				Keepalive:        60,
+				ClientIdentifier: "c",
+				WillFlag:         true,
+				WillTopic:        "w",
+				PasswordFlag:     true,
+			},
+		},
+	},
+	{
+		name:    "connect/v3.1.1 empty password",
+		version: 0,
+		raw: cat([]byte{packets.Connect << 4, 18}, connect4, []byte{ // fixed header, remaining 18; name, level
+			1<<7 | 1<<6 | 1<<1, // flags: user name, password, clean
+			0, 60,              // keepalive 60 s
+		}, idC, []byte{
+			0, 1, 'u', // user name "u"
+			0, 0, // password, empty: valid binary data
+		}),
+		want: packets.Packet{
+			FixedHeader:     packets.FixedHeader{Type: packets.Connect, Remaining: 18},
+			ProtocolVersion: 4,
+			Connect: packets.ConnectParams{
+				ProtocolName:     []byte("MQTT"),
+				Clean:            true,
+				Keepalive:        60,
+				ClientIdentifier: "c",
+				UsernameFlag:     true,
+				Username:         []byte("u"),
+				PasswordFlag:     true,
+			},
+		},
+	},
+	{
+		name:    "connect/level 6 left to the caller",
+		version: 0,
+		raw: []byte{
+			packets.Connect << 4, 13, // fixed header, remaining 13
+			0, 4, 'M', 'Q', 'T', 'T', // protocol name
+			6,      // protocol level 6: unknown, so the rest is not read
+			1 << 1, // flags
+			0, 60,  // keepalive 60 s
+			0, 1, 'c', // client id "c"
+		},
+		want: packets.Packet{
+			FixedHeader:     packets.FixedHeader{Type: packets.Connect, Remaining: 13},
+			ProtocolVersion: 6, // the caller answers "unsupported protocol version" [MQTT-3.1.2-2]
+		},
+	},
+	{
+		name:    "publish/v5 two subscription identifiers",
+		version: 5,
+		raw: cat([]byte{
+			packets.Publish << 4, 26, // fixed header: qos 0, remaining 26 (server to client)
+		}, topicAB, []byte{
+			19,      // property length
+			0x0b, 1, // subscription identifier 1
+			0x0b, 0x80, 0x01, // subscription identifier 128: a PUBLISH may carry several
+			0x26, 0, 1, 'a', 0, 1, 'b', // user property a=b
+			0x26, 0, 1, 'a', 0, 1, 'c', // user property a=c: may repeat
+			'x', // payload "x"
+		}),
+		want: packets.Packet{
+			FixedHeader:     packets.FixedHeader{Type: packets.Publish, Remaining: 26},
+			ProtocolVersion: 5,
+			TopicName:       "a/b",
+			Payload:         []byte("x"),
+			Properties: packets.Properties{
+				SubscriptionIdentifier: []int{1, 128},
+				User:                   []packets.UserProperty{{Key: "a", Val: "b"}, {Key: "a", Val: "c"}},
+			},
+		},
+	},
+	{
+		name:    "auth/v5 method and data",
+		version: 5,
+		raw: []byte{
+			packets.Auth << 4, 15, // fixed header, remaining 15
+			0x18,                                // reason: continue authentication
+			13,                                  // property length
+			0x15, 0, 5, 'S', 'C', 'R', 'A', 'M', // authentication method "SCRAM"
+			0x16, 0, 2, 1, 2, // authentication data 01 02
+		},
+		want: packets.Packet{
+			FixedHeader:     packets.FixedHeader{Type: packets.Auth, Remaining: 15},
+			ProtocolVersion: 5,
+			ReasonCode:      0x18,
+			Properties:      packets.Properties{AuthenticationMethod: "SCRAM", AuthenticationData: []byte{1, 2}},
+		},
+	},
+	{
+		name:    "connack/v5 properties",
+		version: 5,
+		raw: []byte{
+			packets.Connack << 4, 12, // fixed header, remaining 12
+			1,               // acknowledge flags: session present
+			0,               // reason: success
+			9,               // property length
+			0x12, 0, 1, 'x', // assigned client identifier "x"
+			0x21, 0, 10, // receive maximum 10
+			0x24, 1, // maximum qos 1
+		},
+		want: packets.Packet{
+			FixedHeader:     packets.FixedHeader{Type: packets.Connack, Remaining: 12},
+			ProtocolVersion: 5,
+			SessionPresent:  true,
+			Properties:      packets.Properties{ReceiveMaximum: 10, MaximumQos: 1, MaximumQosFlag: true, AssignedClientID: "x"},
+		},
+	},
+	{
+		name:    "connack/v5 in the v3 form",
+		version: 5,
+		raw: []byte{
+			packets.Connack << 4, 2, // fixed header, remaining 2: no property length
+			0,    // acknowledge flags
+			0x84, // reason: unsupported protocol version
+		},
+		want: packets.Packet{
+			FixedHeader:     packets.FixedHeader{Type: packets.Connack, Remaining: 2},
+			ProtocolVersion: 5,
+			ReasonCode:      0x84,
+		},
+	},
+	{
+		name:    "suback/v4",
+		version: 4,
+		raw: []byte{
+			packets.Suback << 4, 4, // fixed header, remaining 4
+			0, 5, // packet id 5
+			1,    // granted qos 1
+			0x80, // failure
+		},
+		want: packets.Packet{
+			FixedHeader:     packets.FixedHeader{Type: packets.Suback, Remaining: 4},
+			ProtocolVersion: 4,
+			PacketID:        5,
+			ReasonCodes:     []byte{1, 0x80},
+		},
+	},
+	{
+		name:    "unsuback/v5",
+		version: 5,
+		raw: []byte{
+			packets.Unsuback << 4, 5, // fixed header, remaining 5
+			0, 6, // packet id 6
+			0,    // property length 0
+			0x00, // success
+			0x11, // no subscription existed
+		},
+		want: packets.Packet{
+			FixedHeader:     packets.FixedHeader{Type: packets.Unsuback, Remaining: 5},
+			ProtocolVersion: 5,
+			PacketID:        6,
+			ReasonCodes:     []byte{0x00, 0x11},
+		},
+	},
+	{
+		name:    "pingresp/v4",
+		version: 4,
+		raw: []byte{
+			packets.Pingresp << 4, 0, // fixed header, remaining 0
+		},
+		want: packets.Packet{
+			FixedHeader:     packets.FixedHeader{Type: packets.Pingresp},
+			ProtocolVersion: 4,
+		},
+	},
 }
 
 // normalize makes empty slices nil so that a decoded packet (whose slices

@@ -180,7 +180,7 @@ var badInput = []struct {
 			0,     // flags
 			0, 60, // keepalive; client id missing
 		},
-		want: packets.ErrClientIdentifierNotValid,
+		want: ErrMalformedClientID, // [MQTT-3.1.3-3]: 0x81
 	},
 	{
 		name:    "connect v5 bridge bit",
@@ -211,7 +211,7 @@ var badInput = []struct {
 		raw: cat([]byte{
 			packets.Publish<<4 | 3<<1, 7, // fixed header: qos 3 (reserved), remaining 7
 		}, topicAB, []byte{0, 1}), // topic "a/b", packet id 1
-		want: packets.ErrProtocolViolationQosOutOfRange, // [MQTT-3.3.1-4]
+		want: packets.ErrMalformedQos, // [MQTT-3.3.1-4]: malformed (v5 §3.3.1.2), 0x81
 	},
 	{
 		name:    "publish dup qos 0",
@@ -297,7 +297,7 @@ var badInput = []struct {
 			5,                // property length
 			0x11, 0, 0, 0, 1, // session expiry interval: not a PUBLISH property
 		}),
-		want: packets.ErrMalformedProperties,
+		want: ErrPropertyNotAllowed, // v5 §2.2.2.2: 0x81
 	},
 	{
 		name:    "publish v5 property length past end",
@@ -308,7 +308,7 @@ var badInput = []struct {
 			9,       // property length 9, two bytes follow
 			0x01, 0, // payload format indicator
 		}),
-		want: packets.ErrMalformedProperties,
+		want: ErrPropertyLength, // 0x81
 	},
 	{
 		name:    "subscribe flags 0000",
@@ -342,8 +342,9 @@ var badInput = []struct {
 			0,         // property length 0
 			0, 1, '#', // filter "#"; options byte missing
 		},
-		// The codec indexes past the end here; Decode recovers.
-		want: packets.ErrMalformedPacket,
+		// The codec would index past the end here; the validation layer
+		// refuses it first.
+		want: packets.ErrMalformedQos,
 	},
 	{
 		name:    "subscribe v4 truncated after filter",
@@ -364,7 +365,7 @@ var badInput = []struct {
 			0, 1, '#', // filter "#"
 			3, // qos 3
 		},
-		want: packets.ErrProtocolViolationQosOutOfRange,
+		want: packets.ErrMalformedQos, // [MQTT-3-8.3-4] (3.1.1): malformed
 	},
 	{
 		name:    "subscribe invalid UTF-8 filter",
@@ -430,7 +431,7 @@ var badInput = []struct {
 			2,       // property length
 			0x01, 1, // payload format indicator: not a DISCONNECT property
 		},
-		want: packets.ErrMalformedProperties,
+		want: ErrPropertyNotAllowed, // v5 §2.2.2.2: 0x81
 	},
 }
 

@@ -423,6 +423,8 @@ func TestAppendReencodesGolden(t *testing.T) {
 		"disconnect/v5 normal short":           "v5 DISCONNECT always carries a reason and property length",
 		"disconnect/v5 reason only":            "v5 DISCONNECT always carries a property length",
 		"auth/v5 short":                        "AUTH always carries a reason and property length",
+		"connect/level 6 left to the caller":   "an unknown level is not decoded past its fixed fields",
+		"connack/v5 in the v3 form":            "a v5 CONNACK always carries a property length",
 	}
 	for _, tc := range goldenDecode {
 		t.Run(tc.name, func(t *testing.T) {

@@ -142,6 +142,9 @@ func fuzzSeeds() [][]byte {
 	for _, tc := range badInput {
 		seeds = append(seeds, tc.raw)
 	}
+	for _, tc := range allRefusals() {
+		seeds = append(seeds, tc.raw)
+	}
 	return append(seeds, stream4, stream5)
 }
 
@@ -156,6 +159,12 @@ func FuzzDecode(f *testing.F) {
 			// every path a longer input does.
 			return
 		}
+		panics := codecPanics.Load()
+		defer func() {
+			if codecPanics.Load() != panics {
+				t.Fatalf("the codec panicked behind the validation layer on % x", data)
+			}
+		}()
 		rng := rand.New(rand.NewPCG(seed, seed>>32|1))
 		for _, version := range []byte{0, 4, 5} {
 			for _, maxSize := range []uint32{0, 20, uint32(rng.IntN(len(data) + 3))} {
@@ -190,6 +199,9 @@ func FuzzAppendPublish(f *testing.F) {
 			version = 5
 		}
 		qos := (flags >> 1 & 3) % 3
+		if qos > 0 && pid == 0 {
+			pid = 1 // ids are never 0 [MQTT-2.2.1-3]; Decode refuses 0
+		}
 		retain := flags&(1<<3) != 0
 		dup := flags&(1<<4) != 0 && qos > 0 // dup needs qos > 0 [MQTT-3.3.1-2]
 		var props, props2 []byte
@@ -234,8 +246,12 @@ func FuzzAppendPublish(f *testing.F) {
 			if at < len(prefix) || at+2 > len(out) || uint16(out[at])<<8|uint16(out[at+1]) != pid {
 				t.Fatalf("packet id offset %d does not hold the id", at)
 			}
-			PutPacketID(out, at, ^pid)
-			if _, err := Decode(enc, &pk, version, 0); err != nil || pk.PacketID != ^pid || pk.TopicName != topic {
+			alt := ^pid
+			if alt == 0 {
+				alt = 1
+			}
+			PutPacketID(out, at, alt)
+			if _, err := Decode(enc, &pk, version, 0); err != nil || pk.PacketID != alt || pk.TopicName != topic {
 				t.Fatalf("after PutPacketID: %v id %d topic %q", err, pk.PacketID, pk.TopicName)
 			}
 		}
