@@ -125,19 +125,9 @@ func names(got []*packets.Packet) string {
 
 const badMaxPacket = 1024
 
-// knownBugs are cases the broker gets wrong today, by subtest name.
-var knownBugs = map[string]string{
-	"connect properties malformed": "BUG: mochi's Properties.Decode reads past the declared property length (here Session Expiry " +
-		"takes 2 bytes of the client id), so a CONNECT whose property block is truncated is accepted; broker/mqtt should bound " +
-		"the property block by its declared length before decoding it",
-	"connect duplicate property": "BUG: a property given twice (Receive Maximum here) is a Protocol Error (MQTT 5.0 §2.2.2.2), " +
-		"but mochi's decoder keeps the last value and the CONNECT is accepted",
-	"v5 publish qos 3": "BUG: a PUBLISH with both QoS bits set is a Malformed Packet in MQTT 5.0 §3.3.1.2 (DISCONNECT 0x81); " +
-		"mochi's FixedHeader.Decode returns ErrProtocolViolationQosOutOfRange, so the broker sends 0x82 (broker/mqtt golden tests pin it)",
-	"v5 subscribe reserved option bits": "BUG: v5 SUBSCRIBE options with reserved bits 6-7 set must be treated as malformed " +
-		"[MQTT-3.8.3-5]; mochi's decoder drops those bits and the subscription is granted; broker/mqtt should check each " +
-		"options byte after SubscribeDecode",
-}
+// knownBugs are cases the broker gets wrong today, by subtest name (none
+// now: the validation layer in broker/mqtt refuses them).
+var knownBugs = map[string]string{}
 
 // Bad input before or instead of a proper CONNECT.
 func TestBadConnect(t *testing.T) {

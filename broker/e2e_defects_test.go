@@ -485,3 +485,46 @@ func TestACLAppliesPerDelivery(t *testing.T) {
 	snoop.expect("public/x", "for all") // and secret/x never came before it
 	snoop.none()
 }
+
+// Spec points Mosquitto's own test suite checks (issue: "Mosquitto's broker
+// test suite fails on these"), end to end; the decoder-level golden tests
+// are in broker/mqtt.
+func TestMosquittoSuiteSpecPoints(t *testing.T) {
+	s := startServer(t, Options{})
+	// An empty will payload is valid (3.1.1 §3.1.3.3, v5 §3.1.3.4), and the
+	// will goes out with it.
+	watcher := connectV5(t, s, "will-watcher")
+	watcher.subscribe("empty/will/#", 0)
+	for _, v := range []byte{4, 5} {
+		rc := dialRaw(t, s)
+		ack := rc.connectPk(&packets.Packet{ProtocolVersion: v, Connect: packets.ConnectParams{
+			ClientIdentifier: fmt.Sprintf("empty-will-%d", v), Clean: true,
+			WillFlag: true, WillTopic: fmt.Sprintf("empty/will/%d", v)}})
+		if ack.ReasonCode != 0 {
+			t.Fatalf("v%d empty will payload: CONNACK %#x", v, ack.ReasonCode)
+		}
+		rc.c.Close()
+		if p := watcher.next(); p.Topic != fmt.Sprintf("empty/will/%d", v) || len(p.Payload) != 0 {
+			t.Fatalf("v%d will: got %q %q", v, p.Topic, p.Payload)
+		}
+	}
+	// A user name with a surrogate is malformed [MQTT-1.5.4-1].
+	rc := dialRaw(t, s)
+	rc.version = 5
+	name := frame(0x10, str("MQTT"), b(5, 0x82, 0, 30, 0), str("sur"), []byte{0, 3, 0xED, 0xA0, 0x80})
+	rc.write(name)
+	if ack := rc.expect(packets.Connack); ack.ReasonCode != packets.ErrMalformedPacket.Code {
+		t.Fatalf("surrogate user name: CONNACK %#x, want 0x81", ack.ReasonCode)
+	}
+	// An empty topic filter is malformed [MQTT-4.7.3-1].
+	rc = dialRaw(t, s)
+	rc.connect5("empty-filter", true, packets.Properties{})
+	rc.write(frame(0x82, b(0, 1, 0), []byte{0, 0}, b(0)))
+	rc.expectDisconnect(packets.ErrMalformedPacket.Code)
+	// A PUBACK with packet id 0 is a protocol error [MQTT-2.2.1-3].
+	rc = dialRaw(t, s)
+	rc.connect5("zero-pid", true, packets.Properties{})
+	rc.write(b(0x40, 2, 0, 0))
+	rc.expectDisconnect(packets.ErrProtocolViolation.Code)
+	roundTrip(t, s, "spec-points")
+}

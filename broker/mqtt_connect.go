@@ -34,7 +34,7 @@ func (c *mqttConn) handleConnect(pk *packets.Packet) {
 		return
 	}
 	c.maxPacketOut = pk.Properties.MaximumPacketSize // also bounds a refusal's CONNACK
-	if code := pk.ConnectValidate(); code != packets.CodeSuccess {
+	if code := mqtt.ValidateConnect(pk); code != packets.CodeSuccess {
 		c.connack(v, code, nil, false)
 		c.close(reasonProtocolError, code)
 		return
