@@ -69,10 +69,10 @@ func TestConfigTraps(t *testing.T) {
 			want: []string{`deny_filters[0]: "a/#/b" is not a topic filter`}},
 		"bad durability is not a data dir error": {yaml: "durability: sometimes\n",
 			want: []string{`durability: want sync or async, got "sometimes"`}},
-		"bad bool": {yaml: "memory: maybe\n", want: []string{`memory: want true or false, got "maybe"`}},
-		"bad log level": {yaml: "log_level: loud\n", want: []string{`log_level: want debug or info or warn or error, got "loud"`}},
+		"bad bool":                {yaml: "memory: maybe\n", want: []string{`memory: want true or false, got "maybe"`}},
+		"bad log level":           {yaml: "log_level: loud\n", want: []string{`log_level: want debug or info or warn or error, got "loud"`}},
 		"top level not a mapping": {yaml: "- a\n- b\n", want: []string{"want a mapping of keys"}},
-		"yaml syntax": {yaml: "a: [\n", want: []string{"cim.yaml: yaml: line"}},
+		"yaml syntax":             {yaml: "a: [\n", want: []string{"cim.yaml: yaml: line"}},
 		"several problems at once": {yaml: "connect_timeout: 10\ndurability: x\nmqtt_addr: 1\n",
 			want: []string{"cim.yaml:1: connect_timeout", "cim.yaml:2: durability", "cim.yaml:3: mqtt_addr"}},
 		"bad flag value names flag and key": {flags: []string{"--max-keepalive", "ten"},
@@ -81,8 +81,8 @@ func TestConfigTraps(t *testing.T) {
 		"missing password file": {flags: []string{"--password-file", "/nonexistent/pw"},
 			want: []string{"--password-file (password_file): ", "no such file"}},
 		"missing config file": {flags: []string{"--config", "/nonexistent/cim.yaml"}, want: []string{"no such file"}},
-		"unexpected argument":  {flags: []string{"extra"}, want: []string{`unexpected argument "extra"`}},
-		"unknown flag":         {flags: []string{"--no-such-flag"}, want: []string{"flag provided but not defined"}},
+		"unexpected argument": {flags: []string{"extra"}, want: []string{`unexpected argument "extra"`}},
+		"unknown flag":        {flags: []string{"--no-such-flag"}, want: []string{"flag provided but not defined"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "data")
