@@ -5,10 +5,34 @@ PKGS    := ./...
 # Packages where concurrency lives run under the race detector.
 RACE    := ./broker/... ./storage/... ./bench/...
 
-.PHONY: build run test bench bench-recovery fuzz clean
+# The version `cim version` prints; without git (or tags) cim falls back to
+# what the Go toolchain recorded (see cmd/cim/version.go).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+LDFLAGS := -X main.version=$(VERSION)
+
+.PHONY: build run test bench bench-recovery fuzz clean cross test-deploy
 
 build:
-	$(GO) build -o $(BIN) ./cmd/cim
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/cim
+
+# Static binaries for the release platforms: bin/cim-linux-amd64,
+# bin/cim-linux-arm64, bin/cim-linux-armv7. Each is tried; the target fails
+# at the end if any failed, naming it.
+cross:
+	@failed=; \
+	for p in linux/amd64 linux/arm64 linux/arm/7; do \
+		os=$${p%%/*}; rest=$${p#*/}; arch=$${rest%%/*}; arm=; out=bin/cim-$$os-$$arch; \
+		case $$rest in arm/*) arm=$${rest#arm/}; out=bin/cim-$$os-armv$$arm;; esac; \
+		echo "CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOARM=$$arm -> $$out"; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOARM=$$arm $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $$out ./cmd/cim \
+			|| failed="$$failed $$p"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "cross: failed:$$failed"; exit 1; fi
+
+# Offline checks of the Dockerfile, the Kubernetes manifests and the systemd
+# unit (a module of its own: see deploy/doc.go).
+test-deploy:
+	cd deploy && $(GO) vet ./... && $(GO) test -count=1 -timeout 5m ./...
 
 run: build
 	./$(BIN) server

@@ -18,7 +18,7 @@ import (
 // it can SIGKILL.
 func TestMain(m *testing.M) {
 	if os.Getenv("CIM_TEST_SERVER") == "1" {
-		os.Exit(runServer(context.Background(), os.Args[1:]))
+		os.Exit(runServer(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
 }

@@ -2,6 +2,8 @@
 //
 //	cim server [flags]   run a broker node
 //	cim bench  ...       load-test a broker (see cim bench -h)
+//	cim passwd USER      print a password-file line
+//	cim health           probe a node's /healthz (for container health checks)
 //	cim version          print the version
 package main
 
@@ -15,9 +17,6 @@ import (
 	"github.com/cimgo/cim/broker"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 func main() {
 	if len(os.Args) < 2 {
 		usage()
@@ -28,13 +27,15 @@ func main() {
 	cmd, args := os.Args[1], os.Args[2:]
 	switch cmd {
 	case "server":
-		os.Exit(runServer(ctx, args))
+		os.Exit(runServer(ctx, args, os.Stdout, os.Stderr))
 	case "bench":
 		os.Exit(runBench(ctx, args))
 	case "passwd":
 		os.Exit(runPasswd(args, os.Stdin, os.Stdout, os.Stderr))
+	case "health":
+		os.Exit(runHealth(ctx, args, os.Stdout, os.Stderr))
 	case "version", "-v", "--version":
-		fmt.Println("cim", version)
+		fmt.Println(versionLine())
 	case "help", "-h", "--help":
 		usage()
 	default:
@@ -50,11 +51,12 @@ func usage() {
 commands:
   server    run a broker node (MQTT 3.1.1 and 5.0)
   bench     load-test a broker
-  passwd    print a password-file line: cim passwd USER < password
+  passwd    print a password-file line (prompts on a terminal, else reads stdin)
+  health    GET a node's /healthz: exit 0 if healthy, 1 if not
   version   print the version
 
 Run 'cim <command> -h' for a command's flags.
 `)
 }
 
-func init() { broker.Version = version }
+func init() { broker.Version = buildVersion() }

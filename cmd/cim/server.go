@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	_ "net/http/pprof" // served only with --pprof
 	"os"
@@ -16,56 +15,114 @@ import (
 
 	"github.com/cimgo/cim/broker"
 	"github.com/cimgo/cim/storage"
-	"gopkg.in/yaml.v3"
 )
 
-// config is the YAML file of `cim server --config`; flags override it.
-type config struct {
-	NodeName       string `yaml:"node_name"`
-	DataDir        string `yaml:"data_dir"`   // default ./data
-	Durability     string `yaml:"durability"` // sync (default) or async
-	Memory         bool   `yaml:"memory"`     // no store: nothing survives a restart
-	LogLevel       string `yaml:"log_level"`
-	LogFormat      string `yaml:"log_format"`
-	broker.Options `yaml:",inline"`
+// serverFlags are `cim server`'s flags; each sets the config key named like
+// it with underscores (--mqtt-addr sets mqtt_addr), over the file.
+var serverFlags = []struct {
+	name, usage string
+	kind        int // flagString, flagBool or flagList
+}{
+	{"data-dir", "data `dir` (default ./data)", flagString},
+	{"durability", "sync: ack QoS 1/2 after fsync (default); async: ack after write, may lose the last ms on a crash", flagString},
+	{"memory", "keep nothing on disk: sessions, queues and retained messages die with the process", flagBool},
+	{"mqtt-addr", "MQTT listener `host:port` (default :1883)", flagString},
+	{"node-name", "node `name` (default: host name)", flagString},
+	{"log-level", "debug, info, warn or error (default info)", flagString},
+	{"log-format", "text or json (default text)", flagString},
+	{"password-file", "require logins listed in `file` (lines user:hash; bcrypt or mosquitto_passwd)", flagString},
+	{"max-keepalive", "cap on client keepalive `seconds` (default 600)", flagString},
+	{"loops", "event loops (default: one per core)", flagString},
+	{"pprof", "serve Go's /debug/pprof on `host:port` (off by default)", flagString},
+	{"native-addr", "native protocol listener `host:port` (not supported yet)", flagString},
+	{"http-addr", "HTTP listener `host:port`: API, /metrics, /healthz (not supported yet)", flagString},
+	{"cluster-addr", "gossip `host:port`, tcp and udp (not supported yet)", flagString},
+	{"peer-addr", "peer link `host:port` (not supported yet)", flagString},
+	{"join", "`host:port,...` of cluster nodes to join (not supported yet)", flagList},
+	{"tls-addr", "MQTT over TLS listener `host:port` (not supported yet)", flagString},
+	{"tls-cert", "TLS certificate chain PEM `file` (not supported yet)", flagString},
+	{"tls-key", "TLS private key PEM `file` (not supported yet)", flagString},
+	{"tls-client-ca", "CA PEM `file` for client certificates (not supported yet)", flagString},
+	{"admin-token", "bearer `token` for /v1/admin (not supported yet)", flagString},
 }
 
-// errConfig is wrapped by every configuration error.
-var errConfig = errors.New("cim: config")
+const (
+	flagString = iota
+	flagBool
+	flagList
+)
 
-func loadConfig(path string) (config, error) {
-	var cfg config
-	f, err := os.Open(path)
-	if err != nil {
-		return cfg, fmt.Errorf("%w: %w", errConfig, err)
-	}
-	defer f.Close()
-	dec := yaml.NewDecoder(f)
-	dec.KnownFields(true) // a misspelt key is an error, not a silent default
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return cfg, fmt.Errorf("%w: %s: %w", errConfig, path, err)
-	}
-	return cfg, nil
+// flagValue records a flag's raw value; the config decoder parses it with
+// the same rules and messages as a YAML value.
+type flagValue struct {
+	kind int
+	str  string
+	list []string
+	b    bool
 }
 
-func runServer(ctx context.Context, args []string) int {
+func (f *flagValue) String() string {
+	if f == nil {
+		return ""
+	}
+	return f.str
+}
+
+func (f *flagValue) Set(s string) error {
+	switch f.kind {
+	case flagBool:
+		v, err := parseBool(s)
+		if err != nil {
+			return err
+		}
+		f.b = v
+	case flagList:
+		for _, e := range strings.Split(s, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				f.list = append(f.list, e)
+			}
+		}
+	}
+	f.str = s
+	return nil
+}
+
+func parseBool(s string) (bool, error) {
+	switch strings.ToLower(s) {
+	case "true", "1", "yes":
+		return true, nil
+	case "false", "0", "no":
+		return false, nil
+	}
+	return false, errors.New("want true or false")
+}
+
+func (f *flagValue) IsBoolFlag() bool { return f.kind == flagBool }
+
+func (f *flagValue) value() any {
+	switch f.kind {
+	case flagBool:
+		return f.b
+	case flagList:
+		return f.list
+	}
+	return f.str
+}
+
+func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("cim server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "usage: cim server [flags]\n\nRuns one broker node. Flags override the --config file.\n\n")
+		fmt.Fprint(stderr, "usage: cim server [flags]\n\nRuns one broker node. Flags override the --config file; every flag is also a YAML key\n(--mqtt-addr is mqtt_addr). Exit status 2 for any configuration error.\n\n")
 		fs.PrintDefaults()
 	}
 	configPath := fs.String("config", "", "YAML config `file`")
-	dataDir := fs.String("data-dir", "", "data `dir` (default ./data)")
-	durability := fs.String("durability", "", "sync: ack QoS 1/2 after fsync (default); async: ack after write, may lose the last ms on a crash")
-	memory := fs.Bool("memory", false, "keep nothing on disk: sessions, queues and retained messages die with the process")
-	mqttAddr := fs.String("mqtt-addr", "", "MQTT listener `host:port` (default :1883)")
-	nodeName := fs.String("node-name", "", "node `name` (default: host name)")
-	logLevel := fs.String("log-level", "", "debug, info, warn or error (default info)")
-	logFormat := fs.String("log-format", "", "text or json (default text)")
-	passwordFile := fs.String("password-file", "", "require logins listed in `file` (lines user:bcrypt-hash)")
-	maxKeepalive := fs.Uint("max-keepalive", 0, "cap on client keepalive `seconds` (default 600)")
-	loops := fs.Int("loops", 0, "event loops (default: one per core)")
-	pprofAddr := fs.String("pprof", "", "serve Go's /debug/pprof on `host:port` (off by default)")
+	checkOnly := fs.Bool("check-config", false, "check the configuration (and the files it names) and exit: 0 ok, 2 bad")
+	flagNames := map[string]string{} // key -> flag name
+	for _, f := range serverFlags {
+		fs.Var(&flagValue{kind: f.kind}, f.name, f.usage)
+		flagNames[strings.ReplaceAll(f.name, "-", "_")] = f.name
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -73,77 +130,78 @@ func runServer(ctx context.Context, args []string) int {
 		return 2
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "cim server: unexpected argument %q\n", fs.Arg(0))
+		fmt.Fprintf(stderr, "cim server: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	var cfg config
-	if *configPath != "" {
-		var err error
-		if cfg, err = loadConfig(*configPath); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 2
+	values := map[string]any{}
+	fs.Visit(func(f *flag.Flag) {
+		if v, ok := f.Value.(*flagValue); ok {
+			values[strings.ReplaceAll(f.Name, "-", "_")] = v.value()
 		}
+	})
+	cfg, src, err := loadConfig(*configPath, values, flagNames)
+	if err != nil {
+		printProblems(stderr, err)
+		return 2
 	}
-	set := func(dst *string, v string) {
-		if v != "" {
-			*dst = v
+	if ps := unsupported(&cfg); len(ps) > 0 {
+		for _, p := range ps {
+			fmt.Fprintf(stderr, "cim server: %s: %s\n", src.where(p.key), p.msg)
 		}
+		return 2
 	}
-	set(&cfg.MQTTAddr, *mqttAddr)
-	set(&cfg.NodeName, *nodeName)
-	set(&cfg.LogLevel, *logLevel)
-	set(&cfg.LogFormat, *logFormat)
-	set(&cfg.PasswordFile, *passwordFile)
-	set(&cfg.DataDir, *dataDir)
-	set(&cfg.Durability, *durability)
-	if *memory {
-		cfg.Memory = true
+	// Read the files the config names (password file, JWT keys) now, so
+	// that a bad one is a config error and --check-config finds it.
+	if _, err := broker.NewAuth(cfg.authOptions()); err != nil {
+		msg := strings.TrimPrefix(err.Error(), broker.ErrJWTKey.Error()+": ")
+		if errors.Is(err, broker.ErrPasswordFile) {
+			msg = src.where("password_file") + ": " + strings.TrimPrefix(err.Error(), broker.ErrPasswordFile.Error()+": ")
+		}
+		fmt.Fprintln(stderr, "cim server:", msg)
+		return 2
+	}
+	if *checkOnly {
+		fmt.Fprintln(stdout, "cim server: configuration ok")
+		return 0
 	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = "data"
 	}
-	if *maxKeepalive > 0 {
-		if *maxKeepalive > 65535 {
-			fmt.Fprintln(os.Stderr, "cim server: --max-keepalive: above 65535")
-			return 2
-		}
-		cfg.MaxKeepalive = int(*maxKeepalive)
-	}
-	if *loops > 0 {
-		cfg.Loops = *loops
-	}
 	if cfg.NodeName == "" {
 		cfg.NodeName, _ = os.Hostname()
 	}
-	log, err := newLogger(cfg.LogLevel, cfg.LogFormat)
+	base, _, err := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintln(stderr, "cim server:", err) // unreachable: checked by loadConfig
 		return 2
 	}
-	cfg.Logger = log.With("node", cfg.NodeName)
+	log := base.With("node", cfg.NodeName)
+	cfg.Logger = log
 	if os.Getenv("GOGC") == "" {
 		// Most of a broker's heap is long-lived connection state; collecting
 		// at +50% instead of +100% keeps RSS near it (measured: 1.2 -> 1.0 KB
 		// per idle connection, no throughput change). GOGC overrides.
 		debug.SetGCPercent(50)
 	}
-	if *pprofAddr != "" {
+	if cfg.Pprof != "" {
 		go func() {
-			if err := http.ListenAndServe(*pprofAddr, nil); err != nil {
-				log.Error("pprof listener", "err", err)
+			if err := http.ListenAndServe(cfg.Pprof, nil); err != nil {
+				log.Error("pprof listener", "pprof", cfg.Pprof, "err", err)
 			}
 		}()
 	}
 
 	if !cfg.Memory {
-		sopts := storage.Options{Durability: storage.Durability(cfg.Durability), Logger: log}
-		if cfg.MaxQueued > 0 {
-			sopts.MaxQueuedPerSession = cfg.MaxQueued
-		}
+		sopts := cfg.storageOptions()
+		sopts.Logger = log
 		db, err := storage.Open(cfg.DataDir, sopts)
 		if err != nil {
-			log.Error("cannot open data dir", "dir", cfg.DataDir, "err", err)
-			return 1
+			code := 1
+			if errors.Is(err, storage.ErrOptions) {
+				code = 2
+			}
+			log.Error("cannot open data dir", "data_dir", cfg.DataDir, "err", err)
+			return code
 		}
 		defer func() {
 			if err := db.Close(); err != nil {
@@ -154,11 +212,20 @@ func runServer(ctx context.Context, args []string) int {
 	}
 	srv, err := broker.New(cfg.Options)
 	if err != nil {
-		log.Error("invalid configuration", "err", err)
-		return 2
+		if errors.Is(err, broker.ErrOptions) {
+			msg := goNamesToKeys(strings.TrimPrefix(err.Error(), broker.ErrOptions.Error()+": "))
+			fmt.Fprintln(stderr, "cim server:", msg)
+			return 2
+		}
+		log.Error("cannot start", "err", err)
+		return 1
 	}
 	if err := srv.Start(); err != nil {
-		log.Error("cannot start", "err", err)
+		addr := cfg.MQTTAddr
+		if addr == "" {
+			addr = ":1883"
+		}
+		log.Error("cannot listen on mqtt_addr "+addr, "mqtt_addr", addr, "err", err)
 		return 1
 	}
 	<-ctx.Done()
@@ -173,19 +240,9 @@ func runServer(ctx context.Context, args []string) int {
 	return 0
 }
 
-func newLogger(level, format string) (*slog.Logger, error) {
-	var lv slog.Level
-	if level != "" {
-		if err := lv.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
-			return nil, fmt.Errorf("%w: log level %q: want debug, info, warn or error", errConfig, level)
-		}
+// printProblems writes a config error, one problem a line.
+func printProblems(w io.Writer, err error) {
+	for _, line := range strings.Split(strings.TrimPrefix(err.Error(), errConfig.Error()+": "), "\n") {
+		fmt.Fprintln(w, "cim server:", line)
 	}
-	o := &slog.HandlerOptions{Level: lv}
-	switch format {
-	case "", "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, o)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, o)), nil
-	}
-	return nil, fmt.Errorf("%w: log format %q: want text or json", errConfig, format)
 }
