@@ -115,8 +115,11 @@ func (s *Server) Clients() []ClientInfo {
 	var out []ClientInfo
 	s.sessions.each(func(ss *session) {
 		ss.mu.Lock()
-		ci := ClientInfo{Protocol: protoName(ss.key.proto), ID: ss.key.id, User: ss.user,
+		ci := ClientInfo{Protocol: protoName(ss.key.proto), ID: ss.key.id,
 			Inflight: len(ss.inflight), Queued: len(ss.queue), Subs: len(ss.subs)}
+		if ss.ident != nil {
+			ci.User = ss.ident.User
+		}
 		if ep := ss.ep; ep != nil {
 			t := ep.tr()
 			ci.Connected = true
@@ -223,3 +226,8 @@ func (s *Server) DeleteRetained(name string) bool {
 // LiveFilters lists the topic filters this node's sessions hold (a
 // cluster's full interest state).
 func (s *Server) LiveFilters() []string { return s.filters.filters() }
+
+// SetAuth replaces who may log in and what clients may do (a reload):
+// logins from now on use a; connected clients keep their identity, and
+// their deliveries are judged by a's rules.
+func (s *Server) SetAuth(a *Auth) { s.auth.Store(a) }

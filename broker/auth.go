@@ -270,6 +270,10 @@ func covers(f, d string) bool {
 	return len(fl) == len(dl)
 }
 
+// Restricts reports whether the ACL can refuse anything to id: without
+// rules or a token ACL every check passes, and deliveries skip it.
+func (a *Auth) Restricts(id *Identity) bool { return len(a.acl) > 0 || id != nil && id.ACL != nil }
+
 // Allowed applies the ACL to one topic name (publish, AccessWrite) or
 // filter (subscribe, AccessRead: the filter must fall inside a pattern,
 // wildcards taken literally) for the client id logged in as id. A token's
@@ -370,24 +374,6 @@ func readPasswordFile(path string) (map[string]passwordHash, error) {
 	return hashes, nil
 }
 
-// passwords is the password-file check the connection code uses today;
-// Auth supersedes it (same file format, same cache).
-type passwords struct {
-	hashes map[string]passwordHash // read-only after load
-
-	mu sync.Mutex
-	ok map[[32]byte]struct{} // REQUIRES: mu held. credKey of checks that passed
-}
-
-// loadPasswords reads a password file (see readPasswordFile).
-func loadPasswords(path string) (*passwords, error) {
-	h, err := readPasswordFile(path)
-	if err != nil {
-		return nil, err
-	}
-	return &passwords{hashes: h, ok: map[[32]byte]struct{}{}}, nil
-}
-
 func credKey(user, password []byte) [32]byte {
 	h := sha256.New()
 	h.Write(user)
@@ -396,30 +382,6 @@ func credKey(user, password []byte) [32]byte {
 	var k [32]byte
 	h.Sum(k[:0])
 	return k
-}
-
-// cached reports whether this pair passed a check before. Never blocks long.
-func (p *passwords) cached(user, password []byte) bool {
-	k := credKey(user, password)
-	p.mu.Lock()
-	_, ok := p.ok[k]
-	p.mu.Unlock()
-	return ok
-}
-
-// check verifies the hash; it may take tens of milliseconds: never on a loop.
-func (p *passwords) check(user, password []byte) bool {
-	hash, ok := p.hashes[string(user)]
-	if !ok || !hash.verify(password) {
-		return false
-	}
-	p.mu.Lock()
-	if len(p.ok) > 100000 {
-		clear(p.ok) // bound memory; entries are only a cache
-	}
-	p.ok[credKey(user, password)] = struct{}{}
-	p.mu.Unlock()
-	return true
 }
 
 // ACLRule grants or denies access to topics matching Topic for clients
@@ -456,12 +418,6 @@ const (
 	accessRead  = 1
 	accessWrite = 2
 )
-
-// allowed applies the configured ACL (Options.ACL) to one topic name
-// (publish) or filter (subscribe).
-func (s *Server) allowed(user, client, name string, access int) bool {
-	return aclAllows(s.opts.ACL, s.opts.ACLDefault == "allow", user, client, name, access)
-}
 
 // aclAllows: first matching rule wins; with no rules everything is allowed.
 func aclAllows(rules []ACLRule, dflt bool, user, client, name string, access int) bool {

@@ -57,14 +57,6 @@ func TestMosquittoHashesGolden(t *testing.T) {
 			t.Errorf("%s with a wrong password: %v", user, err)
 		}
 	}
-	// The connection code's legacy path reads the same file.
-	p, err := loadPasswords(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !p.check([]byte("alice"), []byte("s3cret")) || p.check([]byte("alice"), []byte("nope")) || !p.cached([]byte("alice"), []byte("s3cret")) {
-		t.Error("legacy passwords check of a $7$ line")
-	}
 }
 
 // TestMosquittoPasswdBinary makes the hashes with the real mosquitto_passwd

@@ -185,9 +185,8 @@ func TestPartialBudget(t *testing.T) {
 	waitE2E(t, "small partials buffered", func() bool { return s.partialBytes.Load() >= 4*50_000 })
 	big := holdOpen(t, s, "big", 6, 1_000_000, 900_000)
 	waitE2E(t, "big holders shed", func() bool { return s.stats.InputShed.Load() >= 2 })
-	if got := s.partialBytes.Load(); got > 4<<20 {
-		t.Errorf("%d bytes still held, budget %d", got, 4<<20)
-	}
+	// (Growth racing the shedding may pass the budget for a moment.)
+	waitE2E(t, "held bytes back within the budget", func() bool { return s.partialBytes.Load() <= 4<<20 })
 	closed := 0
 	for _, rc := range big {
 		if pk, err := rc.tryRead(quiet); err == nil || pk != nil {

@@ -202,7 +202,8 @@ func TestV3WildcardsAndDeny(t *testing.T) {
 		filter string
 		qos    byte
 		want   byte
-	}{{"w/+/c", 1, 1}, {"w/#", 0, 0}, {"secret/x", 1, 0x80}, {"secret/#", 2, 0x80}} {
+	}{{"w/+/c", 1, 1}, {"w/#", 0, 0}, {"secret/#", 2, 0x80}, {"#", 0, 0x80}, {"+/#", 1, 0x80}} {
+		// A deny filter refuses filters equal to or broader than it.
 		if rc := c.subscribe(tc.filter, tc.qos); rc != tc.want {
 			t.Errorf("subscribe %q: SUBACK %#x, want %#x", tc.filter, rc, tc.want)
 		}
@@ -212,11 +213,11 @@ func TestV3WildcardsAndDeny(t *testing.T) {
 	rc.connect(4, "raw", true, 0)
 	codes := rc.subscribe(1, 0, packets.Subscription{Filter: "a/#/b", Qos: 1}, packets.Subscription{Filter: "a/+", Qos: 2},
 		packets.Subscription{Filter: "secret/+", Qos: 0})
-	if want := []byte{0x80, 2, 0x80}; string(codes) != string(want) {
+	if want := []byte{0x80, 2, 0}; string(codes) != string(want) { // secret/+ is narrower than secret/#: allowed
 		t.Fatalf("SUBACK %x, want %x", codes, want)
 	}
 	pub := connectV3(t, s, "pub", true)
-	for _, tp := range []string{"w/b/c", "w/b/d", "secret/x", "w"} {
+	for _, tp := range []string{"w/b/c", "w/b/d", "other/x", "w"} {
 		pub.publish(tp, tp, 1, false)
 	}
 	// w/b/c matches both filters: one copy [MQTT-3.3.5-1 allows one], at the higher QoS.

@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"github.com/eclipse/paho.golang/paho"
 	"os"
 	"path/filepath"
 	"strings"
@@ -263,5 +264,36 @@ func TestLooksLikeJWT(t *testing.T) {
 		if looksLikeJWT([]byte(s)) != want {
 			t.Errorf("looksLikeJWT(%q) != %v", s, want)
 		}
+	}
+}
+
+// A device logs in over MQTT with a token as its password: its token's ACL
+// decides what it may publish and receive; an expired token is refused.
+func TestJWTLoginEndToEnd(t *testing.T) {
+	k := newJWTKeys(t)
+	a, err := NewAuth(AuthOptions{JWT: JWTOptions{SecretFile: k.secret}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, Options{Auth: a})
+	tok := func(sub string, exp time.Duration) string {
+		return string(sign(t, jwt.SigningMethodHS256, []byte(testSecret), jwt.MapClaims{"sub": sub, "exp": time.Now().Add(exp).Unix(),
+			"acl": map[string]any{"publish": []string{"devices/%u/#"}, "subscribe": []string{"cmd/%u/#"}}}))
+	}
+	dev := connectV5(t, s, "dev-1", credentials("", tok("dev-1", time.Hour)))
+	dev.subscribeOpts(paho.SubscribeOptions{Topic: "cmd/dev-1/#", QoS: 1}, 0, 1)
+	dev.subscribeOpts(paho.SubscribeOptions{Topic: "cmd/dev-2/#", QoS: 1}, 0, 0x87)
+	if rc := dev.publish("devices/dev-1/temp", "21", 1, false); rc >= 0x80 {
+		t.Fatalf("own topic: reason %#x", rc)
+	}
+	if rc := dev.publish("devices/dev-2/temp", "forged", 1, false); rc != 0x87 {
+		t.Fatalf("another device's topic: reason %#x, want 0x87", rc)
+	}
+	other := connectV5(t, s, "dev-2", credentials("dev-2", tok("dev-2", time.Hour)))
+	if rc := other.publish("devices/dev-2/x", "y", 1, false); rc >= 0x80 {
+		t.Fatalf("dev-2: reason %#x", rc)
+	}
+	if c, err := dialV5(t, s, "dev-3", credentials("", tok("dev-3", -time.Minute))); err == nil || c.ack == nil || c.ack.ReasonCode != 0x86 {
+		t.Fatalf("expired token: %v %+v", err, c.ack)
 	}
 }

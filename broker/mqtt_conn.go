@@ -17,6 +17,7 @@ type mqttConn struct {
 	sess      *session
 	clientID  string
 	username  string
+	id        *Identity // who logged in (auth.go), read-only
 	will      *Message
 	willDelay uint32
 	aliasIn   []string // inbound topic aliases, grown on first use

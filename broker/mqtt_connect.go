@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"strings"
+	"time"
 
 	"github.com/cimgo/cim/broker/mqtt"
 	"github.com/cimgo/cim/broker/topic"
@@ -75,28 +76,48 @@ func (c *mqttConn) handleConnect(pk *packets.Packet) {
 		c.close(reasonProtocolError, packets.ErrBadAuthenticationMethod)
 		return
 	}
-	if p := c.srv.passwords; p != nil {
-		user, pass := pk.Connect.Username, pk.Connect.Password
-		if !p.cached(user, pass) {
-			// bcrypt takes milliseconds: check off the loop, resume on it.
-			user, pass = clone(user), clone(pass)
-			offLoop(&c.transport, func() bool { return p.check(user, pass) }, func(ok bool) { c.finishConnect(cp, ok) })
-			return
-		}
+	a := c.srv.auth.Load()
+	if id, ok := a.Cached(pk.Connect.Username, pk.Connect.Password, c.srv.opts.Now()); ok {
+		c.finishConnect(cp, identityOf(id), nil)
+		return
 	}
-	c.finishConnect(cp, true)
+	// bcrypt, PBKDF2 and token checks take time: off the loop, resumed on it.
+	user, pass := clone(pk.Connect.Username), clone(pk.Connect.Password)
+	offLoop(&c.transport, func() authResult {
+		id, err := a.Check(user, pass, time.Now())
+		return authResult{identityOf(id), err}
+	}, func(r authResult) { c.finishConnect(cp, r.id, r.err) })
+}
+
+type authResult struct {
+	id  *Identity
+	err error
+}
+
+// anonymous is the identity of every client without a user name when no
+// login is required: shared, so an anonymous connection costs no identity.
+var anonymous = &Identity{}
+
+// identityOf keeps id for a connection.
+func identityOf(id Identity) *Identity {
+	if id == (Identity{}) {
+		return anonymous
+	}
+	return &id
 }
 
 // finishConnect settles what the CONNECT asked for and attaches the
 // session: at once, or after the session's owner handed it over (Owner).
 // Loop only.
-func (c *mqttConn) finishConnect(cp *connectParams, authOK bool) {
+func (c *mqttConn) finishConnect(cp *connectParams, id *Identity, authErr error) {
 	v := cp.version
-	if !authOK {
+	if authErr != nil {
+		c.srv.log.Info("auth failed", "client", cp.clientID, "user", cp.username, "remote", c.gc.RemoteAddr(), "err", authErr)
 		c.connack(v, packets.ErrBadUsernameOrPassword, nil, false) // [MQTT-3.1.4-2]
 		c.linger()
 		return
 	}
+	c.id = id
 	var ack packets.Properties
 	if cp.clientID == "" {
 		if v == 3 || v < 5 && !cp.clean { // 3.1 ids have 1 to 23 characters
@@ -147,7 +168,7 @@ func (c *mqttConn) finishConnect(cp *connectParams, authOK bool) {
 	if rm := cp.props.ReceiveMaximum; v >= 5 && rm > 0 && rm < window {
 		window = rm
 	}
-	a := attachment{key: mqttKey(cp.clientID), user: cp.username, clean: cp.clean, expiry: expiry, window: window, version: v}
+	a := attachment{key: mqttKey(cp.clientID), ident: id, clean: cp.clean, expiry: expiry, window: window, version: v}
 	if o := c.srv.opts.Owner; o != nil {
 		offLoop(&c.transport, func() ownerResult { return acquire(o, a.key) }, func(r ownerResult) {
 			if r.err != nil {
@@ -193,7 +214,7 @@ func (c *mqttConn) connack(version byte, code packets.Code, props *packets.Prope
 		case code.Code == 0:
 		case code == packets.ErrBadUsernameOrPassword:
 			pk.ReasonCode = packets.Err3NotAuthorized.Code
-			if c.srv.passwords != nil {
+			if c.srv.auth.Load().Required() {
 				pk.ReasonCode = packets.ErrMalformedUsernameOrPassword.Code // 0x04 bad user name or password
 			}
 		case code == packets.ErrNotAuthorized:

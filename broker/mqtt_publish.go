@@ -62,7 +62,7 @@ func (c *mqttConn) handlePublish(pk *packets.Packet) {
 			return
 		}
 	}
-	if !c.srv.allowed(c.username, c.clientID, name, accessWrite) {
+	if !c.srv.auth.Load().Allowed(c.id, c.clientID, name, AccessWrite) {
 		c.srv.log.Debug("publish denied", "client", c.clientID, "topic", name)
 		c.ackPublish(qos, pid, packets.ErrNotAuthorized.Code, nil)
 		return

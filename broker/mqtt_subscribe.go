@@ -15,6 +15,7 @@ func (c *mqttConn) handleSubscribe(pk *packets.Packet) {
 		return
 	}
 	v, s := c.version, c.sess
+	a := c.srv.auth.Load()
 	codes := make([]byte, len(pk.Filters))
 	type retained struct {
 		filter string
@@ -35,7 +36,7 @@ func (c *mqttConn) handleSubscribe(pk *packets.Packet) {
 		case shared && f.NoLocal:
 			c.fail(packets.ErrProtocolViolationInvalidSharedNoLocal) // [MQTT-3.8.3-4]
 			return
-		case c.srv.denied(inner) || !c.srv.allowed(c.username, c.clientID, inner, accessRead):
+		case a.Denied(filter) || !a.Allowed(c.id, c.clientID, inner, AccessRead):
 			codes[i] = failCode(v, packets.ErrNotAuthorized)
 			continue
 		}

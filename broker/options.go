@@ -73,9 +73,14 @@ type Options struct {
 	// ACLDefault is the access when rules exist and none matches: "allow"
 	// or "deny". Default "deny".
 	ACLDefault string `yaml:"acl_default"`
-	// DenyFilters are topic filters no client may subscribe to; their
-	// SUBACK carries "not authorized".
+	// DenyFilters refuse a subscription to a filter equal to or broader
+	// than one of them ("not authorized"): with "#" nobody subscribes to
+	// "#" (but "a/#" is fine); with "a/#" nobody subscribes to "a/#", "+/#"
+	// or "#".
 	DenyFilters []string `yaml:"deny_filters"`
+	// Auth, if set, replaces PasswordFile, ACL, ACLDefault and DenyFilters
+	// (NewAuth builds one with JWT keys too; SetAuth swaps it at run time).
+	Auth *Auth `yaml:"-"`
 
 	// Owner, if set, is asked before a login attaches a session here (a
 	// cluster's session ownership; owner.go). Default nil: sessions are local.

@@ -31,10 +31,10 @@ func (r *registry) shard(k skey) int {
 // attachment is what a login asks of the registry.
 type attachment struct {
 	key     skey
-	user    string
-	clean   bool   // discard any state kept for the key
-	expiry  uint32 // seconds the session is kept after its connection ends
-	window  uint16 // in-flight maximum towards the client
+	ident   *Identity // who logged in
+	clean   bool      // discard any state kept for the key
+	expiry  uint32    // seconds the session is kept after its connection ends
+	window  uint16    // in-flight maximum towards the client
 	version byte
 	moved   *Snapshot // the session as its previous owner node handed it over, or nil
 }
@@ -83,7 +83,7 @@ func (r *registry) attach(a attachment, ep endpoint, now int64) (*session, bool)
 	s.mu.Lock()
 	s.ep = ep
 	s.online.Store(true)
-	s.user = a.user
+	s.ident = a.ident
 	s.expiry = a.expiry
 	s.window = a.window
 	s.version = a.version

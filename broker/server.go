@@ -29,9 +29,8 @@ type Server struct {
 	deadlines deadlines
 	filters   filterCounts
 	async     asyncWriter
-	passwords *passwords  // nil: anonymous
-	store     *storage.DB // nil: memory only
-	deny      []string    // DenyFilters
+	auth      atomic.Pointer[Auth] // who may log in and what they may do; swapped by SetAuth
+	store     *storage.DB          // nil: memory only
 
 	clock   atomic.Int64 // unix seconds, refreshed every tick
 	ids     atomic.Uint64
@@ -83,24 +82,20 @@ func New(opts Options) (*Server, error) {
 	s.async.srv = s
 	s.clock.Store(opts.Now().Unix())
 	s.listeners = []listener{{proto: storage.ProtocolMQTT, addr: opts.MQTTAddr}}
-	for _, f := range opts.DenyFilters {
-		if err := topic.ValidFilter(f); err != nil {
-			return nil, fmt.Errorf("%w: DenyFilters: %q: %w", ErrOptions, f, err)
+	auth := opts.Auth
+	if auth == nil {
+		a, err := NewAuth(AuthOptions{PasswordFile: opts.PasswordFile, ACL: opts.ACL, ACLDefault: opts.ACLDefault, DenyFilters: opts.DenyFilters})
+		if err != nil {
+			return nil, err
 		}
-		s.deny = append(s.deny, f)
+		auth = a
 	}
+	s.auth.Store(auth)
 	if opts.Store != nil {
 		s.store = opts.Store
 		if err := s.recover(); err != nil {
 			return nil, err
 		}
-	}
-	if opts.PasswordFile != "" {
-		p, err := loadPasswords(opts.PasswordFile)
-		if err != nil {
-			return nil, err
-		}
-		s.passwords = p
 	}
 	return s, nil
 }
@@ -197,16 +192,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) now() int64 { return s.clock.Load() }
 
 func (s *Server) nextID() uint64 { return s.ids.Add(1) }
-
-// denied reports whether filter falls under a DenyFilters entry.
-func (s *Server) denied(filter string) bool {
-	for _, d := range s.deny {
-		if d == filter || topic.Match(d, filter) {
-			return true
-		}
-	}
-	return false
-}
 
 func (s *Server) loopOf(el gnet.EventLoop) *loop {
 	s.loopsMu.Lock()

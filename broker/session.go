@@ -31,7 +31,7 @@ type session struct {
 	mu       sync.Mutex
 	ep       endpoint             // REQUIRES: mu held. nil while offline
 	ready    bool                 // REQUIRES: mu held. ep answered the login: deliveries may go out
-	user     string               // REQUIRES: mu held. user name of the connection, for the ACL
+	ident    *Identity            // REQUIRES: mu held. who logged in last, for the ACL (nil: the server)
 	subs     []subEntry           // REQUIRES: mu held
 	inflight map[uint16]*inflight // REQUIRES: mu held. by tag (MQTT packet id)
 	sendSeq  uint64               // REQUIRES: mu held. orders inflight for resend
@@ -84,9 +84,9 @@ func (s *session) deliverShared(m *Message, qos byte, retain bool, subIDs []uint
 	if qos == 0 {
 		// QoS 0 is not queued for offline sessions nor held in flight.
 		s.mu.Lock()
-		ep, ready, user := s.ep, s.ready, s.user
+		ep, ready, id := s.ep, s.ready, s.ident
 		s.mu.Unlock()
-		if ep != nil && ready && s.srv.mayRead(user, s.key, m.Topic) {
+		if ep != nil && ready && s.srv.mayRead(id, s.key, m.Topic) {
 			ep.deliver(delivery{m: m, subIDs: subIDs, now: now, retain: retain, shared: shared})
 		}
 		return
@@ -97,7 +97,7 @@ func (s *session) deliverShared(m *Message, qos byte, retain bool, subIDs []uint
 	q := queued{m: m, subIDs: subIDs, qos: qos, retain: retain}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ended || !s.srv.mayRead(s.user, s.key, m.Topic) {
+	if s.ended || !s.srv.mayRead(s.ident, s.key, m.Topic) {
 		return
 	}
 	q.offline = s.ep == nil
@@ -178,7 +178,8 @@ func (s *session) removeSubLocked(filter string) {
 }
 
 // mayRead applies the ACL's read access to one delivery of topic to the
-// session of key, whose user is user. Free when there are no rules.
-func (srv *Server) mayRead(user string, key skey, topic string) bool {
-	return len(srv.opts.ACL) == 0 || srv.allowed(user, key.id, topic, accessRead)
+// session of key, logged in as id. Free when nothing restricts id.
+func (srv *Server) mayRead(id *Identity, key skey, topic string) bool {
+	a := srv.auth.Load()
+	return !a.Restricts(id) || a.Allowed(id, key.id, topic, AccessRead)
 }

@@ -49,8 +49,7 @@ type Config struct {
 	TLSClientCA string   `yaml:"tls_client_ca"` // PEM CA file for client certificates (mTLS); not supported yet
 	AdminToken  string   `yaml:"admin_token"`   // bearer token of /v1/admin; not supported yet
 
-	// JWT accepts signed tokens as passwords; not supported yet by the
-	// server (broker.NewAuth implements it).
+	// JWT accepts signed tokens as passwords (broker.NewAuth).
 	JWT broker.JWTOptions `yaml:"jwt"`
 
 	// The broker's own options: node_name, mqtt_addr, loops, connect_timeout,
@@ -645,7 +644,6 @@ func unsupported(c *Config) []problem {
 		{"tls_key", c.TLSKey != "", "the TLS listener"},
 		{"tls_client_ca", c.TLSClientCA != "", "the TLS listener"},
 		{"admin_token", c.AdminToken != "", "the admin API"},
-		{"jwt", c.JWT.Enabled(), "JWT logins in the connection code"},
 	} {
 		if o.set {
 			ps = append(ps, problem{o.key, "not supported yet (" + o.why + " is not built)"})

@@ -152,7 +152,8 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	// Read the files the config names (password file, JWT keys) now, so
 	// that a bad one is a config error and --check-config finds it.
-	if _, err := broker.NewAuth(cfg.authOptions()); err != nil {
+	auth, err := broker.NewAuth(cfg.authOptions())
+	if err != nil {
 		msg := strings.TrimPrefix(err.Error(), broker.ErrJWTKey.Error()+": ")
 		if errors.Is(err, broker.ErrPasswordFile) {
 			msg = src.where("password_file") + ": " + strings.TrimPrefix(err.Error(), broker.ErrPasswordFile.Error()+": ")
@@ -210,6 +211,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}()
 		cfg.Store = db
 	}
+	cfg.Options.Auth = auth
 	srv, err := broker.New(cfg.Options)
 	if err != nil {
 		if errors.Is(err, broker.ErrOptions) {
