@@ -198,7 +198,9 @@ func (b *brokerSampler) usage(r *Report) *BrokerUsage {
 	if r.Scenario == ScenarioConn || r.Scenario == ScenarioChurn {
 		// churn: per connect-subscribe-publish-disconnect cycle.
 		if r.Connected > 0 {
-			u.RSSPerConn = float64(b.after.RSS-b.before.RSS) / float64(r.Connected)
+			if r.Scenario == ScenarioConn {
+				u.RSSPerConn = float64(b.after.RSS-b.before.RSS) / float64(r.Connected)
+			}
 			u.CPUPerConnect = float64(cpu.Microseconds()) / float64(r.Connected)
 		}
 	} else if n := r.perMsgBase(); n > 0 {

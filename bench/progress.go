@@ -34,11 +34,6 @@ type progress struct {
 // rateWindow is the span live rates are computed over.
 const rateWindow = time.Second
 
-type progSample struct {
-	at time.Time
-	c  Counters
-}
-
 func newProgress(o *Options, w io.Writer, agg *aggregator) *progress {
 	p := &progress{o: o, w: w, agg: agg, stop: make(chan struct{}), done: make(chan struct{})}
 	isTerm := false
@@ -77,7 +72,6 @@ func (p *progress) loop() {
 	defer close(p.done)
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
-	var ring []progSample
 	lastDraw := time.Now()
 	for {
 		select {
@@ -87,12 +81,6 @@ func (p *progress) loop() {
 			}
 			return
 		case now := <-tick.C:
-			cur := p.agg.total()
-			ring = append(ring, progSample{now, cur})
-			// Keep the newest sample at least rateWindow old, and those after.
-			for len(ring) > 2 && now.Sub(ring[1].at) >= rateWindow {
-				ring = ring[1:]
-			}
 			if !p.show || now.Sub(lastDraw) < p.every-50*time.Millisecond {
 				continue
 			}
@@ -100,17 +88,15 @@ func (p *progress) loop() {
 			p.mu.Lock()
 			start := p.start
 			p.mu.Unlock()
-			old := ring[0]
-			if !start.IsZero() && old.at.Before(start) && now.After(start) {
-				// Rates start at the start, not during setup.
-				old = progSample{start, old.c}
+			var since int64
+			if !start.IsZero() {
+				since = start.UnixNano()
 			}
-			var send, recv float64
-			if dt := now.Sub(old.at).Seconds(); dt > 0.2 {
-				send = float64(cur.Sent-old.c.Sent) / dt
-				recv = float64(cur.Received-old.c.Received) / dt
+			send, recv, ok := p.agg.rates(since)
+			if !ok {
+				send, recv = -1, -1 // nothing measured yet: say so, not 0/s
 			}
-			p.draw(now, start, cur, send, recv)
+			p.draw(now, start, p.agg.total(), send, recv)
 		}
 	}
 }
@@ -150,10 +136,10 @@ func (p *progress) draw(now, start time.Time, c Counters, sendRate, recvRate flo
 		line += fmt.Sprintf("  cycles %s", short(c.Connected))
 	}
 	if o.Scenario != ScenarioConn && o.Scenario != ScenarioSub {
-		line += fmt.Sprintf("  sent %s %s/s", short(c.Sent), short(int64(sendRate)))
+		line += fmt.Sprintf("  sent %s %s/s", short(c.Sent), rateStr(sendRate))
 	}
 	if o.Scenario != ScenarioConn && o.Scenario != ScenarioPub {
-		line += fmt.Sprintf("  recv %s %s/s", short(c.Received), short(int64(recvRate)))
+		line += fmt.Sprintf("  recv %s %s/s", short(c.Received), rateStr(recvRate))
 	}
 	line += fmt.Sprintf("  err %d", c.Errors)
 	if p.bar {
@@ -180,6 +166,14 @@ func boolf(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// rateStr is a live rate, "-" while none is known.
+func rateStr(r float64) string {
+	if r < 0 {
+		return "-"
+	}
+	return short(int64(r))
 }
 
 // short formats counts compactly: 1234 -> 1.2k, 2500000 -> 2.50M.

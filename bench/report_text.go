@@ -102,7 +102,7 @@ func (r *Report) WriteText(w io.Writer) error {
 			s += fmt.Sprintf(" = %.2f µs/msg", br.CPUPerMsg)
 		}
 		if br.CPUPerConnect > 0 {
-			s += fmt.Sprintf(" = %.1f µs/connect", br.CPUPerConnect)
+			s += fmt.Sprintf(" = %.1f µs/%s", br.CPUPerConnect, r.connectUnit())
 		}
 		s += fmt.Sprintf("  rss %s → %s", bytesStr(br.RSSBefore), bytesStr(br.RSSAfter))
 		if br.RSSPerConn != 0 {
@@ -139,6 +139,13 @@ func (r *Report) WriteText(w io.Writer) error {
 	return err
 }
 
+func (r *Report) connectUnit() string {
+	if r.Scenario == ScenarioChurn {
+		return "cycle"
+	}
+	return "connect"
+}
+
 // sendSpan is the span of the send rate, from the rates.
 func (r *Report) sendSpan() float64 {
 	if r.SendRate > 0 {
@@ -153,7 +160,7 @@ func (r *Report) toolLine() string {
 	s := fmt.Sprintf("%.2f s", r.ToolCPU)
 	switch {
 	case r.ToolCPUPerConnect > 0:
-		s += fmt.Sprintf(" = %.1f µs/connect", r.ToolCPUPerConnect)
+		s += fmt.Sprintf(" = %.1f µs/%s", r.ToolCPUPerConnect, r.connectUnit())
 		if br := r.Broker; br != nil && br.CPUPerConnect > 0 {
 			s += fmt.Sprintf("  (%.2f× the broker's)", r.ToolCPUPerConnect/br.CPUPerConnect)
 		}

@@ -26,6 +26,9 @@ const (
 // progress display, the rate timeline and the parent's drain decision.
 // Sent and Received include warmup; Received excludes duplicates.
 type Counters struct {
+	// At is when the runner took them, unix ns: rates are over the
+	// runner's own clock, not over when the parent happened to look.
+	At        int64 `json:"at"`
 	Connected int64 `json:"connected"`
 	Failed    int64 `json:"failed"`
 	Alive     int64 `json:"alive"`
@@ -36,6 +39,7 @@ type Counters struct {
 }
 
 func (c *Counters) add(o Counters) {
+	c.At = max(c.At, o.At)
 	c.Connected += o.Connected
 	c.Failed += o.Failed
 	c.Alive += o.Alive
@@ -543,6 +547,7 @@ func (r *runner) pinger() {
 
 func (r *runner) counters() Counters {
 	cn := Counters{
+		At:        time.Now().UnixNano(),
 		Connected: r.connected.Load(), Failed: r.failed.Load(), Alive: r.alive.Load(),
 		Errors: r.errs.total(),
 	}

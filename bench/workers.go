@@ -205,7 +205,10 @@ type localFleet struct {
 
 // startLocal runs runner w of n in this process.
 func startLocal(ctx context.Context, o *Options, w, n int, s sink) (*localFleet, error) {
-	r, err := newRunner(o, w, n, 0, s.handle)
+	r, err := newRunner(o, w, n, 0, func(ev *event) {
+		ev.Worker = w
+		s.handle(ev)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -348,6 +351,7 @@ func (f *procFleet) kill() {
 type aggregator struct {
 	mu      sync.Mutex // guards the fields below
 	ticks   []Counters
+	recent  [][]Counters // per runner, its ticks of the last rateWindow and one more
 	rank    []int
 	results []*Result
 	errs    errCounter
@@ -367,6 +371,7 @@ const (
 func newAggregator(n int) *aggregator {
 	return &aggregator{
 		ticks: make([]Counters, n), rank: make([]int, n), results: make([]*Result, n),
+		recent: make([][]Counters, n),
 		notify: make(chan struct{}, 1),
 	}
 }
@@ -380,6 +385,11 @@ func (a *aggregator) handle(ev *event) {
 	}
 	if ev.Tick != nil {
 		a.ticks[w] = *ev.Tick
+		rc := append(a.recent[w], *ev.Tick)
+		for len(rc) > 2 && ev.Tick.At-rc[1].At >= int64(rateWindow) {
+			rc = rc[1:]
+		}
+		a.recent[w] = rc
 	}
 	switch ev.Type {
 	case "phase":
@@ -416,14 +426,16 @@ func (a *aggregator) exited(w int, err error) {
 		fmt.Fprintln(os.Stderr, err)
 	}
 	a.mu.Lock()
-	a.raise(w, rankExited)
+	if w >= 0 && w < len(a.rank) {
+		a.raise(w, rankExited)
+	}
 	a.mu.Unlock()
 }
 
 func (a *aggregator) hasResult(w int) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.results[w] != nil
+	return w >= 0 && w < len(a.results) && a.results[w] != nil
 }
 
 func (a *aggregator) reached(k int) bool {
@@ -454,6 +466,39 @@ func (a *aggregator) wait(k int, deadline time.Time) bool {
 		}
 	}
 	return true
+}
+
+// rates are the send and receive rates of the last second or more, each
+// runner's over its own tick times, summed. A runner with a single tick so
+// far counts from since, when the run started (with counters zero then).
+func (a *aggregator) rates(since int64) (send, recv float64, ok bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, rc := range a.recent {
+		if len(rc) == 0 {
+			continue
+		}
+		last := rc[len(rc)-1]
+		first := rc[0]
+		if first.At < since || len(rc) == 1 {
+			if since <= 0 || last.At <= since {
+				continue
+			}
+			first = Counters{At: since}
+			for _, c := range rc {
+				if c.At <= since {
+					first = c
+					first.At = since
+				}
+			}
+		}
+		if dt := float64(last.At-first.At) / 1e9; dt > 0.1 {
+			send += float64(last.Sent-first.Sent) / dt
+			recv += float64(last.Received-first.Received) / dt
+			ok = true
+		}
+	}
+	return send, recv, ok
 }
 
 func (a *aggregator) total() Counters {
