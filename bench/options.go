@@ -70,8 +70,8 @@ type Options struct {
 	Warmup time.Duration `json:"warmup"`
 	// Topic is the topic pattern. Variables: %i the client's index within
 	// its role, %c its client id, %u the user name, %rand a random number
-	// below RandMax (drawn per message for publishers, once per client for
-	// subscriptions). Default per scenario: pub "bench/%i", sub "bench/#",
+	// below RandMax (drawn per message for publishers; in a subscription a
+	// level that is only %rand becomes +, elsewhere it is drawn once). Default per scenario: pub "bench/%i", sub "bench/#",
 	// fanin "bench/fanin", fanout "bench/fanout", pairs "bench/pair/%i",
 	// churn "bench/churn/%i", shared "bench/shared".
 	Topic string `json:"topic"`

@@ -175,7 +175,7 @@ func newRunner(o *Options, w, n, local int, emit func(*event)) (*runner, error) 
 			case rolePub:
 				c.topic = o.expandTopic(o.Topic, ro, i)
 			case roleSub:
-				c.topic = strings.ReplaceAll(o.subFilter(i), "%rand", strconv.Itoa(rand.IntN(o.RandMax)))
+				c.topic = randFilter(o.subFilter(i), o.RandMax)
 				if g := shareGroup(c.topic); g != "" {
 					if r.groups == nil {
 						r.groups = make(map[string]*groupTrack)
@@ -207,6 +207,24 @@ func newRunner(o *Options, w, n, local int, emit func(*event)) (*runner, error) 
 		add(rolePub, o.Pubs, &r.pubs)
 	}
 	return r, nil
+}
+
+// randFilter fills %rand in a subscription: a level that is only %rand
+// becomes + (so fanin and fanout subscribers hear publishers that draw a
+// topic per message), %rand inside a level a random number, once.
+func randFilter(f string, randMax int) string {
+	if !strings.Contains(f, "%rand") {
+		return f
+	}
+	levels := strings.Split(f, "/")
+	for i, l := range levels {
+		if l == "%rand" {
+			levels[i] = "+"
+		} else {
+			levels[i] = strings.ReplaceAll(l, "%rand", strconv.Itoa(rand.IntN(randMax)))
+		}
+	}
+	return strings.Join(levels, "/")
 }
 
 // due is when the --rate schedule wants message seq of publisher pub
