@@ -545,3 +545,48 @@ func readLines(r io.Reader) []string {
 	}
 	return out
 }
+
+func TestSecretsAndPayloadFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, s string) string {
+		p := dir + "/" + name
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if s, err := ReadSecretFile(write("pw", "hunter2\r\nignored\n")); err != nil || s != "hunter2" {
+		t.Fatalf("secret %q %v", s, err)
+	}
+	if _, err := ReadSecretFile(write("empty", "\nx")); err == nil {
+		t.Fatal("empty first line accepted")
+	}
+	if _, err := ReadSecretFile(dir + "/missing"); err == nil {
+		t.Fatal("missing file accepted")
+	}
+	if b, err := ReadPayloadFile(write("body", "{}")); err != nil || string(b) != "{}" {
+		t.Fatalf("payload %q %v", b, err)
+	}
+	if _, err := ReadPayloadFile(write("none", "")); err == nil {
+		t.Fatal("empty payload file accepted")
+	}
+	t.Setenv(TokenEnv, "from-the-environment")
+	if tok, err := AgentToken(""); err != nil || tok != "from-the-environment" {
+		t.Fatalf("token %q %v", tok, err)
+	}
+	if tok, err := AgentToken(write("tok", "from-a-file\n")); err != nil || tok != "from-a-file" {
+		t.Fatalf("token file %q %v", tok, err)
+	}
+	t.Setenv(TokenEnv, "")
+	if _, err := AgentToken(""); err == nil {
+		t.Fatal("no token accepted")
+	}
+	if p, err := ParseUserProperty("k=v=w"); err != nil || p.Key != "k" || p.Value != "v=w" {
+		t.Fatalf("user property %+v %v", p, err)
+	}
+	for _, bad := range []string{"novalue", "=v"} {
+		if _, err := ParseUserProperty(bad); err == nil {
+			t.Errorf("user property %q accepted", bad)
+		}
+	}
+}

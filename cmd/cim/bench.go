@@ -214,21 +214,18 @@ func parseBenchFlags(args []string, stderr io.Writer) (o *bench.Options, cpuProf
 	case o.Password != "" && passwordFile != "":
 		return bad("--password and --password-file: give one")
 	case passwordFile != "":
-		p, err := readSecret(passwordFile)
+		p, err := bench.ReadSecretFile(passwordFile)
 		if err != nil {
 			return bad("--password-file: %v", err)
 		}
 		o.Password = p
 	case o.Password == "":
-		o.Password = os.Getenv("CIM_BENCH_PASSWORD")
+		o.Password = os.Getenv(bench.PasswordEnv)
 	}
 	if payloadFile != "" {
-		b, err := readLimited(payloadFile, 16<<20)
+		b, err := bench.ReadPayloadFile(payloadFile)
 		if err != nil {
 			return bad("--payload-file: %v", err)
-		}
-		if len(b) == 0 {
-			return bad("--payload-file %s: empty", payloadFile)
 		}
 		sizeSet := false
 		fs.Visit(func(f *flag.Flag) { sizeSet = sizeSet || f.Name == "size" })
@@ -239,7 +236,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (o *bench.Options, cpuProf
 		o.Size = 0
 	}
 	if o.Agents != "" {
-		t, err := agentToken(tokenFile)
+		t, err := bench.AgentToken(tokenFile)
 		if err != nil {
 			return bad("%v", err)
 		}
@@ -257,57 +254,12 @@ type propList []bench.UserProperty
 func (p *propList) String() string { return fmt.Sprint(*p) }
 
 func (p *propList) Set(s string) error {
-	k, v, ok := strings.Cut(s, "=")
-	if !ok || k == "" {
-		return fmt.Errorf("want key=value, got %q", s)
+	up, err := bench.ParseUserProperty(s)
+	if err != nil {
+		return err
 	}
-	*p = append(*p, bench.UserProperty{Key: k, Value: v})
+	*p = append(*p, up)
 	return nil
-}
-
-// readSecret reads the first line of a file (a password or token).
-func readSecret(path string) (string, error) {
-	b, err := readLimited(path, 64<<10)
-	if err != nil {
-		return "", err
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	line = strings.TrimRight(line, "\r")
-	if line == "" {
-		return "", fmt.Errorf("%s: empty first line", path)
-	}
-	return line, nil
-}
-
-func readLimited(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, limit)
-	}
-	return b, nil
-}
-
-// agentToken is the shared agent token: from a file, else the environment.
-func agentToken(file string) (string, error) {
-	if file != "" {
-		t, err := readSecret(file)
-		if err != nil {
-			return "", fmt.Errorf("--token-file: %w", err)
-		}
-		return t, nil
-	}
-	if t := os.Getenv(bench.TokenEnv); t != "" {
-		return t, nil
-	}
-	return "", fmt.Errorf("no agent token: give --token-file or set $%s", bench.TokenEnv)
 }
 
 // runBenchAgent is `cim bench agent`.
@@ -333,7 +285,7 @@ func runBenchAgent(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "cim bench agent: want --listen host:port and no other arguments")
 		return bench.ExitUsage
 	}
-	token, err := agentToken(*tokenFile)
+	token, err := bench.AgentToken(*tokenFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "cim bench agent: %v\n", err)
 		return bench.ExitUsage
