@@ -111,9 +111,15 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) (*Report, err
 	}
 	if af != nil {
 		rep.Agents = af.infos()
+		// Agents run elsewhere: getrusage here does not see them.
+		for _, r := range results {
+			if r != nil {
+				rep.ToolCPU += r.CPUAll
+			}
+		}
 	}
 	rep.Interrupted = interrupted
-	rep.ToolCPU = (toolCPU() - cpu0).Seconds()
+	rep.ToolCPU += (toolCPU() - cpu0).Seconds()
 	if o.Workers > 0 || af != nil {
 		rep.ToolCPUWindow += (self1 - self0).Seconds()
 	}

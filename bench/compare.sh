@@ -314,7 +314,10 @@ for row in "${ROWS[@]}"; do
 		line+=" $(fmt "${val[$b]}" "$kind") |"
 	done
 	if [[ " ${BLIST[*]} " == *" cim "* ]]; then
-		for b in "${ref[@]}"; do line+=" $(ratio "${val[cim]}" "${val[$b]}") |"; done
+		for b in "${ref[@]}"; do
+			# The tool's own cost is not compared across brokers.
+			if [[ $key == tool_* ]]; then line+=" - |"; else line+=" $(ratio "${val[cim]}" "${val[$b]}") |"; fi
+		done
 	fi
 	echo "$line"
 	unset val

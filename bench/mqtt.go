@@ -367,13 +367,16 @@ func (c *mqttClient) handle(first byte, body []byte) error {
 		if p > len(body) {
 			return fmt.Errorf("%w: short PUBLISH", ErrProtocol)
 		}
-		c.h.OnMessage(body[p:], c.now)
+		// The ack is queued before the handler sees the message: a client
+		// that closes as soon as its message arrives (churn) must still
+		// acknowledge it, or the broker rightly delivers it again.
 		switch qos {
 		case 1:
 			c.queueAck(pkPuback, pid)
 		case 2:
 			c.queueAck(pkPubrec, pid)
 		}
+		c.h.OnMessage(body[p:], c.now)
 	case pkPuback, pkPubcomp:
 		if len(body) < 2 {
 			return fmt.Errorf("%w: short ack", ErrProtocol)

@@ -53,6 +53,7 @@ func (r *runner) sampler(start, from time.Time) {
 	defer cpuAt.Stop()
 	tick := time.NewTimer(time.Until(start.Add(time.Second)))
 	defer tick.Stop()
+	r.addSample(0, 0) // the baseline: connects made during setup are not second 1's
 	k := int32(1)
 	for {
 		select {
@@ -129,7 +130,7 @@ func mergeSeries(results []*Result) ([]SeriesPoint, error) {
 			continue
 		}
 		for _, s := range r.Series {
-			if s.K <= 0 || s.K > maxSeconds || s.Dur <= 0 || s.Dur > 1.001 {
+			if s.K < 0 || s.K > maxSeconds || (s.K > 0 && s.Dur <= 0) || s.Dur < 0 || s.Dur > 1.001 {
 				return nil, fmt.Errorf("%w: worker %d: bad series sample (second %d)", errBadHist, r.Worker, s.K)
 			}
 			maxK = max(maxK, s.K)
@@ -146,6 +147,11 @@ func mergeSeries(results []*Result) ([]SeriesPoint, error) {
 		}
 		var last Counters
 		j := 0
+		if len(r.Series) > 0 && r.Series[0].K == 0 {
+			last = r.Series[0].Counters
+			cum[0].add(last)
+			j = 1
+		}
 		for k := int32(1); k <= maxK; k++ {
 			for j < len(r.Series) && r.Series[j].K <= k {
 				if r.Series[j].K == k {
@@ -154,9 +160,7 @@ func mergeSeries(results []*Result) ([]SeriesPoint, error) {
 				last = r.Series[j].Counters
 				j++
 			}
-			c := last
-			c.Errors = last.Errors
-			cum[k].add(c)
+			cum[k].add(last)
 		}
 	}
 	hists := make([]*secHist, maxK+1)

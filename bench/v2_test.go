@@ -361,7 +361,7 @@ func TestChurn(t *testing.T) {
 	// Persistent: every connect after a client's first resumes its session,
 	// which kept the subscription (the cycle does not subscribe again).
 	rep, _ = run(t, Options{Scenario: ScenarioChurn, Addr: addr, MQTTVersion: 5, Clients: 3, Count: 4, QoS: 1, Persistent: true})
-	if rep.Connected != 12 || rep.SessionPresent != 9 || rep.Received != 12 || rep.Lost != 0 {
+	if rep.Connected != 12 || rep.SessionPresent != 9 || rep.Received != 12 || rep.Lost != 0 || rep.Duplicates != 0 {
 		t.Fatalf("persistent: cycles %d session present %d received %d lost %d errors %v", rep.Connected, rep.SessionPresent, rep.Received, rep.Lost, rep.Errors)
 	}
 	// Paced by --conn-rate over --duration.
