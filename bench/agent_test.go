@@ -200,3 +200,15 @@ func FuzzAgentFrame(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeHist: histogram bytes from an agent never panic the coordinator.
+func FuzzDecodeHist(f *testing.F) {
+	h := newHist()
+	_ = h.RecordValue(42)
+	f.Add(encodeHist(h))
+	f.Add([]byte("HISTFAAAA"))
+	f.Add([]byte{0x1c, 0x84, 0x93, 0x14, 0, 0, 0, 8, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _ = decodeHist(b)
+	})
+}

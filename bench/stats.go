@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"fmt"
 	"sort"
 	"sync"
 
@@ -224,10 +225,18 @@ func encodeHist(h *hdrhistogram.Histogram) []byte {
 	return b
 }
 
-func decodeHist(b []byte) (*hdrhistogram.Histogram, error) {
+// decodeHist decodes a runner's histogram. The bytes may come from an
+// agent on another machine: whatever the decoder makes of them, the answer
+// is a histogram or an error, never a panic.
+func decodeHist(b []byte) (h *hdrhistogram.Histogram, err error) {
 	if len(b) == 0 {
 		return newHist(), nil
 	}
+	defer func() {
+		if p := recover(); p != nil {
+			h, err = nil, fmt.Errorf("%w: %v", errBadHist, p)
+		}
+	}()
 	return hdrhistogram.Decode(b)
 }
 
