@@ -290,13 +290,17 @@ func runBenchAgent(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "cim bench agent: %v\n", err)
 		return bench.ExitUsage
 	}
+	ao := bench.AgentOptions{Token: token, Log: stderr}
+	if err := ao.Validate(); err != nil {
+		fmt.Fprintf(stderr, "cim bench agent: %s\n", strings.TrimPrefix(err.Error(), bench.ErrUsage.Error()+": "))
+		return bench.ExitUsage
+	}
 	l, err := net.Listen("tcp", *listen)
 	if err != nil {
 		fmt.Fprintf(stderr, "cim bench agent: %v\n", err)
 		return bench.ExitErrors
 	}
 	fmt.Fprintf(stderr, "cim bench agent: listening on %s\n", l.Addr())
-	ao := bench.AgentOptions{Token: token, Log: stderr}
 	if exe, err := os.Executable(); err == nil {
 		ao.WorkerCommand = []string{exe, "bench"}
 	}
