@@ -19,14 +19,23 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) (*Report, err
 	}
 	o.RunStart = time.Now().UnixNano()
 	cpu0 := toolCPU()
+	agents := splitList(o.Agents)
 	n := max(o.Workers, 1)
+	if len(agents) > 0 {
+		n *= len(agents)
+	}
 	agg := newAggregator(n)
 	var fl fleet
 	var err error
-	if o.Workers > 0 {
-		fl, err = startProcs(&o, agg, stderr)
-	} else {
-		fl, err = startLocal(ctx, &o, agg)
+	var af *agentFleet
+	switch {
+	case len(agents) > 0:
+		af, err = startAgents(ctx, &o, agents, agg)
+		fl = af
+	case o.Workers > 0:
+		fl, err = startProcs(&o, 0, n, agg, stderr)
+	default:
+		fl, err = startLocal(ctx, &o, 0, 1, agg)
 	}
 	if err != nil {
 		return nil, err
@@ -39,14 +48,21 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) (*Report, err
 	agg.wait(rankReady, time.Time{})
 	var broker brokerSampler
 	broker.pid = o.BrokerPID
+	// This process's own CPU over the window, when the clients run
+	// elsewhere (workers, agents): a coordinator costs the machine too.
+	var self0, self1 time.Duration
 	if o.Scenario == ScenarioConn {
 		broker.sample(&broker.before)
 	}
-	start := time.Now().Add(10 * time.Millisecond)
-	if o.Workers > 0 {
-		start = time.Now().Add(200 * time.Millisecond) // time for the line to reach every worker
+	lead := 10 * time.Millisecond
+	switch {
+	case af != nil:
+		lead = 300*time.Millisecond + 2*af.maxRTT()
+	case o.Workers > 0:
+		lead = 200 * time.Millisecond // time for the line to reach every worker
 	}
-	if agg.total().Connected == 0 && o.Scenario != ScenarioConn {
+	start := time.Now().Add(lead)
+	if agg.total().Connected == 0 && o.Scenario != ScenarioConn && o.Scenario != ScenarioChurn {
 		fl.Stop() // nothing to run; go straight to the report
 	}
 	fl.Start(start)
@@ -65,12 +81,16 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) (*Report, err
 		// end of the drain.
 		if !agg.wait(rankDrained, start.Add(o.Warmup)) {
 			broker.sample(&broker.before)
+			self0 = processCPU()
 		}
-		if o.Workers > 0 && o.fanoutFactor() > 0 {
+		if n > 1 && o.fanoutFactor() > 0 && o.Scenario != ScenarioChurn {
 			drainWorkers(&o, agg, fl)
 		}
 		agg.wait(rankDrained, time.Time{})
 		broker.sample(&broker.after)
+		if self0 > 0 {
+			self1 = processCPU()
+		}
 	}
 	agg.wait(rankDrained, time.Time{})
 	fl.Finish()
@@ -78,7 +98,7 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) (*Report, err
 		fmt.Fprintln(stderr, "bench: runners did not report within 2 minutes")
 	}
 	fl.Wait()
-	timeline := prog.finish()
+	prog.finish()
 	interrupted = ctx.Err() != nil
 
 	results := make([]*Result, n)
@@ -89,13 +109,30 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) (*Report, err
 	if err != nil {
 		return nil, err
 	}
-	rep.Timeline = timeline
+	if af != nil {
+		rep.Agents = af.infos()
+		// Agents run elsewhere: getrusage here does not see them.
+		for _, r := range results {
+			if r != nil {
+				rep.ToolCPU += r.CPUAll
+			}
+		}
+	}
 	rep.Interrupted = interrupted
-	rep.ToolCPU = (toolCPU() - cpu0).Seconds()
+	rep.ToolCPU += (toolCPU() - cpu0).Seconds()
+	if o.Workers > 0 || af != nil {
+		rep.ToolCPUWindow += (self1 - self0).Seconds()
+	}
 	rep.Broker = broker.usage(rep)
+	rep.toolPerMsg()
 	if o.Chart != "" {
 		if err := rep.WriteChartFile(o.Chart); err != nil {
 			fmt.Fprintf(stderr, "bench: chart: %v\n", err)
+		}
+	}
+	if o.CSV != "" {
+		if err := rep.WriteCSVFile(o.CSV); err != nil {
+			fmt.Fprintf(stderr, "bench: csv: %v\n", err)
 		}
 	}
 	if o.JSON {
@@ -164,20 +201,17 @@ func (b *brokerSampler) usage(r *Report) *BrokerUsage {
 	}
 	cpu := b.after.CPU - b.before.CPU
 	u.CPU = cpu.Seconds()
-	if r.Scenario == ScenarioConn {
+	if r.Scenario == ScenarioConn || r.Scenario == ScenarioChurn {
+		// churn: per connect-subscribe-publish-disconnect cycle.
 		if r.Connected > 0 {
-			u.RSSPerConn = float64(b.after.RSS-b.before.RSS) / float64(r.Connected)
+			if r.Scenario == ScenarioConn {
+				u.RSSPerConn = float64(b.after.RSS-b.before.RSS) / float64(r.Connected)
+			}
 			u.CPUPerConnect = float64(cpu.Microseconds()) / float64(r.Connected)
 		}
-	} else if n := r.RecvWindow; n > 0 || r.Scenario == ScenarioPub {
-		// Sampled over the same window as the deliveries counted (pub has
-		// none: per message received by the broker then).
-		if r.Scenario == ScenarioPub {
-			n = r.SentWindow
-		}
-		if n > 0 {
-			u.CPUPerMsg = float64(cpu.Nanoseconds()) / 1e3 / float64(n)
-		}
+	} else if n := r.perMsgBase(); n > 0 {
+		// Sampled over the same window as the deliveries counted.
+		u.CPUPerMsg = float64(cpu.Nanoseconds()) / 1e3 / float64(n)
 	}
 	return u
 }

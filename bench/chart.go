@@ -48,10 +48,14 @@ td{padding:2px 12px 2px 0}svg{background:#fafafa;border:1px solid #ddd;margin:8p
 		row("received", fmt.Sprintf("%s (%s/s)", num(r.Received), num(int64(r.Rate))))
 		row("lost / duplicates / out of order", fmt.Sprintf("%s / %s / %s", num(r.Lost), num(r.Duplicates), num(r.OutOfOrder)))
 		row("latency µs", latLine(r.Latency))
+		if l := r.LatencyIntended; l != nil {
+			row("latency µs from intended send time", latLine(*l))
+		}
 	}
 	row("connected", fmt.Sprintf("%s (%s/s)", num(r.Connected), num(int64(r.ConnectRate))))
 	if br := r.Broker; br != nil {
 		row("broker cpu", fmt.Sprintf("%.2f s, %.2f µs/msg", br.CPU, br.CPUPerMsg))
+		row("tool cpu", r.toolLine())
 		row("broker rss", fmt.Sprintf("%s → %s", bytesStr(br.RSSBefore), bytesStr(br.RSSAfter)))
 	}
 	b.WriteString("</table>")
@@ -59,9 +63,29 @@ td{padding:2px 12px 2px 0}svg{background:#fafafa;border:1px solid #ddd;margin:8p
 		b.WriteString("<h3>Latency histogram (µs, log scale)</h3>")
 		r.latencySVG(&b)
 	}
-	if len(r.Timeline) > 0 {
-		b.WriteString("<h3>Rate over time (msgs/s)</h3>")
-		r.rateSVG(&b)
+	if len(r.Series) > 0 {
+		if r.Scenario != ScenarioConn {
+			b.WriteString("<h3>Rate over time (msgs/s)</h3>")
+			r.seriesSVG(&b, []seriesLine{
+				{"sent/s", "#c1884a", func(p SeriesPoint) float64 { return p.SentPerS }},
+				{"received/s", "#4a7fc1", func(p SeriesPoint) float64 { return p.RecvPerS }},
+			})
+			b.WriteString("<h3>Latency over time (µs, per second)</h3>")
+			lines := []seriesLine{
+				{"p50", "#4a7fc1", func(p SeriesPoint) float64 { return float64(p.P50) }},
+				{"p99", "#c14a4a", func(p SeriesPoint) float64 { return float64(p.P99) }},
+			}
+			if r.LatencyIntended != nil {
+				lines = append(lines, seriesLine{"p99 from intended send time", "#7a4ac1", func(p SeriesPoint) float64 { return float64(p.P99CO) }})
+			}
+			r.seriesSVG(&b, lines)
+		}
+		b.WriteString("<h3>Connections and errors over time</h3>")
+		r.seriesSVG(&b, []seriesLine{
+			{"connections", "#4a7fc1", func(p SeriesPoint) float64 { return float64(p.Conns) }},
+			{"connects/s", "#4ac17a", func(p SeriesPoint) float64 { return p.ConnsPerS }},
+			{"errors", "#c14a4a", func(p SeriesPoint) float64 { return float64(p.Errors) }},
+		})
 	}
 	b.WriteString("</body></html>\n")
 	_, err := io.WriteString(w, b.String())
@@ -123,44 +147,34 @@ func (r *Report) latencySVG(b *strings.Builder) {
 	b.WriteString("</svg>")
 }
 
-// rateSVG draws send and receive rates per second.
-func (r *Report) rateSVG(b *strings.Builder) {
-	tl := r.Timeline
+type seriesLine struct {
+	name, color string
+	v           func(SeriesPoint) float64
+}
+
+// seriesSVG draws lines over the time series, one scale for all.
+func (r *Report) seriesSVG(b *strings.Builder, lines []seriesLine) {
+	tl := r.Series
 	var top, tmax float64 = 1, 1
 	for _, p := range tl {
-		top = max(top, p.SendRate, p.RecvRate)
-		tmax = max(tmax, p.T)
-	}
-	conn := r.Scenario == ScenarioConn
-	if conn {
-		top = 1
-		for _, p := range tl {
-			top = max(top, float64(p.Conns))
+		for _, l := range lines {
+			top = max(top, l.v(p))
 		}
+		tmax = max(tmax, p.T)
 	}
 	pw, ph := float64(chartW-padL-padR), float64(chartH-padT-padB)
 	fmt.Fprintf(b, `<svg width="%d" height="%d" xmlns="http://www.w3.org/2000/svg">`, chartW, chartH)
-	line := func(color string, v func(TimePoint) float64) {
+	for i, l := range lines {
 		var pts []string
 		for _, p := range tl {
-			pts = append(pts, fmt.Sprintf("%.1f,%.1f", float64(padL)+pw*p.T/tmax, float64(padT)+ph-ph*v(p)/top))
+			pts = append(pts, fmt.Sprintf("%.1f,%.1f", float64(padL)+pw*p.T/tmax, float64(padT)+ph-ph*l.v(p)/top))
 		}
-		fmt.Fprintf(b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`, color, strings.Join(pts, " "))
-	}
-	if conn {
-		line("#4a7fc1", func(p TimePoint) float64 { return float64(p.Conns) })
-	} else {
-		line("#c1884a", func(p TimePoint) float64 { return p.SendRate })
-		line("#4a7fc1", func(p TimePoint) float64 { return p.RecvRate })
+		fmt.Fprintf(b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`, l.color, strings.Join(pts, " "))
+		fmt.Fprintf(b, `<text class="lb" x="%d" y="%d" fill="%s">%s</text>`, padL+8+i*150, padT+12, l.color, html.EscapeString(l.name))
 	}
 	axes(b, pw, ph)
 	fmt.Fprintf(b, `<text class="lb" x="%d" y="%d" text-anchor="end">%s</text>`, padL-6, padT+10, num(int64(top)))
 	fmt.Fprintf(b, `<text class="lb" x="%d" y="%d" text-anchor="end">%.0f s</text>`, chartW-padR, chartH-padB+16, tmax)
-	legend := `<text class="lb" x="%d" y="%d" fill="#c1884a">sent/s</text><text class="lb" x="%d" y="%d" fill="#4a7fc1">received/s</text>`
-	if conn {
-		legend = `<text class="lb" x="%d" y="%d">connections</text><text x="%d" y="%d"></text>`
-	}
-	fmt.Fprintf(b, legend, padL+8, padT+12, padL+60, padT+12)
 	b.WriteString("</svg>")
 }
 

@@ -283,6 +283,9 @@ ROWS=(
 	"fanout0|rate|rate|fan-out QoS 0 (1→100), deliveries/s"
 	"pairs0|rate|rate|pairs QoS 0 (100), msgs/s"
 	"fanin0|cpu_per_msg_us|us|broker CPU per delivered msg, fan-in QoS 0 (lower is better)"
+	"pairs0|cpu_per_msg_us|us|broker CPU per delivered msg, pairs QoS 0 (lower is better)"
+	"fanin0|tool_cpu_per_msg_us|us|load tool (cim bench) CPU per delivered msg, fan-in QoS 0"
+	"pairs0|tool_cpu_per_msg_us|us|load tool (cim bench) CPU per delivered msg, pairs QoS 0"
 	"conn|rss_per_conn_bytes|bytes|RSS per idle connection at $CONNS (lower is better)"
 	"conn|connect_rate|rate|connect rate to $CONNS, conns/s"
 )
@@ -311,8 +314,39 @@ for row in "${ROWS[@]}"; do
 		line+=" $(fmt "${val[$b]}" "$kind") |"
 	done
 	if [[ " ${BLIST[*]} " == *" cim "* ]]; then
-		for b in "${ref[@]}"; do line+=" $(ratio "${val[cim]}" "${val[$b]}") |"; done
+		for b in "${ref[@]}"; do
+			# The tool's own cost is not compared across brokers.
+			if [[ $key == tool_* ]]; then line+=" - |"; else line+=" $(ratio "${val[cim]}" "${val[$b]}") |"; fi
+		done
 	fi
 	echo "$line"
 	unset val
 done
+
+# The load tool must not be the bottleneck: its CPU per message against the
+# broker's, same run, median of the per-run ratios.
+tool_ratio() { # CASE BROKER -> median of tool/broker CPU per message
+	local c=$1 b=$2 r t u
+	for r in $(seq 1 "$ROUNDS"); do
+		t=$(json_num "$RESULTS/$c.$b.$r.json" tool_cpu_per_msg_us)
+		u=$(json_num "$RESULTS/$c.$b.$r.json" cpu_per_msg_us)
+		[ -n "$t" ] && [ -n "$u" ] && awk -v t="$t" -v u="$u" 'BEGIN { if (u > 0) print t/u }'
+	done | median
+}
+if [[ " $CASES " == *" fanin0 "* || " $CASES " == *" pairs0 "* ]]; then
+	echo
+	hdr="| load tool CPU / broker CPU per message (≤ 1: the tool is not the limit) |"
+	sep="|---|"
+	for b in "${BLIST[@]}"; do hdr+=" $(title "$b") |"; sep+="---|"; done
+	echo "$hdr"
+	echo "$sep"
+	for c in fanin0 pairs0; do
+		[[ " $CASES " == *" $c "* ]] || continue
+		line="| $c |"
+		for b in "${BLIST[@]}"; do
+			v=$(tool_ratio "$c" "$b")
+			if [ -n "$v" ]; then line+=" $(awk -v v="$v" 'BEGIN { printf "%.2f×", v }') |"; else line+=" - |"; fi
+		done
+		echo "$line"
+	done
+fi

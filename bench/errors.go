@@ -23,6 +23,8 @@ var (
 	ErrPublish    = errors.New("bench: publish refused")
 	ErrWorker     = errors.New("bench: worker failed")
 	ErrStalled    = errors.New("bench: broker stalled")
+	ErrAgent      = errors.New("bench: agent failed")
+	errBadHist    = errors.New("bench: bad histogram from a runner")
 )
 
 // usageErr reports a bad option; the command exits with ExitUsage.
@@ -53,6 +55,8 @@ const (
 	KindIO          = "io"              // any other I/O failure
 	KindWorker      = "worker"          // a worker process failed
 	KindStalled     = "stalled"         // publishing made no progress for --drain
+	KindAgent       = "agent"           // an agent failed or went away
+	KindChurn       = "churn_timeout"   // churn: a client's own message did not come back in time
 )
 
 // errKind maps an error to the kind it is counted under.
@@ -74,6 +78,10 @@ func errKind(err error) string {
 		return KindWorker
 	case errors.Is(err, ErrStalled):
 		return KindStalled
+	case errors.Is(err, ErrAgent):
+		return KindAgent
+	case errors.Is(err, errChurnTimeout):
+		return KindChurn
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
 		if errors.Is(err, ErrDial) {
 			return KindTimeout

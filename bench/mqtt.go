@@ -76,6 +76,9 @@ type mqttClient struct {
 
 	keepAlive int64 // nanoseconds; the server may lower ours (v5)
 	lastWrite atomic.Int64
+	present   bool   // CONNACK session present
+	retain    bool   // publish with the retain flag
+	props     []byte // v5 PUBLISH properties (user properties), encoded once
 
 	mu      sync.Mutex // guards wbuf, stamps, werr, dirty and writes to conn
 	wbuf    []byte
@@ -116,9 +119,17 @@ func (mqttProto) Dial(ctx context.Context, cfg *ClientConfig, h Handler) (Client
 		h:         h,
 		keepAlive: int64(cfg.KeepAlive),
 		flushAt:   max(cfg.WriteBuffer, 64),
+		retain:    cfg.Retain,
 		subAck:    make(chan byte, 1),
 		dead:      make(chan struct{}),
 		done:      make(chan struct{}),
+	}
+	if cfg.Version == 5 {
+		for _, p := range cfg.UserProperties {
+			c.props = append(c.props, 0x26) // User Property [MQTT-3.3.2.3.7]
+			c.props = appendString(c.props, p.Key)
+			c.props = appendString(c.props, p.Value)
+		}
 	}
 	c.cr.r = conn
 	c.br = bufio.NewReaderSize(&c.cr, max(cfg.ReadBuffer, 64))
@@ -228,6 +239,7 @@ func (c *mqttClient) handshake(cfg *ClientConfig) (int, error) {
 	if body[1] != 0 {
 		return 0, &connackError{c.version, body[1]}
 	}
+	c.present = body[0]&1 == 1 // [MQTT-3.2.2-2]
 	window := 65534
 	if c.version == 5 && len(body) > 2 {
 		err := walkProps(body[2:], func(id byte, v []byte) {
@@ -355,13 +367,16 @@ func (c *mqttClient) handle(first byte, body []byte) error {
 		if p > len(body) {
 			return fmt.Errorf("%w: short PUBLISH", ErrProtocol)
 		}
-		c.h.OnMessage(body[p:], c.now)
+		// The ack is queued before the handler sees the message: a client
+		// that closes as soon as its message arrives (churn) must still
+		// acknowledge it, or the broker rightly delivers it again.
 		switch qos {
 		case 1:
 			c.queueAck(pkPuback, pid)
 		case 2:
 			c.queueAck(pkPubrec, pid)
 		}
+		c.h.OnMessage(body[p:], c.now)
 	case pkPuback, pkPubcomp:
 		if len(body) < 2 {
 			return fmt.Errorf("%w: short ack", ErrProtocol)
@@ -501,7 +516,7 @@ func (c *mqttClient) Publish(ctx context.Context, topic string, payload []byte, 
 	if c.werr != nil {
 		return 0, c.werr
 	}
-	c.wbuf = appendPublish(c.wbuf, c.version, topic, payload, qos, pid)
+	c.wbuf = appendPublishProps(c.wbuf, c.version, topic, payload, qos, pid, c.retain, c.props)
 	c.stamps = append(c.stamps, stamp{off: len(c.wbuf) - len(payload), pid: pid})
 	if len(c.wbuf) >= c.flushAt {
 		c.flushLocked()
@@ -596,24 +611,38 @@ func (c *mqttClient) die(err error) {
 }
 
 func appendPublish(dst []byte, version byte, topic string, payload []byte, qos byte, pid uint16) []byte {
+	return appendPublishProps(dst, version, topic, payload, qos, pid, false, nil)
+}
+
+// appendPublishProps encodes a PUBLISH; props is the v5 property block
+// without its length (nil for none).
+func appendPublishProps(dst []byte, version byte, topic string, payload []byte, qos byte, pid uint16, retain bool, props []byte) []byte {
 	rem := 2 + len(topic) + len(payload)
 	if qos > 0 {
 		rem += 2
 	}
 	if version == 5 {
-		rem++ // property length 0
+		rem += vbiLen(len(props)) + len(props)
 	}
-	dst = append(dst, pkPublish|qos<<1)
+	first := pkPublish | qos<<1
+	if retain {
+		first |= 1
+	}
+	dst = append(dst, first)
 	dst = cmqtt.AppendVBI(dst, rem)
 	dst = appendString(dst, topic)
 	if qos > 0 {
 		dst = append(dst, byte(pid>>8), byte(pid))
 	}
 	if version == 5 {
-		dst = append(dst, 0)
+		dst = cmqtt.AppendVBI(dst, len(props))
+		dst = append(dst, props...)
 	}
 	return append(dst, payload...)
 }
+
+// SessionPresent implements SessionPresenter.
+func (c *mqttClient) SessionPresent() bool { return c.present }
 
 func appendString(dst []byte, s string) []byte {
 	dst = append(dst, byte(len(s)>>8), byte(len(s)))

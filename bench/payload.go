@@ -15,8 +15,13 @@ func readHeader(p []byte) (sentAt int64, pub, seq uint32) {
 }
 
 // seqWindow is how far behind the highest sequence seen a message can arrive
-// and still be told apart as a duplicate or a late (reordered) one.
-const seqWindow = 1024
+// and still be told apart as a duplicate or a late (reordered) one. A
+// shared-subscription group, whose members' readers race each other, gets
+// groupWindow.
+const (
+	seqWindow   = 1024
+	groupWindow = 1 << 16
+)
 
 type verdict uint8
 
@@ -31,7 +36,7 @@ const (
 type seqTrack struct {
 	started bool
 	max     uint32
-	bits    [seqWindow / 64]uint64
+	bits    []uint64 // a power of two of words
 
 	// The range of sequences seen, for gap-based loss when the number of
 	// messages sent is not known (the sub scenario).
@@ -39,9 +44,13 @@ type seqTrack struct {
 	cmin, cmax uint32
 }
 
-func (t *seqTrack) set(s uint32)        { t.bits[s/64%(seqWindow/64)] |= 1 << (s % 64) }
-func (t *seqTrack) clear(s uint32)      { t.bits[s/64%(seqWindow/64)] &^= 1 << (s % 64) }
-func (t *seqTrack) isSet(s uint32) bool { return t.bits[s/64%(seqWindow/64)]&(1<<(s%64)) != 0 }
+func newSeqTrack(window int) *seqTrack { return &seqTrack{bits: make([]uint64, window/64)} }
+
+func (t *seqTrack) window() uint32      { return uint32(len(t.bits) * 64) }
+func (t *seqTrack) word(s uint32) int   { return int(s/64) & (len(t.bits) - 1) }
+func (t *seqTrack) set(s uint32)        { t.bits[t.word(s)] |= 1 << (s % 64) }
+func (t *seqTrack) clear(s uint32)      { t.bits[t.word(s)] &^= 1 << (s % 64) }
+func (t *seqTrack) isSet(s uint32) bool { return t.bits[t.word(s)]&(1<<(s%64)) != 0 }
 
 func (t *seqTrack) observe(seq uint32) verdict {
 	if !t.started {
@@ -50,8 +59,8 @@ func (t *seqTrack) observe(seq uint32) verdict {
 		return inOrder
 	}
 	if seq > t.max {
-		if seq-t.max >= seqWindow {
-			t.bits = [seqWindow / 64]uint64{}
+		if seq-t.max >= t.window() {
+			clear(t.bits)
 		} else {
 			for s := t.max + 1; s != seq; s++ {
 				t.clear(s) // a gap: not seen (yet)
@@ -61,7 +70,7 @@ func (t *seqTrack) observe(seq uint32) verdict {
 		t.max = seq
 		return inOrder
 	}
-	if t.max-seq >= seqWindow {
+	if t.max-seq >= t.window() {
 		return reordered // too old to tell; most likely late
 	}
 	if t.isSet(seq) {
@@ -94,6 +103,7 @@ func (t *seqTrack) gaps() int64 {
 // subscribers hear one publisher (pairs, fanout), so the last one is cached
 // in front of the map.
 type tracker struct {
+	window  int // seqWindow when 0
 	lastPub uint32
 	last    *seqTrack
 	m       map[uint32]*seqTrack
@@ -108,7 +118,11 @@ func (tr *tracker) get(pub uint32) *seqTrack {
 	}
 	t := tr.m[pub]
 	if t == nil {
-		t = new(seqTrack)
+		w := tr.window
+		if w == 0 {
+			w = seqWindow
+		}
+		t = newSeqTrack(w)
 		tr.m[pub] = t
 	}
 	tr.lastPub, tr.last = pub, t

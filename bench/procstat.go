@@ -60,6 +60,15 @@ func sampleProc(pid int) (procSample, error) {
 	return s, nil
 }
 
+// processCPU is this process's own CPU time (user + system).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // toolCPU is the CPU time of this process and of its waited-for children
 // (the workers), to show whether the load generator was itself the limit.
 func toolCPU() time.Duration {

@@ -12,8 +12,10 @@ import (
 )
 
 // progress shows the run as it goes, on stderr: a bar redrawn in place on a
-// terminal, a plain line per second otherwise. It also records the
-// per-second rate timeline for the chart, whether or not it displays.
+// terminal, a plain line per second otherwise. Rates are over the last
+// second or more of samples, never between two samples of the same
+// counters: runners report every 250 ms and publishers write in batches,
+// so a shorter window would show a stale 0/s.
 type progress struct {
 	o     *Options
 	w     io.Writer
@@ -22,15 +24,15 @@ type progress struct {
 	show  bool
 	every time.Duration
 
-	mu       sync.Mutex // guards start, timeline, last, lastAt
-	start    time.Time  // zero until the run starts
-	timeline []TimePoint
-	last     Counters  // at the last timeline point
-	lastAt   time.Time // time of the last timeline point
+	mu    sync.Mutex // guards start
+	start time.Time  // zero until the run starts
 
 	stop chan struct{}
 	done chan struct{}
 }
+
+// rateWindow is the span live rates are computed over.
+const rateWindow = time.Second
 
 func newProgress(o *Options, w io.Writer, agg *aggregator) *progress {
 	p := &progress{o: o, w: w, agg: agg, stop: make(chan struct{}), done: make(chan struct{})}
@@ -55,68 +57,48 @@ func newProgress(o *Options, w io.Writer, agg *aggregator) *progress {
 }
 
 func (p *progress) started(at time.Time) {
-	cur := p.agg.total()
 	p.mu.Lock()
 	p.start = at
-	p.last, p.lastAt = cur, at
 	p.mu.Unlock()
 }
 
-// finish stops the display and returns the timeline.
-func (p *progress) finish() []TimePoint {
+// finish stops the display.
+func (p *progress) finish() {
 	close(p.stop)
 	<-p.done
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.timeline
 }
 
 func (p *progress) loop() {
 	defer close(p.done)
-	// Sample 4 times a second for the timeline; draw every p.every.
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
-	prev, prevAt := p.agg.total(), time.Now()
+	lastDraw := time.Now()
 	for {
 		select {
 		case <-p.stop:
-			p.sample(time.Now(), p.agg.total(), true)
 			if p.bar && p.show {
 				fmt.Fprint(p.w, "\r\033[K")
 			}
 			return
 		case now := <-tick.C:
-			cur := p.agg.total()
-			start := p.sample(now, cur, false)
-			if !p.show || now.Sub(prevAt) < p.every-50*time.Millisecond {
+			if !p.show || now.Sub(lastDraw) < p.every-50*time.Millisecond {
 				continue
 			}
-			dt := now.Sub(prevAt).Seconds()
-			p.draw(now, start, cur, float64(cur.Sent-prev.Sent)/dt, float64(cur.Received-prev.Received)/dt)
-			prev, prevAt = cur, now
+			lastDraw = now
+			p.mu.Lock()
+			start := p.start
+			p.mu.Unlock()
+			var since int64
+			if !start.IsZero() {
+				since = start.UnixNano()
+			}
+			send, recv, ok := p.agg.rates(since)
+			if !ok {
+				send, recv = -1, -1 // nothing measured yet: say so, not 0/s
+			}
+			p.draw(now, start, p.agg.total(), send, recv)
 		}
 	}
-}
-
-// sample adds a timeline point once a second has passed since the last one
-// (or at the end, if a quarter second has); it returns the start time.
-func (p *progress) sample(now time.Time, cur Counters, last bool) time.Time {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.start.IsZero() || now.Before(p.start) {
-		return p.start
-	}
-	s := now.Sub(p.lastAt).Seconds()
-	if s >= 0.99 || (last && s >= 0.25) {
-		p.timeline = append(p.timeline, TimePoint{
-			T:        now.Sub(p.start).Seconds(),
-			SendRate: float64(cur.Sent-p.last.Sent) / s,
-			RecvRate: float64(cur.Received-p.last.Received) / s,
-			Conns:    cur.Alive,
-		})
-		p.last, p.lastAt = cur, now
-	}
-	return p.start
 }
 
 func (p *progress) draw(now, start time.Time, c Counters, sendRate, recvRate float64) {
@@ -150,8 +132,14 @@ func (p *progress) draw(now, start time.Time, c Counters, sendRate, recvRate flo
 	}
 	frac = min(max(frac, 0), 1)
 	line := fmt.Sprintf("%-10s conn %s/%s", phase, short(c.Alive), short(int64(p.clients())))
-	if o.Scenario != ScenarioConn {
-		line += fmt.Sprintf("  sent %s %s/s  recv %s %s/s", short(c.Sent), short(int64(sendRate)), short(c.Received), short(int64(recvRate)))
+	if o.Scenario == ScenarioChurn {
+		line += fmt.Sprintf("  cycles %s", short(c.Connected))
+	}
+	if o.Scenario != ScenarioConn && o.Scenario != ScenarioSub {
+		line += fmt.Sprintf("  sent %s %s/s", short(c.Sent), rateStr(sendRate))
+	}
+	if o.Scenario != ScenarioConn && o.Scenario != ScenarioPub {
+		line += fmt.Sprintf("  recv %s %s/s", short(c.Received), rateStr(recvRate))
 	}
 	line += fmt.Sprintf("  err %d", c.Errors)
 	if p.bar {
@@ -164,8 +152,11 @@ func (p *progress) draw(now, start time.Time, c Counters, sendRate, recvRate flo
 }
 
 func (p *progress) clients() int {
-	if p.o.Scenario == ScenarioConn {
+	switch p.o.Scenario {
+	case ScenarioConn:
 		return p.o.Conns
+	case ScenarioChurn:
+		return p.o.Clients
 	}
 	return p.o.Pubs + p.o.Subs
 }
@@ -175,6 +166,14 @@ func boolf(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// rateStr is a live rate, "-" while none is known.
+func rateStr(r float64) string {
+	if r < 0 {
+		return "-"
+	}
+	return short(int64(r))
 }
 
 // short formats counts compactly: 1234 -> 1.2k, 2500000 -> 2.50M.

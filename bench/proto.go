@@ -52,6 +52,16 @@ type Client interface {
 	Abort()
 }
 
+// SessionPresenter may be implemented by a Client that can tell whether
+// the broker resumed a stored session at connect (MQTT: CONNACK session
+// present). The churn scenario counts it; without it every connect counts
+// as a fresh session.
+type SessionPresenter interface {
+	// SessionPresent is fixed once Dial has returned; any goroutine may
+	// call it, and it does not block.
+	SessionPresent() bool
+}
+
 // Handler receives what a Client's reader goroutine sees. Calls for one
 // client come from one goroutine and must not block.
 type Handler interface {
@@ -97,6 +107,12 @@ type ClientConfig struct {
 	// connections use small ones so that 10,000s of them stay cheap.
 	ReadBuffer  int
 	WriteBuffer int
+	// Retain asks for every publish to be retained (MQTT retain flag). A
+	// protocol without retained messages ignores it.
+	Retain bool
+	// UserProperties go with every publish (MQTT 5 user properties); a
+	// protocol without them ignores them. Shared, read only.
+	UserProperties []UserProperty
 }
 
 var protos struct {

@@ -12,15 +12,18 @@ import (
 
 // Report is the outcome of a run; --json prints it as is.
 type Report struct {
-	Scenario    string `json:"scenario"`
-	Proto       string `json:"proto"`
-	Addr        string `json:"addr"`
-	MQTTVersion int    `json:"mqtt_version,omitempty"`
-	QoS         int    `json:"qos"`
-	Size        int    `json:"size"`
-	Pubs        int    `json:"pubs,omitempty"`
-	Subs        int    `json:"subs,omitempty"`
-	Workers     int    `json:"workers"`
+	Scenario    string  `json:"scenario"`
+	Proto       string  `json:"proto"`
+	Addr        string  `json:"addr"`
+	MQTTVersion int     `json:"mqtt_version,omitempty"`
+	QoS         int     `json:"qos"`
+	Size        int     `json:"size"`
+	Pubs        int     `json:"pubs,omitempty"`
+	Subs        int     `json:"subs,omitempty"`
+	Clients     int     `json:"clients,omitempty"`     // churn
+	Groups      int     `json:"groups,omitempty"`      // shared
+	Rate0       float64 `json:"target_rate,omitempty"` // --rate per publisher
+	Workers     int     `json:"workers"`
 	// Duration is the measurement window: from the end of the warmup to the
 	// last delivery (or the end of publishing), the span of the rates.
 	Duration float64 `json:"duration_s"`
@@ -42,24 +45,68 @@ type Report struct {
 	SentWindow int64    `json:"sent_window"`           // publishes in the window
 	Rate       float64  `json:"rate"`                  // deliveries per second (pub: publishes)
 	SendRate   float64  `json:"send_rate"`             // publishes per second, all publishers
-	Latency    Latency  `json:"latency"`               // publish to delivery
+	Latency    Latency  `json:"latency"`               // publish (socket write) to delivery
 	AckLatency *Latency `json:"ack_latency,omitempty"` // publish to PUBACK/PUBCOMP
+	// LatencyIntended is measured from when the --rate schedule wanted
+	// each message sent: it includes the time a publisher waited on a
+	// broker that stalled (coordinated omission), which Latency omits.
+	LatencyIntended *Latency `json:"latency_intended,omitempty"`
 
 	Connected      int64    `json:"connected"`
 	ConnectFailed  int64    `json:"connect_failed"`
 	ConnectRate    float64  `json:"connect_rate"`
 	ConnectLatency *Latency `json:"connect_latency,omitempty"`
 
+	// SessionPresent counts churn connects that resumed a stored session.
+	SessionPresent int64 `json:"session_present,omitempty"`
+
 	Errors map[string]int64 `json:"errors"`
 	// ErrorSamples holds the first message of each error kind.
 	ErrorSamples map[string]string `json:"error_samples,omitempty"`
 	Broker       *BrokerUsage      `json:"broker,omitempty"`
 	ToolCPU      float64           `json:"tool_cpu_s"`
-	Interrupted  bool              `json:"interrupted,omitempty"`
-	ExitCode     int               `json:"exit_code"`
+	// ToolCPUWindow is the load tool's CPU (every process, agents
+	// included) over the same window as the broker's, so that the two
+	// per-message figures compare.
+	ToolCPUWindow     float64 `json:"tool_cpu_window_s"`
+	ToolCPUPerMsg     float64 `json:"tool_cpu_per_msg_us,omitempty"`
+	ToolCPUPerConnect float64 `json:"tool_cpu_per_connect_us,omitempty"`
+	Interrupted       bool    `json:"interrupted,omitempty"`
+	ExitCode          int     `json:"exit_code"`
 
-	Timeline []TimePoint             `json:"-"`
-	hist     *hdrhistogram.Histogram // for the chart
+	// Per-client spread: the slowest subscriber decides a fan-out.
+	PerSubscriber *ClientSpread `json:"per_subscriber,omitempty"`
+	PerPublisher  *ClientSpread `json:"per_publisher,omitempty"`
+	// Agents that ran the clients (--agents).
+	Agents []AgentInfo `json:"agents,omitempty"`
+	// Series is the run second by second.
+	Series []SeriesPoint `json:"series,omitempty"`
+
+	hist *hdrhistogram.Histogram // for the chart
+}
+
+// ClientSpread is the distribution over clients of one role: rate
+// (received per subscriber, sent per publisher, over the measured window)
+// and p99 latency (delivery for subscribers, from the intended send time
+// under --rate; acknowledgement for publishers).
+type ClientSpread struct {
+	Clients     int     `json:"clients"`
+	Rate        Spread  `json:"msgs_per_s"`
+	P99         *Spread `json:"p99_us,omitempty"`
+	Slowest     string  `json:"slowest"` // the client with the lowest rate
+	SlowestRate float64 `json:"slowest_msgs_per_s"`
+	WorstP99    string  `json:"worst_p99,omitempty"` // the client with the highest p99
+	WorstP99US  int64   `json:"worst_p99_us,omitempty"`
+}
+
+// AgentInfo is what the coordinator saw of one agent.
+type AgentInfo struct {
+	Addr string `json:"addr"`
+	// ClockOffset is the agent's wall clock minus ours, estimated at the
+	// handshake (±RTT/2): latencies between clients on different machines
+	// are off by the difference of their clocks.
+	ClockOffsetUS int64 `json:"clock_offset_us"`
+	RTTUS         int64 `json:"rtt_us"`
 }
 
 // BrokerUsage is what /proc said about the broker (--broker-pid).
@@ -74,20 +121,18 @@ type BrokerUsage struct {
 	SampleFailures string  `json:"sample_error,omitempty"`
 }
 
-// TimePoint is one second of the rate timeline.
-type TimePoint struct {
-	T        float64 `json:"t"` // seconds since start
-	SendRate float64 `json:"send_rate"`
-	RecvRate float64 `json:"recv_rate"`
-	Conns    int64   `json:"conns"`
-}
-
 // buildReport merges the runners' results.
 func buildReport(o *Options, results []*Result, extra *errCounter) (*Report, error) {
 	rep := &Report{
 		Scenario: o.Scenario, Proto: o.Proto, Addr: o.Addr, QoS: int(o.QoS), Size: o.Size,
 		Pubs: o.Pubs, Subs: o.Subs, Workers: o.Workers, Errors: map[string]int64{},
-		ErrorSamples: map[string]string{},
+		ErrorSamples: map[string]string{}, Rate0: o.Rate,
+	}
+	switch o.Scenario {
+	case ScenarioChurn:
+		rep.Clients = o.Clients
+	case ScenarioShared:
+		rep.Groups = min(o.Groups, o.Subs)
 	}
 	sample := func(m map[string]string) {
 		for k, v := range m {
@@ -102,7 +147,8 @@ func buildReport(o *Options, results []*Result, extra *errCounter) (*Report, err
 	if o.Scenario == ScenarioConn {
 		rep.Pubs, rep.Subs = 0, 0
 	}
-	lat, ack, conn := newHist(), newHist(), newHist()
+	lat, latCO, ack, conn := newHist(), newHist(), newHist(), newHist()
+	var clients []ClientStat
 	var connStart, connEnd, lastRecv, pubEnd, measure, gaps, sentWin, recvWin int64
 	for _, r := range results {
 		if r == nil {
@@ -117,6 +163,9 @@ func buildReport(o *Options, results []*Result, extra *errCounter) (*Report, err
 		rep.Stale += r.Stale
 		rep.Foreign += r.Foreign
 		rep.Acked += r.Acked
+		rep.SessionPresent += r.SessionPresent
+		rep.ToolCPUWindow += r.CPUWindow
+		clients = append(clients, r.Clients...)
 		rep.Connected += r.Connected
 		rep.ConnectFailed += r.ConnFailed
 		gaps += r.Gaps
@@ -134,7 +183,7 @@ func buildReport(o *Options, results []*Result, extra *errCounter) (*Report, err
 		for _, m := range []struct {
 			dst *hdrhistogram.Histogram
 			b   []byte
-		}{{lat, r.Latency}, {ack, r.AckLatency}, {conn, r.ConnLatency}} {
+		}{{lat, r.Latency}, {latCO, r.LatencyCO}, {ack, r.AckLatency}, {conn, r.ConnLatency}} {
 			h, err := decodeHist(m.b)
 			if err != nil {
 				return nil, fmt.Errorf("bench: worker %d histogram: %w", r.Worker, err)
@@ -152,6 +201,10 @@ func buildReport(o *Options, results []*Result, extra *errCounter) (*Report, err
 	if ack.TotalCount() > 0 {
 		l := summarize(ack)
 		rep.AckLatency = &l
+	}
+	if latCO.TotalCount() > 0 {
+		l := summarize(latCO)
+		rep.LatencyIntended = &l
 	}
 	if conn.TotalCount() > 0 {
 		l := summarize(conn)
@@ -185,8 +238,95 @@ func buildReport(o *Options, results []*Result, extra *errCounter) (*Report, err
 	if o.Scenario == ScenarioPub {
 		rep.Rate = rep.SendRate // nothing is delivered; the broker's intake is the rate
 	}
+	rep.PerSubscriber = spreadClients(clients, "sub", rep.recvSpan(measure, lastRecv, o))
+	rep.PerPublisher = spreadClients(clients, "pub", time.Duration(pubEnd-measure).Seconds())
+	series, err := mergeSeries(results)
+	if err != nil {
+		return nil, err
+	}
+	rep.Series = series
 	rep.ExitCode = rep.exitCode(o)
 	return rep, nil
+}
+
+// recvSpan is the time the receive rates are over.
+func (r *Report) recvSpan(measure, lastRecv int64, o *Options) float64 {
+	if measure == 0 || lastRecv <= measure {
+		if o.Scenario == ScenarioSub {
+			return o.Duration.Seconds()
+		}
+		return 0
+	}
+	span := time.Duration(lastRecv - measure).Seconds()
+	if o.Scenario == ScenarioSub {
+		span = max(span, o.Duration.Seconds())
+	}
+	return span
+}
+
+// spreadClients is the distribution over the clients of one role; nil when
+// there are none or no span to rate them over.
+func spreadClients(all []ClientStat, role string, span float64) *ClientSpread {
+	var rates, p99s []float64
+	cs := &ClientSpread{}
+	slowest, worst := -1.0, int64(-1)
+	for _, c := range all {
+		if c.Role != role {
+			continue
+		}
+		cs.Clients++
+		rate := 0.0
+		if span > 0 {
+			rate = float64(c.N) / span
+		}
+		rates = append(rates, rate)
+		if slowest < 0 || rate < slowest {
+			slowest, cs.Slowest = rate, c.ID
+		}
+		if c.P99 >= 0 {
+			p99s = append(p99s, float64(c.P99))
+			if c.P99 > worst {
+				worst, cs.WorstP99 = c.P99, c.ID
+			}
+		}
+	}
+	if cs.Clients == 0 || span <= 0 {
+		return nil
+	}
+	cs.Rate, cs.SlowestRate = spreadOf(rates), slowest
+	if len(p99s) > 0 {
+		p := spreadOf(p99s)
+		cs.P99, cs.WorstP99US = &p, worst
+	}
+	return cs
+}
+
+// perMsgBase is what CPU per message divides by: deliveries in the window,
+// or for pub (nothing delivered) the publishes the broker took.
+func (r *Report) perMsgBase() int64 {
+	if r.Scenario == ScenarioPub {
+		return r.SentWindow
+	}
+	return r.RecvWindow
+}
+
+// toolPerMsg fills the tool's per-message (or per-connect) CPU.
+func (r *Report) toolPerMsg() {
+	switch r.Scenario {
+	case ScenarioConn:
+		if r.Connected > 0 {
+			r.ToolCPUPerConnect = r.ToolCPU * 1e6 / float64(r.Connected)
+		}
+		return
+	case ScenarioChurn:
+		if r.Connected > 0 {
+			r.ToolCPUPerConnect = r.ToolCPUWindow * 1e6 / float64(r.Connected)
+		}
+		return
+	}
+	if n := r.perMsgBase(); n > 0 {
+		r.ToolCPUPerMsg = r.ToolCPUWindow * 1e6 / float64(n)
+	}
 }
 
 func (r *Report) exitCode(o *Options) int {
@@ -211,99 +351,6 @@ func (r *Report) WriteJSON(w io.Writer) error {
 		return err
 	}
 	_, err = w.Write(append(b, '\n'))
-	return err
-}
-
-// WriteText prints the report as an aligned table for people.
-func (r *Report) WriteText(w io.Writer) error {
-	var b strings.Builder
-	head := fmt.Sprintf("cim bench %s  %s", r.Scenario, r.Proto)
-	if r.MQTTVersion != 0 {
-		head += fmt.Sprintf(" v%d", r.MQTTVersion)
-	}
-	head += fmt.Sprintf("  %s", r.Addr)
-	if r.Scenario != ScenarioConn {
-		head += fmt.Sprintf("  qos %d  %d B", r.QoS, r.Size)
-		head += fmt.Sprintf("  %d pub → %d sub", r.Pubs, r.Subs)
-	}
-	if r.Workers > 0 {
-		head += fmt.Sprintf("  %d workers", r.Workers)
-	}
-	b.WriteString(head + "\n")
-	row := func(k, format string, args ...any) {
-		fmt.Fprintf(&b, "  %-14s %s\n", k, fmt.Sprintf(format, args...))
-	}
-	conn := num(r.Connected)
-	if r.ConnectFailed > 0 {
-		conn += fmt.Sprintf(" (%s failed)", num(r.ConnectFailed))
-	}
-	if r.ConnectRate > 0 {
-		conn += fmt.Sprintf("   %s/s", num(int64(r.ConnectRate)))
-	}
-	row("connected", "%s", conn)
-	if l := r.ConnectLatency; l != nil {
-		row("connect µs", "%s", latLine(*l))
-	}
-	if r.Scenario != ScenarioConn {
-		row("sent", "%s", num(r.Sent))
-		recv := num(r.Received)
-		if r.Expected >= 0 {
-			recv += fmt.Sprintf("   (expected %s)", num(r.Expected))
-		}
-		row("received", "%s", recv)
-		row("rate", "%s msgs/s received, %s msgs/s sent   (over %.2f s after warmup)", num(int64(r.Rate)), num(int64(r.SendRate)), r.Duration)
-		lost := num(r.Lost)
-		if r.Expected > 0 {
-			lost += fmt.Sprintf(" (%.3f%%)", 100*float64(r.Lost)/float64(r.Expected))
-		}
-		row("lost", "%s", lost)
-		row("duplicates", "%s", num(r.Duplicates))
-		row("out of order", "%s", num(r.OutOfOrder))
-		if r.Stale+r.Foreign > 0 {
-			row("ignored", "%s stale, %s foreign", num(r.Stale), num(r.Foreign))
-		}
-		row("latency µs", "%s", latLine(r.Latency))
-		if l := r.AckLatency; l != nil {
-			row("ack µs", "%s", latLine(*l))
-		}
-	}
-	if br := r.Broker; br != nil {
-		s := fmt.Sprintf("pid %d  cpu %.2f s", br.PID, br.CPU)
-		if br.CPUPerMsg > 0 {
-			s += fmt.Sprintf(" = %.2f µs/msg", br.CPUPerMsg)
-		}
-		if br.CPUPerConnect > 0 {
-			s += fmt.Sprintf(" = %.1f µs/connect", br.CPUPerConnect)
-		}
-		s += fmt.Sprintf("  rss %s → %s", bytesStr(br.RSSBefore), bytesStr(br.RSSAfter))
-		if br.RSSPerConn != 0 {
-			s += fmt.Sprintf(" = %s/conn", bytesStr(int64(br.RSSPerConn)))
-		}
-		if br.SampleFailures != "" {
-			s += "  (" + br.SampleFailures + ")"
-		}
-		row("broker", "%s", s)
-	}
-	row("tool cpu", "%.2f s", r.ToolCPU)
-	if len(r.Errors) == 0 {
-		row("errors", "none")
-	} else {
-		var parts []string
-		for _, k := range sortedKeys(r.Errors) {
-			parts = append(parts, fmt.Sprintf("%s %s", k, num(r.Errors[k])))
-		}
-		row("errors", "%s", strings.Join(parts, ", "))
-		for _, k := range sortedKeys(r.Errors) {
-			if msg := r.ErrorSamples[k]; msg != "" {
-				row("", "%s: %s", k, msg)
-			}
-		}
-	}
-	if r.Interrupted {
-		row("interrupted", "yes")
-	}
-	row("exit", "%d", r.ExitCode)
-	_, err := io.WriteString(w, b.String())
 	return err
 }
 

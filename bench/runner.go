@@ -2,10 +2,11 @@ package bench
 
 import (
 	"context"
-	"fmt"
 	"math"
+	"math/rand/v2"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,9 @@ const (
 // progress display, the rate timeline and the parent's drain decision.
 // Sent and Received include warmup; Received excludes duplicates.
 type Counters struct {
+	// At is when the runner took them, unix ns: rates are over the
+	// runner's own clock, not over when the parent happened to look.
+	At        int64 `json:"at"`
 	Connected int64 `json:"connected"`
 	Failed    int64 `json:"failed"`
 	Alive     int64 `json:"alive"`
@@ -35,6 +39,7 @@ type Counters struct {
 }
 
 func (c *Counters) add(o Counters) {
+	c.At = max(c.At, o.At)
 	c.Connected += o.Connected
 	c.Failed += o.Failed
 	c.Alive += o.Alive
@@ -66,129 +71,56 @@ type Result struct {
 	Errors       map[string]int64  `json:"errors"`
 	ErrorSamples map[string]string `json:"error_samples,omitempty"`
 	Latency      []byte            `json:"latency,omitempty"`
+	LatencyCO    []byte            `json:"latency_intended,omitempty"`
 	AckLatency   []byte            `json:"ack_latency,omitempty"`
 	ConnLatency  []byte            `json:"conn_latency,omitempty"`
 	MeasureStart int64             `json:"measure_start"`
+	// SessionPresent counts churn connects that found their session.
+	SessionPresent int64 `json:"session_present,omitempty"`
+	// CPUWindow is this process's CPU time over the measured window (from
+	// the end of the warmup to the end of the drain), CPUAll over the run.
+	CPUWindow float64 `json:"cpu_window_s"`
+	CPUAll    float64 `json:"cpu_s"`
+	// Clients has one line per publisher and subscriber.
+	Clients []ClientStat `json:"clients,omitempty"`
+	// Series are the counters at each second since the start, and the
+	// latency of each second (sparse logHist buckets).
+	Series     []seriesSample `json:"series,omitempty"`
+	SeriesHist []seriesHist   `json:"series_hist,omitempty"`
 }
 
-type role byte
-
-const (
-	rolePub  role = 'p'
-	roleSub  role = 's'
-	roleIdle role = 'c'
-)
-
-// client is one connection of a runner and the Handler of its Client.
-type client struct {
-	r     *runner
-	role  role
-	idx   int // index within its role over all workers: %i, publisher id
-	topic string
-	cl    Client
-
-	// sentAll and recvAll count the whole run (recvAll without duplicates);
-	// sent and recv only after the warmup, for the rates.
-	sentAll, sent, acked  atomic.Int64
-	recvAll, recv         atomic.Int64
-	dups, ooo, stale, fgn atomic.Int64
-	lastRecv              atomic.Int64
-	alive                 atomic.Bool
-
-	// Touched only by the client's reader goroutine (and by the runner once
-	// the client is closed).
-	tr     tracker
-	lat    *latBuf
-	ackLat *latBuf
-}
-
-func (c *client) OnMessage(p []byte, now int64) {
-	if len(p) < HeaderSize {
-		c.fgn.Add(1)
-		c.other(now)
-		return
-	}
-	ts, pub, seq := readHeader(p)
-	if ts < c.r.o.RunStart || ts > now+int64(time.Minute) {
-		c.stale.Add(1)
-		c.other(now)
-		return
-	}
-	t := c.tr.get(pub)
-	switch t.observe(seq) {
-	case duplicate:
-		c.dups.Add(1)
-		return
-	case reordered:
-		c.ooo.Add(1)
-	}
-	t.count(seq)
-	c.recvAll.Add(1)
-	// Rate and latency are measured by receive time: under overload a
-	// broker may still be delivering warmup messages well into the run,
-	// and those deliveries are its throughput.
-	if now < c.r.measureFrom.Load() {
-		return
-	}
-	c.recv.Add(1)
-	c.lastRecv.Store(now)
-	if c.lat == nil {
-		c.lat = new(latBuf)
-	}
-	c.lat.add(c.r.lat, c.idx, (now-ts)/1000)
-}
-
-// other counts a delivery that is not from this run's publishers: for the
-// sub scenario, which listens to whoever publishes, it is throughput all the
-// same (without latency or loss); elsewhere it is only reported.
-func (c *client) other(now int64) {
-	if c.r.o.Scenario != ScenarioSub {
-		return
-	}
-	c.recvAll.Add(1)
-	if now >= c.r.measureFrom.Load() {
-		c.recv.Add(1)
-		c.lastRecv.Store(now)
-	}
-}
-
-func (c *client) OnSent(n int, at int64) {
-	c.sentAll.Add(int64(n))
-	if at >= c.r.measureFrom.Load() {
-		c.sent.Add(int64(n))
-	}
-}
-
-func (c *client) OnAck(d time.Duration) {
-	c.acked.Add(1)
-	if c.ackLat == nil {
-		c.ackLat = new(latBuf)
-	}
-	c.ackLat.add(c.r.ackLat, c.idx, d.Microseconds())
-}
-
-func (c *client) OnError(err error) { c.r.errs.note(err) }
-
-func (c *client) OnClose(err error) {
-	c.r.errs.note(err)
-	if c.alive.CompareAndSwap(true, false) && c.r.alive.Add(-1) == 0 {
-		c.r.deadOnce.Do(func() { close(c.r.allDead) })
-	}
+// ClientStat is one client's account, for the per-client spread.
+type ClientStat struct {
+	ID   string `json:"id"`
+	Role string `json:"role"` // "pub" or "sub"
+	// N is what the rate counts: messages received (sub) or sent (pub)
+	// in the window.
+	N int64 `json:"n"`
+	// P99 is the 99th percentile of delivery latency (sub; from the
+	// intended send time under --rate) or ack latency (pub), µs; -1 when
+	// there was none.
+	P99 int64 `json:"p99_us"`
 }
 
 // runner runs one process's share of the clients.
 type runner struct {
 	o     *Options
-	w, n  int // this worker's index and the number of workers (1 in-process)
+	w, n  int // this runner's index and the number of runners over all processes and agents
 	proto Proto
 	emit  func(*event)
 	local *net.TCPAddr
 
 	clients    []*client
 	pubs, subs []*client
+	groups     map[string]*groupTrack
 
+	startNS     atomic.Int64 // unix ns of the start; 0 before
 	measureFrom atomic.Int64 // unix ns; MaxInt64 until the start
-	lat, ackLat *histShards
+	// interval is the --rate schedule's step in ns (0 without --rate);
+	// publisher i is offset by i/Pubs of a step so publishers do not all
+	// send at the same instant.
+	interval    float64
+	lat, ackLat *latRecorder
 
 	connMu    sync.Mutex // guards connHist, connStart, connEnd
 	connHist  *hdrhistogram.Histogram
@@ -197,61 +129,141 @@ type runner struct {
 
 	connected, failed atomic.Int64
 	alive             atomic.Int64
+	sessionPresent    atomic.Int64
 	allDead           chan struct{}
 	deadOnce          sync.Once
 	pubEnd            atomic.Int64
 	errs              errCounter
 
+	cpu0, cpuFrom, cpuTo time.Duration
+	cpuMu                sync.Mutex // guards cpuFrom, samples
+	samples              []seriesSample
+
 	stop     chan struct{} // closed by Stop: end the run early
 	stopOnce sync.Once
-	bg       sync.WaitGroup // ticker and pinger
+	bg       sync.WaitGroup // ticker, pinger, sampler
 	bgStop   chan struct{}
 }
 
-func newRunner(o *Options, w, n int, emit func(*event)) (*runner, error) {
+// newRunner makes runner w of n. local is its index among the runners of
+// this machine (the source address it binds with --workers).
+func newRunner(o *Options, w, n, local int, emit func(*event)) (*runner, error) {
 	p, ok := lookupProto(o.Proto)
 	if !ok {
 		return nil, usageErr("--proto %q: not available", o.Proto)
 	}
 	r := &runner{
 		o: o, w: w, n: n, proto: p, emit: emit,
-		lat: newHistShards(), ackLat: newHistShards(), connHist: newHist(),
+		lat: newLatRecorder(), ackLat: newLatRecorder(), connHist: newHist(),
 		allDead: make(chan struct{}), stop: make(chan struct{}), bgStop: make(chan struct{}),
+		cpu0: processCPU(),
 	}
 	r.measureFrom.Store(math.MaxInt64)
-	if ip := o.sourceIP(w); ip != nil {
+	if o.Rate > 0 && o.Scenario != ScenarioChurn {
+		r.interval = 1e9 / o.Rate
+	}
+	if ip := o.sourceIP(local); ip != nil {
 		r.local = &net.TCPAddr{IP: ip}
 	}
 	add := func(ro role, count int, list *[]*client) {
-		for i := w; i < count; i += n {
-			c := &client{r: r, role: ro, idx: i}
-			if ro != roleIdle {
-				c.topic = o.topicFor(i)
+		for i := 0; i < count; i++ {
+			if o.runnerFor(ro, i, n) != w {
+				continue
+			}
+			c := &client{r: r, role: ro, idx: i, id: o.clientID(ro, i), addr: o.addrFor(ro, i)}
+			switch ro {
+			case rolePub:
+				c.topic = o.expandTopic(o.Topic, ro, i)
+			case roleSub:
+				c.topic = randFilter(o.subFilter(i), o.RandMax)
+				if g := shareGroup(c.topic); g != "" {
+					if r.groups == nil {
+						r.groups = make(map[string]*groupTrack)
+					}
+					gt := r.groups[g]
+					if gt == nil {
+						gt = &groupTrack{tr: tracker{window: groupWindow}}
+						r.groups[g] = gt
+					}
+					c.grp = gt
+				}
+			case roleChurn:
+				c.topic = o.expandTopic(o.Topic, ro, i)
+				c.own = make(chan struct{}, 1)
 			}
 			*list = append(*list, c)
 			r.clients = append(r.clients, c)
 		}
 	}
-	if o.Scenario == ScenarioConn {
+	switch o.Scenario {
+	case ScenarioConn:
 		var idle []*client
 		add(roleIdle, o.Conns, &idle)
-	} else {
+	case ScenarioChurn:
+		var ch []*client
+		add(roleChurn, o.Clients, &ch)
+	default:
 		add(roleSub, o.Subs, &r.subs)
 		add(rolePub, o.Pubs, &r.pubs)
 	}
 	return r, nil
 }
 
+// randFilter fills %rand in a subscription: a level that is only %rand
+// becomes + (so fanin and fanout subscribers hear publishers that draw a
+// topic per message), %rand inside a level a random number, once.
+func randFilter(f string, randMax int) string {
+	if !strings.Contains(f, "%rand") {
+		return f
+	}
+	levels := strings.Split(f, "/")
+	for i, l := range levels {
+		if l == "%rand" {
+			levels[i] = "+"
+		} else {
+			levels[i] = strings.ReplaceAll(l, "%rand", strconv.Itoa(rand.IntN(randMax)))
+		}
+	}
+	return strings.Join(levels, "/")
+}
+
+// due is when the --rate schedule wants message seq of publisher pub
+// sent, unix ns.
+func (r *runner) due(pub, seq uint32) int64 {
+	off := float64(pub%uint32(max(r.o.Pubs, 1))) / float64(max(r.o.Pubs, 1))
+	return r.startNS.Load() + int64((float64(seq)+off)*r.interval)
+}
+
+// allowed is how many messages of publisher pub the schedule has due by t.
+func (r *runner) allowed(pub int, t int64) int {
+	off := float64(pub%max(r.o.Pubs, 1)) / float64(max(r.o.Pubs, 1))
+	k := float64(t-r.startNS.Load())/r.interval - off
+	if k < 0 {
+		return 0
+	}
+	return int(k) + 1
+}
+
+// second is the time-series second a receive time falls in: 1 for the
+// first second after the start.
+func (r *runner) second(now int64) int32 {
+	s := r.startNS.Load()
+	if s == 0 || now < s {
+		return 0
+	}
+	return int32((now-s)/int64(time.Second)) + 1
+}
+
 // Stop ends the run early (Ctrl-C); safe to call more than once.
 func (r *runner) Stop() { r.stopOnce.Do(func() { close(r.stop) }) }
 
-// Setup starts the background loops, connects and subscribes (except conn,
-// which connects at the start), then reports phaseReady.
+// Setup starts the background loops, connects and subscribes (except conn
+// and churn, which connect after the start), then reports phaseReady.
 func (r *runner) Setup(ctx context.Context) {
 	r.bg.Add(2)
 	go r.ticker()
 	go r.pinger()
-	if r.o.Scenario != ScenarioConn {
+	if r.o.Scenario != ScenarioConn && r.o.Scenario != ScenarioChurn {
 		r.dialAll(ctx, r.subs, 0)
 		r.dialAll(ctx, r.pubs, 0)
 	}
@@ -268,25 +280,35 @@ func (r *runner) phase(p string) {
 // Run waits for start, runs the scenario and drains, then reports
 // phaseDrained. Counters are final after Run returns.
 func (r *runner) Run(ctx context.Context, start time.Time) {
-	defer r.phase(phaseDrained)
 	o := r.o
 	// Set before sleeping: another worker's publishers may start a moment
 	// before this one wakes, and their messages belong to the window.
+	r.startNS.Store(start.UnixNano())
 	from := start.Add(o.Warmup)
 	r.measureFrom.Store(from.UnixNano())
+	r.bg.Add(1)
+	go r.sampler(start, from)
+	defer func() {
+		r.endSeries(start)
+		r.phase(phaseDrained)
+	}()
 	if !r.sleepUntil(ctx, start) {
 		return
 	}
-	if o.Scenario == ScenarioConn {
+	switch o.Scenario {
+	case ScenarioConn:
 		r.dialAll(ctx, r.clients, o.ConnRate/float64(r.n))
 		r.phase(phaseConnected)
 		if r.connected.Load() > 0 {
 			r.sleepUntil(ctx, time.Now().Add(o.Duration))
 		}
 		return
-	}
-	if o.Scenario == ScenarioSub {
-		want := int64(o.Count) * int64(len(r.subs))
+	case ScenarioChurn:
+		r.churn(ctx, from.Add(o.Duration))
+		r.phase(phasePublished)
+		return
+	case ScenarioSub:
+		want := int64(o.Count) * r.receivers()
 		r.waitFor(ctx, from.Add(o.Duration), func() bool {
 			return want > 0 && r.sum(func(c *client) int64 { return c.recvAll.Load() }) >= want
 		})
@@ -304,142 +326,17 @@ func (r *runner) Run(ctx context.Context, start time.Time) {
 	r.drain(ctx)
 }
 
-func (r *runner) publishAll(ctx context.Context, start, endAt time.Time) {
-	pctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	for _, c := range r.pubs {
-		if c.alive.Load() {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				r.publish(pctx, c, start, endAt)
-			}()
+// receivers is how many independent receivers this runner has: a
+// shared-subscription group counts once.
+func (r *runner) receivers() int64 {
+	var n int64
+	for _, c := range r.subs {
+		if c.grp == nil {
+			n++
 		}
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	var bound <-chan time.Time
-	if !endAt.IsZero() {
-		// Publishers stop at endAt by themselves. One still stuck a second
-		// later (on a window the broker does not open, or in a write it does
-		// not read) is stopped: what the broker already took is drained
-		// below, what it did not take is lost.
-		t := time.NewTimer(time.Until(endAt) + time.Second)
-		defer t.Stop()
-		bound = t.C
-	}
-	// With --count there is no end time: give up when publishing has made
-	// no progress (nothing written, nothing acknowledged) for Drain.
-	stall := time.NewTicker(100 * time.Millisecond)
-	defer stall.Stop()
-	progress := func() int64 {
-		return r.sum(func(c *client) int64 { return c.sentAll.Load() + c.acked.Load() })
-	}
-	last, lastAt := progress(), time.Now()
-wait:
-	for {
-		select {
-		case <-done:
-			return
-		case <-r.stop:
-			break wait
-		case <-ctx.Done():
-			break wait
-		case <-bound:
-			break wait
-		case <-stall.C:
-			if p := progress(); p != last {
-				last, lastAt = p, time.Now()
-			} else if time.Since(lastAt) >= r.o.Drain {
-				r.errs.note(fmt.Errorf("%w: no publish written or acknowledged for %v", ErrStalled, r.o.Drain))
-				break wait
-			}
-		}
-	}
-	cancel()
-	t := time.NewTimer(time.Second)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
-		// Blocked in a write to a broker that does not read: dropping the
-		// connections is the only way out.
-		for _, c := range r.pubs {
-			if c.cl != nil {
-				c.cl.Abort()
-			}
-		}
-		<-done
-	}
+	return n + int64(len(r.groups))
 }
-
-// publish is one publisher's loop: stamp, send, pace.
-func (r *runner) publish(ctx context.Context, c *client, start, endAt time.Time) {
-	o := r.o
-	defer func() {
-		_ = c.cl.Flush()
-		now := time.Now().UnixNano()
-		for {
-			old := r.pubEnd.Load()
-			if now <= old || r.pubEnd.CompareAndSwap(old, now) {
-				return
-			}
-		}
-	}()
-	payload := make([]byte, o.Size)
-	end := int64(math.MaxInt64)
-	if !endAt.IsZero() {
-		end = endAt.UnixNano()
-	}
-	var pace *time.Timer
-	allowed := 0 // messages the schedule allows so far (--rate)
-	for n := 0; o.Count == 0 || n < o.Count; n++ {
-		if n&255 == 0 && (ctx.Err() != nil || r.stopped()) {
-			return
-		}
-		if o.Rate > 0 && n >= allowed {
-			// Consult the clock once per batch of due messages, not per
-			// message, and run up to paceSlack ahead of the schedule so that
-			// fast publishers send a few messages per wakeup and syscall.
-			allowed = int((time.Since(start)+paceSlack).Seconds()*o.Rate) + 1
-			if n >= allowed {
-				// Ahead of schedule: the loop has caught up, so send what is
-				// buffered and sleep until the next message is due.
-				if c.cl.Flush() != nil {
-					return
-				}
-				wait := time.Until(start.Add(time.Duration(float64(n) / o.Rate * float64(time.Second))))
-				if pace == nil {
-					pace = time.NewTimer(wait)
-					defer pace.Stop()
-				} else {
-					pace.Reset(wait)
-				}
-				select {
-				case <-pace.C:
-				case <-ctx.Done():
-					return
-				case <-r.stop:
-					return
-				}
-				allowed = n + 1
-			}
-		}
-		putHeader(payload, uint32(c.idx), uint32(n))
-		at, err := c.cl.Publish(ctx, c.topic, payload, o.QoS)
-		if err != nil {
-			// A dead connection was counted by OnClose; ctx means we stop.
-			return
-		}
-		if at >= end {
-			return
-		}
-	}
-}
-
-// paceSlack is how far ahead of its --rate schedule a publisher may run.
-const paceSlack = time.Millisecond
 
 // drain waits for deliveries (or acks) still in flight: until everything
 // expected has arrived, nothing arrived for a second, or Drain has passed.
@@ -564,21 +461,41 @@ func (r *runner) dialAll(ctx context.Context, list []*client, rate float64) {
 }
 
 func (r *runner) connect(ctx context.Context, c *client) {
+	cl, err := r.dial(ctx, c)
+	if err != nil {
+		return
+	}
+	c.cl = cl
+	c.alive.Store(true)
+	r.alive.Add(1)
+	if c.role == roleSub {
+		sctx, cancel := context.WithTimeout(ctx, r.o.ConnectTimeout)
+		err := cl.Subscribe(sctx, c.topic, r.o.QoS)
+		cancel()
+		if err != nil && c.alive.Load() {
+			r.errs.note(err)
+		}
+	}
+}
+
+// dial opens one connection for c and accounts for it (connect latency,
+// failures); the caller marks it alive.
+func (r *runner) dial(ctx context.Context, c *client) (Client, error) {
 	o := r.o
 	cfg := &ClientConfig{
-		Addr: o.Addr, LocalAddr: r.local,
-		ClientID: o.ClientIDPrefix + "-" + string(c.role) + strconv.Itoa(c.idx),
-		Username: o.Username, Password: o.Password,
+		Addr: c.addr, LocalAddr: r.local,
+		ClientID: c.id, Username: o.Username, Password: o.Password,
 		Clean: !o.Persistent, SessionExpiry: o.SessionExpiry,
 		KeepAlive: o.KeepAlive, ConnectTimeout: o.ConnectTimeout,
 		Version: o.MQTTVersion,
 	}
 	switch c.role {
-	case rolePub:
+	case rolePub, roleChurn:
 		cfg.ReadBuffer, cfg.WriteBuffer = 4<<10, 8<<10
 		if o.QoS > 0 {
 			cfg.Inflight = o.Inflight
 		}
+		cfg.Retain, cfg.UserProperties = o.Retain, o.UserProperties
 	case roleSub:
 		cfg.ReadBuffer, cfg.WriteBuffer = 64<<10, 16<<10
 	default:
@@ -602,20 +519,10 @@ func (r *runner) connect(ctx context.Context, c *client) {
 			r.failed.Add(1)
 			r.errs.note(err)
 		}
-		return
+		return nil, err
 	}
-	c.cl = cl
-	c.alive.Store(true)
-	r.alive.Add(1)
 	r.connected.Add(1)
-	if c.role == roleSub {
-		sctx, cancel := context.WithTimeout(ctx, o.ConnectTimeout)
-		err := cl.Subscribe(sctx, c.topic, o.QoS)
-		cancel()
-		if err != nil && c.alive.Load() {
-			r.errs.note(err)
-		}
-	}
+	return cl, nil
 }
 
 // ticker reports counters ~4 times a second.
@@ -637,6 +544,9 @@ func (r *runner) ticker() {
 // pinger keeps idle connections alive; one goroutine for all of them.
 func (r *runner) pinger() {
 	defer r.bg.Done()
+	if r.o.Scenario == ScenarioChurn {
+		return // short-lived connections; and the churn loop owns c.cl
+	}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -655,6 +565,7 @@ func (r *runner) pinger() {
 
 func (r *runner) counters() Counters {
 	cn := Counters{
+		At:        time.Now().UnixNano(),
 		Connected: r.connected.Load(), Failed: r.failed.Load(), Alive: r.alive.Load(),
 		Errors: r.errs.total(),
 	}
@@ -695,6 +606,7 @@ func (r *runner) Result() *Result {
 	res := &Result{
 		Worker: r.w, Connected: r.connected.Load(), ConnFailed: r.failed.Load(),
 		PublishEnd: r.pubEnd.Load(), Errors: r.errs.snapshot(), ErrorSamples: r.errs.samples(),
+		SessionPresent: r.sessionPresent.Load(),
 	}
 	if m := r.measureFrom.Load(); m != math.MaxInt64 {
 		res.MeasureStart = m
@@ -715,14 +627,42 @@ func (r *runner) Result() *Result {
 		res.OutOfOrder += c.ooo.Load()
 		res.Stale += c.stale.Load()
 		res.Foreign += c.fgn.Load()
-		res.Gaps += c.tr.gaps()
+		if c.grp == nil {
+			res.Gaps += c.tr.gaps()
+		}
 		res.LastRecv = max(res.LastRecv, c.lastRecv.Load())
+		switch c.role {
+		case roleSub:
+			res.Clients = append(res.Clients, ClientStat{ID: c.id, Role: "sub", N: c.recv.Load(), P99: p99(&c.hist)})
+		case rolePub:
+			res.Clients = append(res.Clients, ClientStat{ID: c.id, Role: "pub", N: c.sent.Load(), P99: p99(&c.hist)})
+		}
+	}
+	for _, g := range r.groups {
+		res.Gaps += g.tr.gaps()
 	}
 	r.connMu.Lock()
 	res.ConnStart, res.ConnEnd = r.connStart, r.connEnd
 	res.ConnLatency = encodeHist(r.connHist)
 	r.connMu.Unlock()
-	res.Latency = encodeHist(r.lat.merged())
-	res.AckLatency = encodeHist(r.ackLat.merged())
+	h, co, secs := r.lat.merged()
+	res.Latency, res.LatencyCO = encodeHist(h), encodeHist(co)
+	ack, _, _ := r.ackLat.merged()
+	res.AckLatency = encodeHist(ack)
+	r.cpuMu.Lock()
+	res.Series = append([]seriesSample(nil), r.samples...)
+	if r.cpuTo > r.cpuFrom && r.cpuFrom > 0 {
+		res.CPUWindow = (r.cpuTo - r.cpuFrom).Seconds()
+	}
+	r.cpuMu.Unlock()
+	res.CPUAll = (processCPU() - r.cpu0).Seconds()
+	res.SeriesHist = encodeSeriesHist(secs)
 	return res
+}
+
+func p99(h *logHist) int64 {
+	if h.n == 0 {
+		return -1
+	}
+	return h.quantile(0.99)
 }

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"fmt"
 	"sort"
 	"sync"
 
@@ -14,66 +15,118 @@ const maxLatencyUS = 600_000_000
 
 func newHist() *hdrhistogram.Histogram { return hdrhistogram.New(1, maxLatencyUS, 3) }
 
-// histShards are a few histograms behind their own locks. Clients record
-// into a small local buffer and hand it over in batches, so a lock is taken
-// once per latBatch messages and a run with 10,000 subscribers still has a
-// handful of histograms (each is ~170 KB).
-type histShards struct {
+// latRecorder holds a runner's latencies: HDR histograms of the measured
+// window (from the write time, and from the intended send time under
+// --rate), and a small histogram per second of the run for the time
+// series. It is sharded behind a few locks; clients record into a small
+// local buffer and hand it over in batches, so a lock is taken once per
+// latBatch messages and a run with 10,000 subscribers still has a handful
+// of HDR histograms (each is ~170 KB).
+type latRecorder struct {
 	shards [8]struct {
-		mu sync.Mutex // guards h
-		h  *hdrhistogram.Histogram
-		_  [48]byte // keep the locks on separate cache lines
+		mu  sync.Mutex // guards h, co, sec
+		h   *hdrhistogram.Histogram
+		co  *hdrhistogram.Histogram
+		sec map[int32]*secHist
+		_   [40]byte // keep the locks on separate cache lines
 	}
 }
 
-func newHistShards() *histShards {
-	s := new(histShards)
+// secHist is one second of the time series.
+type secHist struct{ lat, co logHist }
+
+func newLatRecorder() *latRecorder {
+	s := new(latRecorder)
 	for i := range s.shards {
 		s.shards[i].h = newHist()
+		s.shards[i].co = newHist()
 	}
 	return s
 }
 
-func (s *histShards) record(shard int, us []int64) {
+// record takes a batch of one second (sec < 0: no time series) that is in
+// the measured window or not (then only the time series gets it).
+func (s *latRecorder) record(shard int, sec int32, win bool, us, co []int64) {
 	sh := &s.shards[shard%len(s.shards)]
 	sh.mu.Lock()
-	for _, v := range us {
-		_ = sh.h.RecordValue(min(max(v, 0), maxLatencyUS))
+	var sh2 *secHist
+	if sec >= 0 {
+		if sh.sec == nil {
+			sh.sec = make(map[int32]*secHist)
+		}
+		if sh2 = sh.sec[sec]; sh2 == nil {
+			sh2 = new(secHist)
+			sh.sec[sec] = sh2
+		}
+	}
+	for i, v := range us {
+		v = min(max(v, 0), maxLatencyUS)
+		c := co[i]
+		if win {
+			_ = sh.h.RecordValue(v)
+			if c >= 0 {
+				_ = sh.co.RecordValue(min(c, maxLatencyUS))
+			}
+		}
+		if sh2 != nil {
+			sh2.lat.record(v)
+			if c >= 0 {
+				sh2.co.record(c)
+			}
+		}
 	}
 	sh.mu.Unlock()
 }
 
-func (s *histShards) merged() *hdrhistogram.Histogram {
-	h := newHist()
+// merged returns the window's histograms and the per-second ones.
+func (s *latRecorder) merged() (h, co *hdrhistogram.Histogram, secs map[int32]*secHist) {
+	h, co, secs = newHist(), newHist(), make(map[int32]*secHist)
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
 		h.Merge(sh.h)
+		co.Merge(sh.co)
+		for k, v := range sh.sec {
+			m := secs[k]
+			if m == nil {
+				m = new(secHist)
+				secs[k] = m
+			}
+			m.lat.merge(&v.lat)
+			m.co.merge(&v.co)
+		}
 		sh.mu.Unlock()
 	}
-	return h
+	return h, co, secs
 }
 
 const latBatch = 128
 
-// latBuf collects one client's latencies (µs) between hand-overs.
+// latBuf collects one client's latencies (µs) between hand-overs; a batch
+// holds one second, in or out of the window.
 type latBuf struct {
-	n int
-	v [latBatch]int64
+	sec int32
+	win bool
+	n   int
+	v   [latBatch]int64
+	co  [latBatch]int64 // from the intended send time; -1 without --rate
 }
 
-func (b *latBuf) add(s *histShards, shard int, us int64) {
-	b.v[b.n] = us
+func (b *latBuf) add(s *latRecorder, shard int, sec int32, win bool, us, co int64) {
+	if b.n > 0 && (sec != b.sec || win != b.win) {
+		b.flush(s, shard)
+	}
+	b.sec, b.win = sec, win
+	b.v[b.n], b.co[b.n] = us, co
 	b.n++
 	if b.n == latBatch {
-		s.record(shard, b.v[:])
-		b.n = 0
+		b.flush(s, shard)
 	}
 }
 
-func (b *latBuf) flush(s *histShards, shard int) {
+func (b *latBuf) flush(s *latRecorder, shard int) {
 	if b.n > 0 {
-		s.record(shard, b.v[:b.n])
+		s.record(shard, b.sec, b.win, b.v[:b.n], b.co[:b.n])
 		b.n = 0
 	}
 }
@@ -172,10 +225,18 @@ func encodeHist(h *hdrhistogram.Histogram) []byte {
 	return b
 }
 
-func decodeHist(b []byte) (*hdrhistogram.Histogram, error) {
+// decodeHist decodes a runner's histogram. The bytes may come from an
+// agent on another machine: whatever the decoder makes of them, the answer
+// is a histogram or an error, never a panic.
+func decodeHist(b []byte) (h *hdrhistogram.Histogram, err error) {
 	if len(b) == 0 {
 		return newHist(), nil
 	}
+	defer func() {
+		if p := recover(); p != nil {
+			h, err = nil, fmt.Errorf("%w: %v", errBadHist, p)
+		}
+	}()
 	return hdrhistogram.Decode(b)
 }
 

@@ -17,7 +17,7 @@ import (
 )
 
 func TestSeqTrack(t *testing.T) {
-	var tr seqTrack
+	tr := newSeqTrack(seqWindow)
 	steps := []struct {
 		seq  uint32
 		want verdict
@@ -306,7 +306,7 @@ func BenchmarkReadDeliveries(b *testing.B) {
 	b.ReportAllocs()
 	o := Options{Scenario: ScenarioFanIn, Pubs: 1, Subs: 1, RunStart: 1}
 	o.EnsureDefaults()
-	r, err := newRunner(&o, 0, 1, func(*event) {})
+	r, err := newRunner(&o, 0, 1, 0, func(*event) {})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -14,15 +14,21 @@ import (
 	"time"
 )
 
-// workerEnv carries a worker's spec (JSON) to the re-executed process; its
-// presence is how the process knows it is a worker.
+// workerEnv marks a re-executed process as a worker; its spec (options,
+// password included) comes as the first line on its stdin, never on its
+// command line or in its environment, where other users can read it.
 const workerEnv = "CIM_BENCH_WORKER"
 
 type workerSpec struct {
-	Index   int     `json:"index"`
-	Workers int     `json:"workers"`
+	Index   int     `json:"index"`   // runner index over the whole run
+	Workers int     `json:"workers"` // runners over the whole run
+	Local   int     `json:"local"`   // index among this machine's workers
 	Options Options `json:"options"`
 }
+
+// maxSpecLine bounds the spec line a worker reads (options carry the
+// payload file, at most maxPayloadFile).
+const maxSpecLine = 2*maxPayloadFile + 1<<20
 
 // event is what a runner tells the parent; one JSON line each from a worker.
 type event struct {
@@ -43,12 +49,22 @@ type command struct {
 // so the command should call ServeWorker instead of parsing its flags.
 func IsWorker() bool { return os.Getenv(workerEnv) != "" }
 
-// ServeWorker runs this process's share of a run, reading commands from
-// stdin and writing events to stdout. It returns the process exit code.
+// ServeWorker runs this process's share of a run: the spec, then commands
+// from stdin; events to stdout. It returns the process exit code.
 func ServeWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) int {
+	br := bufio.NewReaderSize(stdin, 64<<10)
+	line, err := readLine(br, maxSpecLine)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench worker: reading the spec on stdin: %v\n", err)
+		return ExitUsage
+	}
 	var spec workerSpec
-	if err := json.Unmarshal([]byte(os.Getenv(workerEnv)), &spec); err != nil {
-		fmt.Fprintf(os.Stderr, "bench worker: bad %s: %v\n", workerEnv, err)
+	if err := json.Unmarshal(line, &spec); err != nil {
+		fmt.Fprintf(os.Stderr, "bench worker: bad spec: %v\n", err)
+		return ExitUsage
+	}
+	if spec.Workers < 1 || spec.Index < 0 || spec.Index >= spec.Workers || spec.Local < 0 {
+		fmt.Fprintf(os.Stderr, "bench worker: bad spec: index %d of %d\n", spec.Index, spec.Workers)
 		return ExitUsage
 	}
 	var mu sync.Mutex // serializes event lines
@@ -59,7 +75,7 @@ func ServeWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) int {
 		_ = enc.Encode(ev)
 		mu.Unlock()
 	}
-	r, err := newRunner(&spec.Options, spec.Index, spec.Workers, emit)
+	r, err := newRunner(&spec.Options, spec.Index, spec.Workers, spec.Local, emit)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench worker %d: %v\n", spec.Index, err)
 		return ExitUsage
@@ -67,22 +83,53 @@ func ServeWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) int {
 	cmds := make(chan command)
 	go func() {
 		defer close(cmds)
-		sc := bufio.NewScanner(stdin)
-		for sc.Scan() {
-			op, arg, _ := strings.Cut(strings.TrimSpace(sc.Text()), " ")
-			c := command{op: op}
-			if op == "start" {
-				ns, err := strconv.ParseInt(arg, 10, 64)
-				if err != nil {
-					continue
-				}
-				c.at = time.Unix(0, ns)
+		for {
+			line, err := readLine(br, 1<<10)
+			if err != nil {
+				return
 			}
-			cmds <- c
+			if c, ok := parseCommand(string(line)); ok {
+				cmds <- c
+			}
 		}
 	}()
 	runLoop(ctx, r, cmds)
 	return ExitOK
+}
+
+// readLine reads one line of at most limit bytes, without the newline.
+func readLine(br *bufio.Reader, limit int) ([]byte, error) {
+	var out []byte
+	for {
+		frag, err := br.ReadSlice('\n')
+		out = append(out, frag...)
+		if len(out) > limit {
+			return nil, fmt.Errorf("line longer than %d bytes", limit)
+		}
+		if err == nil {
+			return out[:len(out)-1], nil
+		}
+		if err != bufio.ErrBufferFull {
+			return nil, err
+		}
+	}
+}
+
+func parseCommand(line string) (command, bool) {
+	op, arg, _ := strings.Cut(strings.TrimSpace(line), " ")
+	c := command{op: op}
+	switch op {
+	case "start":
+		ns, err := strconv.ParseInt(arg, 10, 64)
+		if err != nil {
+			return c, false
+		}
+		c.at = time.Unix(0, ns)
+	case "stop", "finish":
+	default:
+		return c, false
+	}
+	return c, true
 }
 
 // runLoop drives one runner through a run, by commands from the parent:
@@ -129,7 +176,7 @@ func runLoop(ctx context.Context, r *runner, cmds <-chan command) {
 	<-dispatched
 }
 
-// fleet is the parent's handle on the runners: in-process or workers.
+// fleet is the parent's handle on the runners: in-process, workers or agents.
 type fleet interface {
 	Start(at time.Time)
 	Stop()
@@ -139,15 +186,29 @@ type fleet interface {
 	Wait()
 }
 
-// localFleet runs the single runner of a --workers 0 run in this process.
-type localFleet struct {
-	cmds chan command
-	once sync.Once
-	done chan struct{}
+// sink takes the events of runners: the parent's aggregator, or an agent
+// passing them on to its coordinator.
+type sink interface {
+	handle(ev *event)
+	exited(w int, err error)
+	hasResult(w int) bool
 }
 
-func startLocal(ctx context.Context, o *Options, agg *aggregator) (*localFleet, error) {
-	r, err := newRunner(o, 0, 1, agg.handle)
+// localFleet runs the single runner of a --workers 0 run in this process.
+// Its methods may be called in any order and more than once.
+type localFleet struct {
+	mu     sync.Mutex // guards closed and sends on cmds
+	closed bool
+	cmds   chan command
+	done   chan struct{}
+}
+
+// startLocal runs runner w of n in this process.
+func startLocal(ctx context.Context, o *Options, w, n int, s sink) (*localFleet, error) {
+	r, err := newRunner(o, w, n, 0, func(ev *event) {
+		ev.Worker = w
+		s.handle(ev)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -155,27 +216,33 @@ func startLocal(ctx context.Context, o *Options, agg *aggregator) (*localFleet, 
 	go func() {
 		defer close(f.done)
 		runLoop(ctx, r, f.cmds)
-		agg.exited(0, nil)
+		s.exited(w, nil)
 	}()
 	return f, nil
 }
 
 func (f *localFleet) send(c command) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return
+	}
 	select {
 	case f.cmds <- c:
 	case <-f.done:
+	}
+	if c.op == "finish" {
+		f.closed = true
+		close(f.cmds)
 	}
 }
 
 func (f *localFleet) Start(at time.Time) { f.send(command{op: "start", at: at}) }
 func (f *localFleet) Stop()              { f.send(command{op: "stop"}) }
-func (f *localFleet) Finish() {
-	f.send(command{op: "finish"})
-	f.once.Do(func() { close(f.cmds) })
-}
-func (f *localFleet) Wait() { <-f.done }
+func (f *localFleet) Finish()            { f.send(command{op: "finish"}) }
+func (f *localFleet) Wait()              { <-f.done }
 
-// procFleet runs K worker processes of this executable.
+// procFleet runs worker processes of this executable.
 type procFleet struct {
 	mu     sync.Mutex // guards stdins
 	stdins []io.WriteCloser
@@ -183,19 +250,22 @@ type procFleet struct {
 	wg     sync.WaitGroup
 }
 
-func startProcs(o *Options, agg *aggregator, stderr io.Writer) (*procFleet, error) {
+// startProcs starts o.Workers processes, runners first, first+1, ... of n.
+func startProcs(o *Options, first, n int, s sink, stderr io.Writer) (*procFleet, error) {
 	f := &procFleet{}
 	if _, ok := stderr.(*os.File); !ok {
 		// Several processes copy into it concurrently.
 		stderr = &lockedWriter{w: stderr}
 	}
 	for i := 0; i < o.Workers; i++ {
-		spec, err := json.Marshal(workerSpec{Index: i, Workers: o.Workers, Options: *o})
+		w := first + i
+		spec, err := json.Marshal(workerSpec{Index: w, Workers: n, Local: i, Options: *o})
 		if err != nil {
+			f.kill()
 			return nil, err
 		}
 		cmd := exec.Command(o.WorkerCommand[0], o.WorkerCommand[1:]...)
-		cmd.Env = append(os.Environ(), workerEnv+"="+string(spec))
+		cmd.Env = append(os.Environ(), workerEnv+"=1")
 		cmd.Stderr = stderr
 		in, err := cmd.StdinPipe()
 		if err != nil {
@@ -213,6 +283,12 @@ func startProcs(o *Options, agg *aggregator, stderr io.Writer) (*procFleet, erro
 		}
 		f.stdins = append(f.stdins, in)
 		f.cmds = append(f.cmds, cmd)
+		// The spec goes first; a pipe write of a few KB does not block
+		// for long, and the worker reads it before anything else.
+		if _, err := in.Write(append(spec, '\n')); err != nil {
+			f.kill()
+			return nil, fmt.Errorf("%w: worker %d spec: %w", ErrWorker, i, err)
+		}
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
@@ -222,22 +298,21 @@ func startProcs(o *Options, agg *aggregator, stderr io.Writer) (*procFleet, erro
 				if err := dec.Decode(&ev); err != nil {
 					break
 				}
-				ev.Worker = i
-				agg.handle(&ev)
+				ev.Worker = w
+				s.handle(&ev)
 			}
 			err := cmd.Wait()
-			if err == nil && !agg.hasResult(i) {
+			if err == nil && !s.hasResult(w) {
 				err = fmt.Errorf("exited without a result")
 			}
 			if err != nil {
-				err = fmt.Errorf("%w: worker %d: %w", ErrWorker, i, err)
+				err = fmt.Errorf("%w: worker %d: %w", ErrWorker, w, err)
 			}
-			agg.exited(i, err)
+			s.exited(w, err)
 		}()
 	}
 	return f, nil
 }
-
 func (f *procFleet) broadcast(line string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -276,6 +351,7 @@ func (f *procFleet) kill() {
 type aggregator struct {
 	mu      sync.Mutex // guards the fields below
 	ticks   []Counters
+	recent  [][]Counters // per runner, its ticks of the last rateWindow and one more
 	rank    []int
 	results []*Result
 	errs    errCounter
@@ -295,6 +371,7 @@ const (
 func newAggregator(n int) *aggregator {
 	return &aggregator{
 		ticks: make([]Counters, n), rank: make([]int, n), results: make([]*Result, n),
+		recent: make([][]Counters, n),
 		notify: make(chan struct{}, 1),
 	}
 }
@@ -308,6 +385,11 @@ func (a *aggregator) handle(ev *event) {
 	}
 	if ev.Tick != nil {
 		a.ticks[w] = *ev.Tick
+		rc := append(a.recent[w], *ev.Tick)
+		for len(rc) > 2 && ev.Tick.At-rc[1].At >= int64(rateWindow) {
+			rc = rc[1:]
+		}
+		a.recent[w] = rc
 	}
 	switch ev.Type {
 	case "phase":
@@ -344,14 +426,16 @@ func (a *aggregator) exited(w int, err error) {
 		fmt.Fprintln(os.Stderr, err)
 	}
 	a.mu.Lock()
-	a.raise(w, rankExited)
+	if w >= 0 && w < len(a.rank) {
+		a.raise(w, rankExited)
+	}
 	a.mu.Unlock()
 }
 
 func (a *aggregator) hasResult(w int) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.results[w] != nil
+	return w >= 0 && w < len(a.results) && a.results[w] != nil
 }
 
 func (a *aggregator) reached(k int) bool {
@@ -382,6 +466,39 @@ func (a *aggregator) wait(k int, deadline time.Time) bool {
 		}
 	}
 	return true
+}
+
+// rates are the send and receive rates of the last second or more, each
+// runner's over its own tick times, summed. A runner with a single tick so
+// far counts from since, when the run started (with counters zero then).
+func (a *aggregator) rates(since int64) (send, recv float64, ok bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, rc := range a.recent {
+		if len(rc) == 0 {
+			continue
+		}
+		last := rc[len(rc)-1]
+		first := rc[0]
+		if first.At < since || len(rc) == 1 {
+			if since <= 0 || last.At <= since {
+				continue
+			}
+			first = Counters{At: since}
+			for _, c := range rc {
+				if c.At <= since {
+					first = c
+					first.At = since
+				}
+			}
+		}
+		if dt := float64(last.At-first.At) / 1e9; dt > 0.1 {
+			send += float64(last.Sent-first.Sent) / dt
+			recv += float64(last.Received-first.Received) / dt
+			ok = true
+		}
+	}
+	return send, recv, ok
 }
 
 func (a *aggregator) total() Counters {
