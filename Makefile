@@ -42,6 +42,7 @@ test: build
 	$(GO) test -count=1 -timeout 8m $(PKGS)
 	$(GO) test -count=1 -race -timeout 10m $(RACE)
 	./scripts/mosquitto_e2e.sh ./$(BIN)
+	$(MAKE) test-deploy
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./broker/... ./storage/...
@@ -57,6 +58,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzMatch -fuzztime $(FUZZTIME) ./broker/topic
 	$(GO) test -run '^$$' -fuzz FuzzAppendPublish -fuzztime $(FUZZTIME) ./broker/mqtt
 	$(GO) test -run '^$$' -fuzz FuzzMQTTClientRead -fuzztime $(FUZZTIME) ./bench
+	$(GO) test -run '^$$' -fuzz FuzzValidString -fuzztime $(FUZZTIME) ./broker/mqtt
+	$(GO) test -run '^$$' -fuzz FuzzAgentFrame -fuzztime $(FUZZTIME) ./bench
+	$(GO) test -run '^$$' -fuzz FuzzDecodeHist -fuzztime $(FUZZTIME) ./bench
 
 clean:
 	rm -rf bin
