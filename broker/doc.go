@@ -1,33 +1,39 @@
-// Package broker is cim's broker core: the gnet event handler, connections,
-// sessions, routing, QoS and in-flight windows, retained messages, wills,
-// keepalive and session takeover.
+// Package broker is cim's broker core: the gnet event handler, transports
+// and protocol endpoints, sessions, routing, QoS and in-flight windows,
+// retained messages, wills, deadlines and takeover. docs/architecture.md
+// draws the whole; this is the map of the package.
 //
-// The model is protocol-neutral. A session is a subscriber identity (an MQTT
-// client id, later a native user) that outlives its connections; a conn is one
-// socket served by a gnet event loop and speaking one protocol. Routing
-// matches a Message against the subscription trie and hands it to each
-// matching session, which sends it on its conn or queues it.
+// A connection is a transport (transport.go: socket, loop, outbound
+// buffer, keepalive, partial input, closing) embedded in an endpoint of one
+// protocol (endpoint.go; mqtt_conn.go for MQTT). A session (session.go) is a
+// subscriber identity keyed by (protocol, id) that outlives its
+// connections: subscriptions, the in-flight window (inflight.go) and a
+// queue. Routing (route.go) matches a Message against the subscription trie
+// and hands it to each matching session, which sends it through its
+// endpoint or queues it, then to the Forwarder for other nodes.
 //
-//	publisher conn (loop A)            subscriber session        conn (loop B)
-//	OnTraffic ─ decode ─ route ─┬─▶ deliver: pid, inflight ─▶ out buffer ─┐
-//	                            └─▶ ...                                   │
-//	loop B: mailbox of dirty conns ◀── Execute (once per batch) ◀─────────┘
-//	        flush: one write per conn per batch
+//	publisher (loop A)                  subscriber session           endpoint (loop B)
+//	OnTraffic ─ frame ─ route ─┬─▶ deliver: tag, in flight ─▶ outbound buffer ─┐
+//	                           └─▶ ...    (one encoding per group)             │
+//	loop B: mailbox of dirty transports ◀── Execute (once per batch) ◀─────────┘
+//	        flush: one write per connection per batch
 //
-// Threading (runtime rules of DESIGN.md):
-//   - Fields of conn marked "loop" are touched only on the conn's event loop.
-//   - conn.mu guards the outbound buffer and the outbound topic aliases; any
-//     goroutine may append a packet to a conn.
-//   - session.mu guards the session's conn pointer, in-flight window, queue
-//     and packet ids; deliveries from any loop take it.
-//   - Lock order: registry shard → session.mu → conn.mu → loop.mu.
+// Threading:
+//   - Transport and endpoint fields not under a lock are touched only on the
+//     connection's event loop.
+//   - transport.mu guards the outbound buffer (and MQTT's outbound topic
+//     aliases); any goroutine may append to it.
+//   - session.mu guards the session's endpoint, window, queue and deadlines;
+//     deliveries from any goroutine take it.
+//   - Lock order: registry shard → session.mu → transport.mu → loop.mu. The
+//     trie, the retained index, filterCounts and deadlines lock themselves.
 //   - Routing (route, publishWill, sendRetained) takes session.mu of every
 //     matching session, the publisher's own included: it must never run
 //     with a shard lock or any session.mu held. Code under those locks that
 //     decides to publish (a will at disconnect or expiry) returns the
 //     message and routes it after unlocking.
-//   - The subscription trie and retained index lock themselves.
 //
-// Nothing on an event loop blocks: password checks run on a goroutine and
-// resume the CONNECT on the loop; no disk or network call is made there.
+// Nothing on an event loop blocks: credential checks and session hand-offs
+// run off the loop and resume on it (offloop.go); no disk or network call
+// is made there.
 package broker

@@ -2,7 +2,7 @@ package broker
 
 import "github.com/cimgo/cim/broker/mqtt"
 
-// encodeOnce is a fan-out's shared encodings (DESIGN.md rule 3): one
+// encodeOnce is a fan-out's shared encodings (docs/architecture.md, rule 3): one
 // routing pass encodes a PUBLISH once per (protocol version, QoS, retain)
 // group and every subscriber in the group copies those bytes, patching only
 // its packet id. A delivery whose bytes are its own (an MQTT 5 topic alias,

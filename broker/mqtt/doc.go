@@ -26,7 +26,7 @@
 //
 // Decoded packets alias the buffer they were decoded from: topic names,
 // client ids, user names and payloads point into it. A caller that keeps any
-// of them past the buffer's life must copy them (DESIGN.md, runtime rule 2).
+// of them past the buffer's life must copy them (docs/architecture.md, runtime rule 2).
 //
 // AppendPublish is the hot path of fan-out: it encodes a PUBLISH into a
 // caller's slice without allocating and tells where the packet id sits, so one

@@ -175,7 +175,7 @@ func (t *Trie[K]) Subscribe(filter string, key K, sub Subscription) (isNew bool)
 		c := n.lookup(level)
 		if c == nil {
 			if !owned {
-				// The caller's filter may alias a decode buffer (DESIGN.md
+				// The caller's filter may alias a decode buffer (docs/architecture.md,
 				// rule 2). Clone it once; the keys of all nodes created here
 				// are substrings of the clone.
 				inner, owned = strings.Clone(inner), true

@@ -330,7 +330,7 @@ func keysOf2(tr *Trie[int], name string) []int {
 
 func TestNodeSize(t *testing.T) {
 	// A node per filter level, and one per client for per-client topics:
-	// keep it in the 64-byte size class (DESIGN.md rule 7).
+	// keep it in the 64-byte size class (docs/architecture.md, rule 7).
 	if s := unsafe.Sizeof(node[*session]{}); unsafe.Sizeof(uintptr(0)) == 8 && s > 64 {
 		t.Errorf("node is %d bytes, want <= 64", s)
 	}
