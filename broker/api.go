@@ -124,7 +124,7 @@ func (s *Server) Clients() []ClientInfo {
 			t := ep.tr()
 			ci.Connected = true
 			ci.Remote = t.gc.RemoteAddr().String()
-			ci.Since = time.Unix(t.opened, 0)
+			ci.Since = time.Unix(int64(t.opened), 0)
 		}
 		ss.mu.Unlock()
 		out = append(out, ci)

@@ -23,7 +23,7 @@ func (t *transport) close(r closeReason, err error) {
 		return
 	}
 	if r != reasonProtocolError {
-		t.srv.log.Debug("closing", "reason", r.String(), "remote", t.gc.RemoteAddr())
+		t.loop.srv.log.Debug("closing", "reason", r.String(), "remote", t.gc.RemoteAddr())
 	}
 	t.ep.goodbye(r, err)
 	t.linger()
@@ -36,7 +36,7 @@ func (t *transport) linger() {
 	if t.lingerUntil != 0 {
 		return
 	}
-	t.lingerUntil = t.srv.now() + lingerSeconds
+	t.lingerUntil = uint32(t.loop.srv.now() + lingerSeconds)
 	t.flush()
 	t.ep.release()
 	t.shutWrite()
@@ -63,7 +63,7 @@ func (l *loop) checkClosing(now int64) {
 		t.mu.Unlock()
 		switch {
 		case gone:
-		case now >= t.lingerUntil:
+		case now >= int64(t.lingerUntil):
 			_ = t.gc.Close()
 		default:
 			t.shutWrite()

@@ -18,11 +18,15 @@ type deadlines struct {
 // earlier visit is already filed (it re-arms). REQUIRES: s.mu held (lock
 // order: session.mu → deadlines.mu).
 func (d *deadlines) armLocked(s *session) {
-	due := s.endsAt
-	if s.will != nil && (due == 0 || s.willDue < due) {
-		due = s.willDue
+	o := s.off
+	if o == nil {
+		return
 	}
-	if due == 0 || s.dueAt != 0 && s.dueAt <= due {
+	due := o.endsAt
+	if o.will != nil && (due == 0 || o.willDue < due) {
+		due = o.willDue
+	}
+	if due == 0 || o.dueAt != 0 && o.dueAt <= due {
 		return
 	}
 	d.mu.Lock()
@@ -32,7 +36,7 @@ func (d *deadlines) armLocked(s *session) {
 	if due <= d.last {
 		due = d.last + 1
 	}
-	s.dueAt = due
+	o.dueAt = due
 	d.at[due] = append(d.at[due], s)
 	d.mu.Unlock()
 }

@@ -24,7 +24,7 @@ const (
 // inflight is one QoS 1/2 message sent to the client and not yet completed.
 type inflight struct {
 	queued        // queued.seq is the stored copy's key
-	order  uint64 // send order
+	order  uint32 // send order
 	tag    uint16
 	rel    bool // QoS 2: first phase done (PUBREC received, PUBREL sent)
 }

@@ -25,7 +25,7 @@ type partial struct {
 
 // startPartial keeps rest, the start of a packet, in a partial. Loop only.
 func (t *transport) startPartial(rest []byte) error {
-	p := &partial{since: t.srv.now()}
+	p := &partial{since: t.loop.srv.now()}
 	t.part = p
 	if !t.listedPartial {
 		t.listedPartial = true
@@ -72,9 +72,9 @@ func (t *transport) growPartial(b []byte) {
 		}
 		grown := make([]byte, len(p.buf), size)
 		copy(grown, p.buf)
-		total := t.srv.partialBytes.Add(int64(size - cap(p.buf)))
+		total := t.loop.srv.partialBytes.Add(int64(size - cap(p.buf)))
 		p.buf = grown
-		if total > t.srv.opts.MaxPartialBytes {
+		if total > t.loop.srv.opts.MaxPartialBytes {
 			t.loop.shedPartials()
 		}
 	}
@@ -84,7 +84,7 @@ func (t *transport) growPartial(b []byte) {
 // dropPartial forgets the partial packet. Loop only.
 func (t *transport) dropPartial() {
 	if t.part != nil {
-		t.srv.partialBytes.Add(-int64(cap(t.part.buf)))
+		t.loop.srv.partialBytes.Add(-int64(cap(t.part.buf)))
 		t.part = nil
 	}
 }

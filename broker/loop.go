@@ -112,7 +112,7 @@ func (l *loop) checkStalled(now int64) {
 		switch {
 		case t.state == stateClosing || t.stalled == 0:
 			t.watched = false
-		case now-t.stalled >= int64(l.srv.opts.SlowConsumerTimeout.Seconds()):
+		case now-int64(t.stalled) >= int64(l.srv.opts.SlowConsumerTimeout.Seconds()):
 			t.watched = false
 			t.close(reasonSlowConsumer, nil)
 		default:

@@ -14,19 +14,30 @@ type mqttConn struct {
 	version   byte // protocol level: 3, 4 or 5 (0 before CONNECT)
 	normalEnd bool // DISCONNECT received: no will
 	released  bool // detached from its session
-	sess      *session
-	clientID  string
-	username  string
-	id        *Identity // who logged in (auth.go), read-only
-	will      *Message
-	willDelay uint32
-	aliasIn   []string // inbound topic aliases, grown on first use
 
 	// Set before CONNACK on the loop, read by deliveries under session.mu.
-	maxPacketOut uint32 // client's Maximum Packet Size, 0 = none
 	aliasMaxOut  uint16 // client's Topic Alias Maximum
+	maxPacketOut uint32 // client's Maximum Packet Size, 0 = none
 
+	sess     *session
+	id       *Identity         // who logged in (auth.go), read-only
+	will     *connWill         // nil: no will
+	aliasIn  *[]string         // inbound topic aliases, made on first use
 	aliasOut map[string]uint16 // REQUIRES: transport.mu held. outbound topic aliases (v5)
+}
+
+// connWill is a CONNECT's will and its delay (MQTT 5).
+type connWill struct {
+	m     *Message
+	delay uint32
+}
+
+// clientID is the client's id once its session is attached, "" before.
+func (c *mqttConn) clientID() string {
+	if c.sess == nil {
+		return ""
+	}
+	return c.sess.key.id
 }
 
 func (c *mqttConn) tr() *transport { return &c.transport }
@@ -44,7 +55,7 @@ func (c *mqttConn) frameLen(b []byte) (int, error) {
 		return 0, errIncomplete
 	case err != nil:
 		return 0, err
-	case uint64(hl+rem) > uint64(c.srv.opts.MaxPacketSize):
+	case uint64(hl+rem) > uint64(c.loop.srv.opts.MaxPacketSize):
 		return 0, packets.ErrPacketTooLarge
 	}
 	return hl + rem, nil
@@ -53,7 +64,7 @@ func (c *mqttConn) frameLen(b []byte) (int, error) {
 // handle decodes one packet and applies it. Loop only.
 func (c *mqttConn) handle(frame []byte) {
 	pk := &c.loop.pk
-	if _, err := mqtt.Decode(frame, pk, c.version, c.srv.opts.MaxPacketSize); err != nil {
+	if _, err := mqtt.Decode(frame, pk, c.version, c.loop.srv.opts.MaxPacketSize); err != nil {
 		c.fail(err)
 	} else {
 		c.apply(pk)
@@ -64,7 +75,7 @@ func (c *mqttConn) handle(frame []byte) {
 // apply applies one decoded packet. Loop only.
 func (c *mqttConn) apply(pk *packets.Packet) {
 	if c.state == stateActive {
-		c.lastSeen = c.srv.now()
+		c.lastSeen = uint32(c.loop.srv.now())
 	}
 	switch pk.FixedHeader.Type {
 	case packets.Connect:
@@ -76,9 +87,9 @@ func (c *mqttConn) apply(pk *packets.Packet) {
 	case packets.Publish:
 		c.handlePublish(pk)
 	case packets.Puback:
-		c.sess.ack(pk.PacketID, stepAck, c.srv.now())
+		c.sess.ack(pk.PacketID, stepAck, c.loop.srv.now())
 	case packets.Pubcomp:
-		c.sess.ack(pk.PacketID, stepComplete, c.srv.now())
+		c.sess.ack(pk.PacketID, stepComplete, c.loop.srv.now())
 	case packets.Pubrec:
 		c.handlePubrec(pk)
 	case packets.Pubrel:
@@ -109,7 +120,7 @@ func (c *mqttConn) appendPacket(pk *packets.Packet) {
 		return b
 	})
 	if err != nil {
-		c.srv.log.Debug("encode", "client", c.clientID, "type", packets.PacketNames[pk.FixedHeader.Type], "err", err)
+		c.loop.srv.log.Debug("encode", "client", c.clientID(), "type", packets.PacketNames[pk.FixedHeader.Type], "err", err)
 	}
 }
 
@@ -118,8 +129,8 @@ func (c *mqttConn) appendPacket(pk *packets.Packet) {
 // Loop only.
 func (c *mqttConn) fail(err error) {
 	code := mqtt.CodeOf(err)
-	c.srv.stats.ProtocolErrors.Add(1)
-	c.srv.log.Debug("protocol error", "client", c.clientID, "remote", c.gc.RemoteAddr(), "code", code.Code, "err", err)
+	c.loop.srv.stats.ProtocolErrors.Add(1)
+	c.loop.srv.log.Debug("protocol error", "client", c.clientID(), "remote", c.gc.RemoteAddr(), "code", code.Code, "err", err)
 	if pk := &c.loop.pk; c.state == stateNew && c.version == 0 && pk.FixedHeader.Type == packets.Connect && pk.ProtocolVersion != 0 {
 		c.connack(pk.ProtocolVersion, code, nil, false)
 	}
@@ -162,12 +173,13 @@ func (c *mqttConn) release() {
 		return
 	}
 	c.released = true
-	c.srv.stats.ClientsConnected.Add(-1)
-	will := c.will
-	if c.normalEnd {
-		will = nil // [MQTT-3.1.2-10]
+	c.loop.srv.stats.ClientsConnected.Add(-1)
+	var will *Message
+	var delay uint32
+	if c.will != nil && !c.normalEnd { // [MQTT-3.1.2-10]
+		will, delay = c.will.m, c.will.delay
 	}
-	c.srv.sessions.detach(c.sess, c, will, c.willDelay, c.srv.now())
+	c.loop.srv.sessions.detach(c.sess, c, will, delay, c.loop.srv.now())
 }
 
 // deliver encodes a PUBLISH (or, for a released QoS 2 delivery, a PUBREL).
@@ -183,16 +195,16 @@ func (c *mqttConn) deliver(d delivery) bool {
 		c.mu.Unlock()
 		return true // QoS > 0 stays in flight and is resent on reconnect
 	}
-	if d.qos == 0 && c.pendingLocked() > c.srv.opts.MaxOutboundBytes {
+	if d.qos == 0 && c.pendingLocked() > c.loop.srv.opts.MaxOutboundBytes {
 		c.mu.Unlock()
-		c.srv.stats.Dropped.Add(1)
+		c.loop.srv.stats.Dropped.Add(1)
 		return true
 	}
 	if sh := d.shared; sh != nil && !d.dup && (c.version < 5 || c.aliasMaxOut == 0 && len(d.subIDs) == 0) {
 		b, pidAt := sh.get(c.version, d.qos, d.retain)
 		if c.maxPacketOut > 0 && len(b) > int(c.maxPacketOut) {
 			c.mu.Unlock()
-			c.srv.stats.Dropped.Add(1) // [MQTT-3.1.2-25]
+			c.loop.srv.stats.Dropped.Add(1) // [MQTT-3.1.2-25]
 			return false
 		}
 		ob := c.bufLocked()
@@ -220,7 +232,7 @@ func (c *mqttConn) deliver(d delivery) bool {
 			delete(c.aliasOut, m.Topic) // just assigned: the client never learns it
 		}
 		c.mu.Unlock()
-		c.srv.stats.Dropped.Add(1) // [MQTT-3.1.2-25]
+		c.loop.srv.stats.Dropped.Add(1) // [MQTT-3.1.2-25]
 		return false
 	}
 	ob := c.bufLocked()
@@ -261,7 +273,7 @@ func (c *mqttConn) handleDisconnect(pk *packets.Packet) {
 				c.fail(packets.ErrProtocolViolationZeroNonZeroExpiry) // [MQTT-3.14.2-2]
 				return
 			}
-			s.expiry = min(pk.Properties.SessionExpiryInterval, c.srv.opts.MaxSessionExpiry)
+			s.expiry = min(pk.Properties.SessionExpiryInterval, c.loop.srv.opts.MaxSessionExpiry)
 			s.mu.Unlock()
 		}
 		if pk.ReasonCode == packets.CodeDisconnectWillMessage.Code {

@@ -68,7 +68,7 @@ func (c *mqttConn) handleConnect(pk *packets.Packet) {
 			Payload:         pk.Connect.WillPayload,
 			Properties:      pk.Connect.WillProperties,
 		}
-		cp.will = newMessage(will, pk.Connect.WillTopic, cp.clientID, c.srv.now())
+		cp.will = newMessage(will, pk.Connect.WillTopic, cp.clientID, c.loop.srv.now())
 		cp.willDelay = pk.Connect.WillProperties.WillDelayInterval
 	}
 	if pk.Properties.AuthenticationMethod != "" {
@@ -76,8 +76,8 @@ func (c *mqttConn) handleConnect(pk *packets.Packet) {
 		c.close(reasonProtocolError, packets.ErrBadAuthenticationMethod)
 		return
 	}
-	a := c.srv.auth.Load()
-	if id, ok := a.Cached(pk.Connect.Username, pk.Connect.Password, c.srv.opts.Now()); ok {
+	a := c.loop.srv.auth.Load()
+	if id, ok := a.Cached(pk.Connect.Username, pk.Connect.Password, c.loop.srv.opts.Now()); ok {
 		c.finishConnect(cp, identityOf(id), nil)
 		return
 	}
@@ -112,7 +112,7 @@ func identityOf(id Identity) *Identity {
 func (c *mqttConn) finishConnect(cp *connectParams, id *Identity, authErr error) {
 	v := cp.version
 	if authErr != nil {
-		c.srv.log.Info("auth failed", "client", cp.clientID, "user", cp.username, "remote", c.gc.RemoteAddr(), "err", authErr)
+		c.loop.srv.log.Info("auth failed", "client", cp.clientID, "user", cp.username, "remote", c.gc.RemoteAddr(), "err", authErr)
 		c.connack(v, packets.ErrBadUsernameOrPassword, nil, false) // [MQTT-3.1.4-2]
 		c.linger()
 		return
@@ -129,7 +129,7 @@ func (c *mqttConn) finishConnect(cp *connectParams, id *Identity, authErr error)
 		ack.AssignedClientID = cp.clientID // [MQTT-3.2.2-16]
 	}
 	ka := int(cp.keepalive)
-	if max := c.srv.opts.MaxKeepalive; max > 0 && (ka == 0 || ka > max) {
+	if max := c.loop.srv.opts.MaxKeepalive; max > 0 && (ka == 0 || ka > max) {
 		if v < 5 {
 			// A v3 client cannot be told another keepalive: refuse it
 			// rather than drop it later at a deadline it does not know
@@ -144,35 +144,34 @@ func (c *mqttConn) finishConnect(cp *connectParams, id *Identity, authErr error)
 	expiry := uint32(0)
 	if v >= 5 {
 		expiry = cp.props.SessionExpiryInterval
-		if expiry > c.srv.opts.MaxSessionExpiry {
-			expiry = c.srv.opts.MaxSessionExpiry
+		if expiry > c.loop.srv.opts.MaxSessionExpiry {
+			expiry = c.loop.srv.opts.MaxSessionExpiry
 			ack.SessionExpiryInterval, ack.SessionExpiryIntervalFlag = expiry, true
 		}
 	} else if !cp.clean {
 		expiry = foreverExpiry // v3 persistent sessions last until a clean connect
 	}
 	c.version = v
-	c.clientID = cp.clientID
-	c.username = cp.username
-	c.will = cp.will
-	c.willDelay = cp.willDelay
+	if cp.will != nil {
+		c.will = &connWill{cp.will, cp.willDelay}
+	}
 	c.aliasMaxOut = cp.props.TopicAliasMaximum
 	c.kaSpan = -1 // no keepalive and no maximum: no idle deadline
 	if ka > 0 {
 		c.kaSpan = int32(ka) + int32(ka+1)/2 // 1.5× [MQTT-3.1.2-22]
 	}
-	ack.ReceiveMaximum = c.srv.opts.ReceiveMaximum
-	ack.TopicAliasMaximum = c.srv.opts.TopicAliasMaximum
-	ack.MaximumPacketSize = c.srv.opts.MaxPacketSize
-	window := c.srv.opts.MaxInflight
+	ack.ReceiveMaximum = c.loop.srv.opts.ReceiveMaximum
+	ack.TopicAliasMaximum = c.loop.srv.opts.TopicAliasMaximum
+	ack.MaximumPacketSize = c.loop.srv.opts.MaxPacketSize
+	window := c.loop.srv.opts.MaxInflight
 	if rm := cp.props.ReceiveMaximum; v >= 5 && rm > 0 && rm < window {
 		window = rm
 	}
 	a := attachment{key: mqttKey(cp.clientID), ident: id, clean: cp.clean, expiry: expiry, window: window, version: v}
-	if o := c.srv.opts.Owner; o != nil {
+	if o := c.loop.srv.opts.Owner; o != nil {
 		offLoop(&c.transport, func() ownerResult { return acquire(o, a.key) }, func(r ownerResult) {
 			if r.err != nil {
-				c.srv.log.Warn("session owner unreachable", "client", cp.clientID, "err", r.err)
+				c.loop.srv.log.Warn("session owner unreachable", "client", cp.clientID, "err", r.err)
 				c.connack(v, packets.ErrServerUnavailable, nil, false)
 				c.linger()
 				return
@@ -188,14 +187,14 @@ func (c *mqttConn) finishConnect(cp *connectParams, id *Identity, authErr error)
 // attach binds the session, answers CONNACK (built now, with session
 // present known) and then lets the session send what it kept. Loop only.
 func (c *mqttConn) attach(a attachment, ack *packets.Properties) {
-	now := c.srv.now()
-	s, present := c.srv.sessions.attach(a, c, now)
+	now := c.loop.srv.now()
+	s, present := c.loop.srv.sessions.attach(a, c, now)
 	c.sess = s
-	c.lastSeen = now
+	c.lastSeen = uint32(now)
 	c.state = stateActive
-	c.srv.stats.ClientsConnected.Add(1)
+	c.loop.srv.stats.ClientsConnected.Add(1)
 	if !c.connack(a.version, packets.CodeSuccess, ack, present && a.version >= 4) { // the byte is reserved in 3.1
-		c.srv.log.Debug("CONNACK larger than the client's maximum packet size", "client", c.clientID, "max", c.maxPacketOut)
+		c.loop.srv.log.Debug("CONNACK larger than the client's maximum packet size", "client", c.clientID(), "max", c.maxPacketOut)
 		c.linger() // releases the session again
 		return
 	}
@@ -214,7 +213,7 @@ func (c *mqttConn) connack(version byte, code packets.Code, props *packets.Prope
 		case code.Code == 0:
 		case code == packets.ErrBadUsernameOrPassword:
 			pk.ReasonCode = packets.Err3NotAuthorized.Code
-			if c.srv.auth.Load().Required() {
+			if c.loop.srv.auth.Load().Required() {
 				pk.ReasonCode = packets.ErrMalformedUsernameOrPassword.Code // 0x04 bad user name or password
 			}
 		case code == packets.ErrNotAuthorized:

@@ -12,7 +12,7 @@ import (
 func (c *mqttConn) handlePublish(pk *packets.Packet) {
 	v := c.version
 	if v >= 5 {
-		if code := pk.PublishValidate(c.srv.opts.TopicAliasMaximum); code != packets.CodeSuccess {
+		if code := pk.PublishValidate(c.loop.srv.opts.TopicAliasMaximum); code != packets.CodeSuccess {
 			c.fail(code)
 			return
 		}
@@ -24,27 +24,28 @@ func (c *mqttConn) handlePublish(pk *packets.Packet) {
 	if a := pk.Properties.TopicAlias; v >= 5 && a > 0 {
 		if name != "" {
 			if c.aliasIn == nil {
-				c.aliasIn = make([]string, c.srv.opts.TopicAliasMaximum+1)
+				table := make([]string, c.loop.srv.opts.TopicAliasMaximum+1)
+				c.aliasIn = &table
 			}
-			c.aliasIn[a] = strings.Clone(name)
-		} else if c.aliasIn == nil || c.aliasIn[a] == "" {
+			(*c.aliasIn)[a] = strings.Clone(name)
+		} else if c.aliasIn == nil || (*c.aliasIn)[a] == "" {
 			c.fail(packets.ErrProtocolViolationNoTopic) // [MQTT-3.3.2-8]
 			return
 		} else {
-			name = c.aliasIn[a]
+			name = (*c.aliasIn)[a]
 		}
 	}
 	if err := topic.ValidName(name); err != nil {
 		c.fail(packets.ErrTopicNameInvalid)
 		return
 	}
-	c.srv.stats.MessagesIn.Add(1)
+	c.loop.srv.stats.MessagesIn.Add(1)
 	qos, pid := pk.FixedHeader.Qos, pk.PacketID
 	s := c.sess
 	if qos == 2 {
 		s.mu.Lock()
 		_, dup := s.rx[pid]
-		if !dup && len(s.rx) >= int(c.srv.opts.ReceiveMaximum) {
+		if !dup && len(s.rx) >= int(c.loop.srv.opts.ReceiveMaximum) {
 			s.mu.Unlock()
 			c.fail(packets.ErrReceiveMaximum) // [MQTT-3.3.4-9]
 			return
@@ -62,8 +63,8 @@ func (c *mqttConn) handlePublish(pk *packets.Packet) {
 			return
 		}
 	}
-	if !c.srv.auth.Load().Allowed(c.id, c.clientID, name, AccessWrite) {
-		c.srv.log.Debug("publish denied", "client", c.clientID, "topic", name)
+	if !c.loop.srv.auth.Load().Allowed(c.id, c.clientID(), name, AccessWrite) {
+		c.loop.srv.log.Debug("publish denied", "client", c.clientID(), "topic", name)
 		c.ackPublish(qos, pid, packets.ErrNotAuthorized.Code, nil)
 		return
 	}
@@ -72,15 +73,15 @@ func (c *mqttConn) handlePublish(pk *packets.Packet) {
 		// QoS 0 is encoded into each subscriber's buffer before route
 		// returns and kept nowhere: it may alias the read buffer.
 		m := &c.loop.msg
-		fillMessage(m, pk, name, pk.Payload, c.clientID, c.srv.now())
-		c.srv.route(m, s, nil)
+		fillMessage(m, pk, name, pk.Payload, c.clientID(), c.loop.srv.now())
+		c.loop.srv.route(m, s, nil)
 		*m = Message{}
 	case qos == 0:
-		c.srv.route(newMessage(pk, name, c.clientID, c.srv.now()), s, nil)
+		c.loop.srv.route(newMessage(pk, name, c.clientID(), c.loop.srv.now()), s, nil)
 	default:
 		// Acknowledged once stored (persist.go); a v5 publisher learns when
 		// nobody was subscribed.
-		c.srv.route(newMessage(pk, name, c.clientID, c.srv.now()), s, func(matched int, err error) {
+		c.loop.srv.route(newMessage(pk, name, c.clientID(), c.loop.srv.now()), s, func(matched int, err error) {
 			reason := byte(0)
 			if matched == 0 && v >= 5 {
 				reason = packets.CodeNoMatchingSubscribers.Code
@@ -98,7 +99,7 @@ func (c *mqttConn) ackPublish(qos byte, pid uint16, reason byte, err error) {
 		return
 	}
 	if err != nil {
-		c.srv.notePublishFailure(err)
+		c.loop.srv.notePublishFailure(err)
 		if c.version < 5 {
 			c.kick(reasonProtocolError)
 			return
@@ -124,7 +125,7 @@ func (c *mqttConn) handlePubrec(pk *packets.Packet) {
 	if pk.ReasonCode >= 0x80 {
 		step = stepRefused // the receiver ends the exchange [MQTT-4.3.3-4]
 	}
-	ok := c.sess.ack(pk.PacketID, step, c.srv.now())
+	ok := c.sess.ack(pk.PacketID, step, c.loop.srv.now())
 	switch {
 	case ok && step == stepReceived:
 		c.appendRaw(func(b []byte) []byte { return mqtt.AppendAck(b, c.version, packets.Pubrel, pk.PacketID, 0) })

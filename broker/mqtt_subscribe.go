@@ -15,7 +15,7 @@ func (c *mqttConn) handleSubscribe(pk *packets.Packet) {
 		return
 	}
 	v, s := c.version, c.sess
-	a := c.srv.auth.Load()
+	a := c.loop.srv.auth.Load()
 	codes := make([]byte, len(pk.Filters))
 	type retained struct {
 		filter string
@@ -36,7 +36,7 @@ func (c *mqttConn) handleSubscribe(pk *packets.Packet) {
 		case shared && f.NoLocal:
 			c.fail(packets.ErrProtocolViolationInvalidSharedNoLocal) // [MQTT-3.8.3-4]
 			return
-		case a.Denied(filter) || !a.Allowed(c.id, c.clientID, inner, AccessRead):
+		case a.Denied(filter) || !a.Allowed(c.id, c.clientID(), inner, AccessRead):
 			codes[i] = failCode(v, packets.ErrNotAuthorized)
 			continue
 		}
@@ -44,7 +44,7 @@ func (c *mqttConn) handleSubscribe(pk *packets.Packet) {
 		if v >= 5 {
 			sub.NoLocal, sub.RetainAsPublished, sub.RetainHandling = f.NoLocal, f.RetainAsPublished, f.RetainHandling
 		}
-		isNew := c.srv.subscribe(s, filter, sub)
+		isNew := c.loop.srv.subscribe(s, filter, sub)
 		changed = true
 		codes[i] = f.Qos
 		if !shared && (sub.RetainHandling == 0 || sub.RetainHandling == 1 && isNew) { // [MQTT-3.3.1-9] [MQTT-3.3.1-10]
@@ -56,7 +56,7 @@ func (c *mqttConn) handleSubscribe(pk *packets.Packet) {
 	}
 	c.appendPacket(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Suback}, ProtocolVersion: v, PacketID: pk.PacketID, ReasonCodes: codes})
 	for _, r := range wantRetained {
-		c.srv.sendRetained(s, r.filter, r.sub)
+		c.loop.srv.sendRetained(s, r.filter, r.sub)
 	}
 }
 
@@ -78,7 +78,7 @@ func (c *mqttConn) handleUnsubscribe(pk *packets.Packet) {
 	codes := make([]byte, len(pk.Filters))
 	changed := false
 	for i, f := range pk.Filters {
-		if c.srv.unsubscribe(s, f.Filter) {
+		if c.loop.srv.unsubscribe(s, f.Filter) {
 			changed = true
 		} else {
 			codes[i] = packets.CodeNoSubscriptionExisted.Code

@@ -54,8 +54,7 @@ func (r *registry) attach(a attachment, ep endpoint, now int64) (*session, bool)
 		s.mu.Lock()
 		old := s.ep
 		s.ep, s.ready = nil, false
-		s.will = nil // reconnected before the delay: no will [MQTT-3.1.3-9]
-		s.endsAt = 0
+		s.off = nil // reconnected before the delay: no will [MQTT-3.1.3-9]; no expiry (a stale filing is skipped)
 		if a.clean || s.expiry == 0 || a.moved != nil {
 			// A session with expiry 0 lasts as long as its connection, which
 			// the new one ends: the newcomer starts afresh [MQTT-3.1.2-6].
@@ -133,12 +132,13 @@ func (r *registry) detach(s *session, ep endpoint, will *Message, willDelay uint
 		return
 	}
 	if s.expiry != foreverExpiry {
-		s.endsAt = now + int64(s.expiry)
+		s.offLocked().endsAt = now + int64(s.expiry)
 	}
 	s.saveLocked(now)
 	if will != nil && willDelay != 0 {
-		s.will = will
-		s.willDue = now + int64(willDelay)
+		o := s.offLocked()
+		o.will = will
+		o.willDue = now + int64(willDelay)
 		will = nil
 	}
 	r.srv.deadlines.armLocked(s)
@@ -159,21 +159,22 @@ func (r *registry) timeout(s *session, at, now int64) {
 	sh := &r.shards[r.shard(s.key)]
 	sh.mu.Lock()
 	s.mu.Lock()
-	if s.dueAt != at {
+	if s.off == nil || s.off.dueAt != at {
 		s.mu.Unlock() // a stale filing: the session is filed elsewhere
 		sh.mu.Unlock()
 		return
 	}
-	s.dueAt = 0
+	o := s.off
+	o.dueAt = 0
 	if s.ep != nil || s.ended || sh.m[s.key] != s {
 		s.mu.Unlock()
 		sh.mu.Unlock()
 		return
 	}
 	var will *Message
-	ending := s.endsAt != 0 && now >= s.endsAt
-	if s.will != nil && (ending || now >= s.willDue) {
-		will, s.will = s.will, nil
+	ending := o.endsAt != 0 && now >= o.endsAt
+	if o.will != nil && (ending || now >= o.willDue) {
+		will, o.will = o.will, nil
 	}
 	if ending {
 		r.endLocked(s)

@@ -65,10 +65,9 @@ func benchServer(b *testing.B, n int, version byte, filter string, qos byte) (*S
 	ss := make([]*session, n)
 	for i := range n {
 		c := &mqttConn{version: version}
-		c.gc, c.loop, c.srv, c.ep = nil, l, srv, c
+		c.gc, c.loop, c.ep = nil, l, c
 		c.state = stateActive
 		id := fmt.Sprintf("sub-%d", i)
-		c.clientID = id
 		s, _ := srv.sessions.attach(attachment{key: mqttKey(id), window: 65535, version: version}, c, srv.now())
 		c.sess = s
 		s.start(c, srv.now())

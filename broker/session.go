@@ -29,27 +29,42 @@ type session struct {
 	online atomic.Bool // has a connection; read lock-free by shared-subscription picks
 
 	mu       sync.Mutex
-	ep       endpoint             // REQUIRES: mu held. nil while offline
 	ready    bool                 // REQUIRES: mu held. ep answered the login: deliveries may go out
-	ident    *Identity            // REQUIRES: mu held. who logged in last, for the ACL (nil: the server)
-	subs     []subEntry           // REQUIRES: mu held
-	inflight map[uint16]*inflight // REQUIRES: mu held. by tag (MQTT packet id)
-	sendSeq  uint64               // REQUIRES: mu held. orders inflight for resend
-	nextTag  uint16               // REQUIRES: mu held
-	queue    []*queued            // REQUIRES: mu held. FIFO
-	rx       map[uint16]struct{}  // REQUIRES: mu held. MQTT: inbound QoS 2 ids awaiting PUBREL (mqtt_publish.go)
-	expiry   uint32               // REQUIRES: mu held. seconds kept after disconnect; foreverExpiry = forever
-	window   uint16               // REQUIRES: mu held. max in flight to the client
-	version  byte                 // REQUIRES: mu held. protocol version of the last connection
-	will     *Message             // REQUIRES: mu held. will waiting for its delay
-	willDue  int64                // REQUIRES: mu held. unix seconds
-	endsAt   int64                // REQUIRES: mu held. unix seconds the offline session expires, 0 = never
-	dueAt    int64                // REQUIRES: mu held. second of its entry in the deadline wheel, 0 = none
 	retrying bool                 // REQUIRES: mu held. on a loop's retry list
 	stored   bool                 // REQUIRES: mu held. has a record in the store
 	ended    bool                 // REQUIRES: mu held. removed from the registry
+	version  byte                 // REQUIRES: mu held. protocol version of the last connection
+	window   uint16               // REQUIRES: mu held. max in flight to the client
+	nextTag  uint16               // REQUIRES: mu held
+	expiry   uint32               // REQUIRES: mu held. seconds kept after disconnect; foreverExpiry = forever
+	sendSeq  uint32               // REQUIRES: mu held. orders inflight for resend
+	ep       endpoint             // REQUIRES: mu held. nil while offline
+	ident    *Identity            // REQUIRES: mu held. who logged in last, for the ACL (nil: the server)
+	subs     []subEntry           // REQUIRES: mu held
+	inflight map[uint16]*inflight // REQUIRES: mu held. by tag (MQTT packet id)
+	queue    []*queued            // REQUIRES: mu held. FIFO
+	rx       map[uint16]struct{}  // REQUIRES: mu held. MQTT: inbound QoS 2 ids awaiting PUBREL (mqtt_publish.go)
 	seq      uint64               // REQUIRES: mu held. last queue seq assigned (stored sessions)
 	diskUpTo uint64               // REQUIRES: mu held. seqs up to this are queued on disk and not yet loaded (0: none)
+	off      *offline             // REQUIRES: mu held. deadlines while offline (will.go, deadline.go); nil when none
+}
+
+// offline is what only an offline session has: its will waiting for its
+// delay and its deadlines. Kept apart so that a connected session, the
+// common case, does not carry it.
+type offline struct {
+	will    *Message // waiting for its delay
+	willDue int64    // unix seconds
+	endsAt  int64    // unix seconds the session expires, 0 = never
+	dueAt   int64    // second of its entry in the deadline wheel, 0 = none
+}
+
+// offLocked returns s's offline state, making it. REQUIRES: s.mu held.
+func (s *session) offLocked() *offline {
+	if s.off == nil {
+		s.off = &offline{}
+	}
+	return s.off
 }
 
 type subEntry struct {

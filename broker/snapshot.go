@@ -62,7 +62,7 @@ func (srv *Server) restore(snap *Snapshot) *session {
 		if gone == 0 {
 			gone = now // it was connected when its node stopped
 		}
-		s.endsAt = gone + int64(s.expiry)
+		s.offLocked().endsAt = gone + int64(s.expiry)
 	}
 	srv.deadlines.armLocked(s)
 	srv.stats.Sessions.Add(1)

@@ -28,41 +28,41 @@ var errIncomplete = errors.New("broker: incomplete frame")
 type transport struct {
 	gc   gnet.Conn
 	loop *loop
-	srv  *Server
 	ep   endpoint // the endpoint embedding this transport
 
-	// Loop only.
-	state         uint8
-	watched       bool // on the loop's stalled list
-	flushed       bool // flushed since the loop's last tick
-	holding       bool // on the loop's holders list (has a spare buffer)
-	listedPartial bool // on the loop's partials list
-	shut          bool // write side shut down (close.go)
-	kaSpan        int32
+	// Loop only. Times are unix seconds, in 32 bits (good until 2106): the
+	// transport is in every connection, so its size is counted.
+	kaSpan        int32    // keepalive deadline span in seconds (-1: none)
 	wslot         int32    // keepalive wheel slot + 1, 0 when not in the wheel
 	wpos          int32    // index in that slot
-	opened        int64    // unix seconds the socket opened
-	lastSeen      int64    // unix seconds of the last frame (after login)
-	stalled       int64    // unix seconds since the outbound data has been over its bound, 0 if not
-	lingerUntil   int64    // unix seconds the socket closes at, 0 while not closing (close.go)
+	opened        uint32   // the socket opened
+	lastSeen      uint32   // the last frame (after login)
+	stalled       uint32   // since the outbound data has been over its bound, 0 if not
+	lingerUntil   uint32   // the socket closes at, 0 while not closing (close.go)
+	state         uint8    //
+	watched       bool     // on the loop's stalled list
+	flushed       bool     // flushed since the loop's last tick
+	holding       bool     // on the loop's holders list (has a spare buffer)
+	listedPartial bool     // on the loop's partials list
+	shut          bool     // write side shut down (close.go)
 	part          *partial // an inbound frame not fully arrived (input.go)
 
 	backlog atomic.Int64 // bytes gnet still held for the socket after the last flush
 
 	mu      sync.Mutex
-	out     *outBuf // REQUIRES: mu held. bytes to write, nil when idle
-	spare   *outBuf // REQUIRES: mu held. the buffer of the last flush, kept while the conn is busy
 	dirty   bool    // REQUIRES: mu held. on the loop's mailbox
 	closed  bool    // REQUIRES: mu held. socket closed
 	outMsgs int32   // REQUIRES: mu held. messages in out, counted into Stats at flush
+	out     *outBuf // REQUIRES: mu held. bytes to write, nil when idle
+	spare   *outBuf // REQUIRES: mu held. the buffer of the last flush, kept while the conn is busy
 }
 
 // init sets up t for a socket on loop l. Loop only.
 func (t *transport) init(gc gnet.Conn, l *loop, ep endpoint) {
-	t.gc, t.loop, t.srv, t.ep = gc, l, l.srv, ep
-	now := t.srv.now()
-	t.opened, t.lastSeen = now, now
-	t.kaSpan = int32(max(t.srv.opts.ConnectTimeout.Seconds(), 1))
+	t.gc, t.loop, t.ep = gc, l, ep
+	now := t.loop.srv.now()
+	t.opened, t.lastSeen = uint32(now), uint32(now)
+	t.kaSpan = int32(max(t.loop.srv.opts.ConnectTimeout.Seconds(), 1))
 	l.wheel.add(t, now+int64(t.kaSpan))
 }
 
@@ -104,7 +104,7 @@ func (t *transport) pendingLocked() int {
 // Any goroutine.
 func (t *transport) overBound() bool {
 	t.mu.Lock()
-	over := t.pendingLocked() > t.srv.opts.MaxOutboundBytes
+	over := t.pendingLocked() > t.loop.srv.opts.MaxOutboundBytes
 	t.mu.Unlock()
 	return over
 }
@@ -149,11 +149,11 @@ func (t *transport) flush() {
 	if !closed && len(ob.b) > 0 {
 		_, _ = t.gc.Write(ob.b)
 		// Counted per flush, not per message: the counters are shared by all loops.
-		t.srv.stats.MessagesOut.Add(int64(msgs))
-		t.srv.stats.BytesOut.Add(int64(len(ob.b)))
+		t.loop.srv.stats.MessagesOut.Add(int64(msgs))
+		t.loop.srv.stats.BytesOut.Add(int64(len(ob.b)))
 		t.noteBacklog()
 	}
-	if cap(ob.b) > 2*t.srv.opts.MaxOutboundBytes+64<<10 {
+	if cap(ob.b) > 2*t.loop.srv.opts.MaxOutboundBytes+64<<10 {
 		return // grown past what the bound lets a conn use: let it go
 	}
 	// A busy conn (one whose batch outgrew a pooled buffer) keeps its
@@ -196,12 +196,12 @@ func (t *transport) releaseSpare() {
 func (t *transport) noteBacklog() {
 	n := t.gc.OutboundBuffered()
 	t.backlog.Store(int64(n))
-	if n <= t.srv.opts.MaxOutboundBytes {
+	if n <= t.loop.srv.opts.MaxOutboundBytes {
 		t.stalled = 0
 		return
 	}
 	if t.stalled == 0 {
-		t.stalled = t.srv.now()
+		t.stalled = uint32(t.loop.srv.now())
 		t.loop.watchStall(t)
 	}
 }
@@ -211,8 +211,8 @@ func (t *transport) checkDeadline(now int64) {
 	if t.state == stateClosing {
 		return
 	}
-	slow := int64(t.srv.opts.SlowConsumerTimeout.Seconds())
-	if t.stalled != 0 && now-t.stalled >= slow {
+	slow := int64(t.loop.srv.opts.SlowConsumerTimeout.Seconds())
+	if t.stalled != 0 && now-int64(t.stalled) >= slow {
 		t.close(reasonSlowConsumer, nil)
 		return
 	}
@@ -222,7 +222,7 @@ func (t *transport) checkDeadline(now int64) {
 	// lastSeen is a whole second of the coarse clock, up to a second behind
 	// the frame: without the extra second a deadline could fall that much
 	// early (a 1.5 s keepalive window closing after 0.5 s).
-	due := t.lastSeen + int64(t.kaSpan) + 1
+	due := int64(t.lastSeen) + int64(t.kaSpan) + 1
 	if due > now {
 		next := due
 		if t.stalled != 0 {
@@ -235,7 +235,7 @@ func (t *transport) checkDeadline(now int64) {
 		t.close(reasonKeepalive, nil)
 		return
 	}
-	t.srv.log.Debug("no login in time", "remote", t.gc.RemoteAddr())
+	t.loop.srv.log.Debug("no login in time", "remote", t.gc.RemoteAddr())
 	t.state = stateClosing
 	_ = t.gc.Close()
 }
@@ -283,7 +283,7 @@ func (t *transport) onTraffic() gnet.Action {
 	if used > 0 {
 		_, _ = t.gc.Discard(used) // gnet's Discard(0) drops everything buffered
 	}
-	t.srv.stats.BytesIn.Add(int64(used))
+	t.loop.srv.stats.BytesIn.Add(int64(used))
 	t.flush()
 	if t.state == stateClosing && t.lingerUntil == 0 {
 		return gnet.Close // the client said goodbye: nothing more to say or read
