@@ -59,13 +59,13 @@ func TestCrashSyncKeepsAcknowledged(t *testing.T) {
 			id := fmt.Sprintf("w%d", w)
 			for seq := uint64(0); ; seq++ {
 				b := db.NewBatch()
-				b.PutQueued(id, seq, qmsg(c, fmt.Sprint(seq)))
+				b.PutQueued(mk(id), seq, qmsg(c, fmt.Sprint(seq)))
 				mu.Lock()
 				st := &seqState{}
 				state[w][seq] = st
 				var del *seqState
 				if seq >= 5 && seq%3 == 0 { // ack an older message in the same batch
-					b.DeleteQueued(id, seq-5)
+					b.DeleteQueued(mk(id), seq-5)
 					del = state[w][seq-5]
 					del.delSent = true
 				}
@@ -112,13 +112,16 @@ func TestCrashSyncKeepsAcknowledged(t *testing.T) {
 	lost, extra := 0, 0
 	for w := range writers {
 		present := map[uint64]bool{}
-		db.LoadQueue(fmt.Sprintf("w%d", w), func(seq uint64, m *Message) error {
+		err := db.LoadQueue(mk(fmt.Sprintf("w%d", w)), func(seq uint64, m *Message) error {
 			if string(m.Payload) != fmt.Sprint(seq) {
 				t.Errorf("w%d seq %d holds %q", w, seq, m.Payload)
 			}
 			present[seq] = true
 			return nil
 		})
+		if err != nil {
+			t.Fatal(err)
+		}
 		for seq, st := range state[w] {
 			switch {
 			case st.delAcked && present[seq]:
@@ -147,7 +150,7 @@ func TestCrashAsyncRecoversPrefix(t *testing.T) {
 	}
 	const synced = 100
 	for seq := uint64(0); seq < synced; seq++ {
-		mustCommit(t, db, func(b *Batch) { b.PutQueued("c", seq, qmsg(c, "m")) })
+		mustCommit(t, db, func(b *Batch) { b.PutQueued(mk("c"), seq, qmsg(c, "m")) })
 	}
 	db.Close()
 	o.Durability = Async
@@ -157,7 +160,7 @@ func TestCrashAsyncRecoversPrefix(t *testing.T) {
 	}
 	const total = 2000
 	for seq := uint64(synced); seq < total; seq++ {
-		mustCommit(t, db, func(b *Batch) { b.PutQueued("c", seq, qmsg(c, "m")) })
+		mustCommit(t, db, func(b *Batch) { b.PutQueued(mk("c"), seq, qmsg(c, "m")) })
 	}
 	crash(fs, db)
 	db, err = Open("db", o)
@@ -165,7 +168,7 @@ func TestCrashAsyncRecoversPrefix(t *testing.T) {
 		t.Fatalf("reopen after crash: %v", err)
 	}
 	defer db.Close()
-	seqs, _ := loadQueue(t, db, "c")
+	seqs, _ := loadQueue(t, db, mk("c"))
 	for i, s := range seqs {
 		if s != uint64(i) {
 			t.Fatalf("recovered queue is not a prefix: position %d holds seq %d", i, s)
@@ -266,7 +269,7 @@ func TestCorruptManifest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustCommit(t, db, func(b *Batch) { b.PutSession(&Session{ClientID: "x"}) })
+	mustCommit(t, db, func(b *Batch) { b.PutSession(&Session{ClientID: "x", Protocol: ProtocolMQTT}) })
 	db.Close()
 	names, _ := fs.List("db")
 	n := 0
@@ -319,14 +322,14 @@ func TestWriteFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustCommit(t, db, func(b *Batch) { b.PutQueued("c", 1, qmsg(c, "before")) })
+	mustCommit(t, db, func(b *Batch) { b.PutQueued(mk("c"), 1, qmsg(c, "before")) })
 	full.Store(true)
-	err = commitWait(t, db, func(b *Batch) { b.PutQueued("c", 2, qmsg(c, "after")) })
+	err = commitWait(t, db, func(b *Batch) { b.PutQueued(mk("c"), 2, qmsg(c, "after")) })
 	if !errors.Is(err, ErrWrite) || !errors.Is(err, ErrDiskFull) {
 		t.Fatalf("commit on a full disk = %v, want ErrWrite and ErrDiskFull", err)
 	}
 	b := db.NewBatch()
-	b.PutQueued("c", 3, qmsg(c, "later"))
+	b.PutQueued(mk("c"), 3, qmsg(c, "later"))
 	if err := db.Commit(b, func(error) { t.Error("done called") }); !errors.Is(err, ErrWrite) {
 		t.Fatalf("Commit after a failed write = %v, want ErrWrite", err)
 	}

@@ -272,11 +272,45 @@ func decodeMessage(b []byte, m *Message) error {
 			m.PacketID = uint16(r.uintMax(math.MaxUint16))
 		case "s":
 			m.Sent = r.bool()
+		case "u":
+			m.SenderID = r.uint()
+		case "n":
+			m.SenderName = r.str()
+		case "m":
+			m.ClientMsgID = r.str()
+		case "si":
+			k := r.arrayLen()
+			if k > len(r.b) { // each id takes at least one byte
+				r.fail(errShort)
+				break
+			}
+			m.SubIDs = nil
+			if k > 0 {
+				m.SubIDs = make([]uint32, k)
+			}
+			for i := range m.SubIDs {
+				m.SubIDs[i] = uint32(r.uintMax(math.MaxUint32))
+			}
 		default:
 			r.skip()
 		}
 	}
 	return r.end()
+}
+
+// messagePayload returns the payload of an encoded message, aliasing b,
+// without decoding (or copying) anything else: what history search reads.
+func messagePayload(b []byte) ([]byte, error) {
+	r := mpReader{b: b}
+	var p []byte
+	for n := r.mapLen(); n > 0 && r.err == nil; n-- {
+		if string(r.raw()) == "p" {
+			p = r.raw()
+		} else {
+			r.skip()
+		}
+	}
+	return p, r.end()
 }
 
 // decodeMsgTimes reads only Created and Expiry, skipping the payload

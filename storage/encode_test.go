@@ -36,7 +36,16 @@ func randMessage(r *rand.Rand) *Message {
 		ID: pick(r, testUint), Topic: randStr(r), Payload: randBytes(r), QoS: byte(r.IntN(3)),
 		Retain: r.IntN(2) == 1, From: randStr(r), Created: pick(r, testInt), Expiry: pick(r, testInt),
 		Props: randBytes(r), PacketID: uint16(pick(r, testUint)), Sent: r.IntN(2) == 1,
+		SenderID: pick(r, testUint), SenderName: randStr(r), ClientMsgID: randStr(r), SubIDs: randSubIDs(r),
 	}
+}
+
+func randSubIDs(r *rand.Rand) []uint32 {
+	var ids []uint32
+	for range pick(r, []int{0, 1, 15, 16}) {
+		ids = append(ids, uint32(pick(r, testUint)))
+	}
+	return ids
 }
 
 func randSession(r *rand.Rand) *Session {

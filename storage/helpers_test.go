@@ -101,3 +101,6 @@ func qmsg(c *fakeClock, payload string) *Message {
 }
 
 func newMemFS() vfs.FS { return vfs.NewMem() }
+
+// mk is the session key of MQTT client id.
+func mk(id string) string { return SessionKey(ProtocolMQTT, id) }
