@@ -255,14 +255,18 @@ func (db *DB) write(pb *pebble.Batch) (err error) {
 // writeFailed classifies a failed group commit, counts it and starts the
 // recovery (the committer runs it before the next group).
 func (db *DB) writeFailed(err error) error {
-	if errors.Is(err, syscall.ENOSPC) {
-		err = fmt.Errorf("%w: %w: %w", ErrWrite, ErrDiskFull, err)
-	} else {
-		err = fmt.Errorf("%w: %w", ErrWrite, err)
-	}
+	err = writeError("", err)
 	db.st.writeErrors.Add(1)
 	db.setFailing(err)
 	return err
+}
+
+// writeError wraps a failed write in ErrWrite, and in ErrDiskFull for ENOSPC.
+func writeError(what string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("%w: %s%w: %w", ErrWrite, what, ErrDiskFull, err)
+	}
+	return fmt.Errorf("%w: %s%w", ErrWrite, what, err)
 }
 
 func (db *DB) nanos() int64 { return int64(time.Since(db.t0)) }

@@ -10,12 +10,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/vfs"
-	"github.com/cockroachdb/pebble/vfs/errorfs"
 )
 
 // crash simulates kill -9 / power loss on a strict MemFS: from here on no
@@ -303,45 +301,5 @@ func TestCorruptRecord(t *testing.T) {
 	db.Close()
 	if _, err := Open("db", testOpts(fs, c)); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), `o\x00c`) {
 		t.Fatalf("Open with a bad queue record = %v, want ErrCorrupt naming the key", err)
-	}
-}
-
-// TestWriteFailure: a disk that fills up fails the group with ErrWrite and
-// ErrDiskFull, every later Commit fails at once, nothing panics, and Close
-// returns.
-func TestWriteFailure(t *testing.T) {
-	var full atomic.Bool
-	fs := errorfs.Wrap(vfs.NewMem(), errorfs.InjectorFunc(func(op errorfs.Op, path string) error {
-		if full.Load() && op.OpKind() == errorfs.OpKindWrite {
-			return &os.PathError{Op: "write", Path: path, Err: syscall.ENOSPC}
-		}
-		return nil
-	}))
-	c := newClock()
-	db, err := Open("db", testOpts(fs, c))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustCommit(t, db, func(b *Batch) { b.PutQueued(mk("c"), 1, qmsg(c, "before")) })
-	full.Store(true)
-	err = commitWait(t, db, func(b *Batch) { b.PutQueued(mk("c"), 2, qmsg(c, "after")) })
-	if !errors.Is(err, ErrWrite) || !errors.Is(err, ErrDiskFull) {
-		t.Fatalf("commit on a full disk = %v, want ErrWrite and ErrDiskFull", err)
-	}
-	b := db.NewBatch()
-	b.PutQueued(mk("c"), 3, qmsg(c, "later"))
-	if err := db.Commit(b, func(error) { t.Error("done called") }); !errors.Is(err, ErrWrite) {
-		t.Fatalf("Commit after a failed write = %v, want ErrWrite", err)
-	}
-	if st := db.Stats(); !errors.Is(st.Failed, ErrDiskFull) {
-		t.Fatalf("Stats.Failed = %v", st.Failed)
-	}
-	closed := make(chan error, 1)
-	go func() { closed <- db.Close() }()
-	select {
-	case err := <-closed:
-		t.Logf("Close after failure: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("Close hangs after a failed write")
 	}
 }

@@ -68,7 +68,7 @@ func (db *DB) backgroundError(err error) {
 		return // errors of a store being closed are Close's business
 	default:
 	}
-	e := fmt.Errorf("%w: background: %w", ErrWrite, err)
+	e := writeError("background: ", err)
 	if db.bgErr.CompareAndSwap(nil, &e) {
 		db.setFailing(e)
 		db.signal()

@@ -138,7 +138,7 @@ func (q *queue) trim() {
 // the committer's state from it: the queue index and the user id counter.
 // It runs at Open and after a recovery reopened the store.
 func (db *DB) loadState(pdb *pebble.DB) error {
-	if err := db.migrate(pdb, migrateChunk, nil); err != nil {
+	if err := db.migrate(pdb, migrateChunk, migrateAfterChunk); err != nil {
 		return err
 	}
 	var x index

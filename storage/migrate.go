@@ -16,18 +16,22 @@ import (
 //
 // The move cannot be told apart from its input by looking at a key (a
 // version-1 client id may itself start with 0x01), so it goes through
-// temporary keyspaces, in chunks, each chunk one atomic batch, with the
-// phase in m␀migrating:
+// temporary keyspaces, in chunks, each chunk one atomic batch:
 //
-//	phase 1: s␀X → S␀X, o␀X␀n → O␀X␀n   (s␀, o␀ hold only version-1 keys)
-//	phase 2: S␀X → s␀<1>X, O␀X␀n → o␀<1>X␀n   (s␀, o␀ hold only version-2 keys)
-//	done:    m␀format = 2, m␀migrating deleted
+//	phase 1: s␀X → S␀X, o␀X␀n → O␀X␀n         s␀, o␀ hold only version-1 keys
+//	         then m␀migrating = 2
+//	phase 2: S␀X → s␀<1>X, O␀X␀n → o␀<1>X␀n   s␀, o␀ hold only version-2 keys
+//	done:    m␀format = 2, m␀migrating deleted (one batch)
 //
-// A crash anywhere resumes the phase it was in: every chunk moves keys out
-// of the keyspace being emptied, so what is left there is still to do.
-const (
-	formatVersion = 2
-	migrateChunk  = 4096 // keys per migration batch
+// A crash anywhere resumes the phase it was in (no m␀migrating: phase 1):
+// every chunk moves keys out of the keyspace being emptied, so what is
+// left there is still to do.
+const formatVersion = 2
+
+// Migration knobs; tests shrink the chunk and interrupt between chunks.
+var (
+	migrateChunk      = 4096 // keys per migration batch
+	migrateAfterChunk func() error
 )
 
 // migrate brings pdb to formatVersion. afterChunk, if set, runs after each
@@ -60,7 +64,7 @@ func (db *DB) migrate(pdb *pebble.DB, chunk int, afterChunk func() error) error 
 	}
 	if phase == 1 {
 		for _, sp := range [][2]byte{{spaceSession, spaceMigSession}, {spaceQueue, spaceMigQueue}} {
-			_, err := moveSpace(pdb, sp[0], sp[1], chunk, 1, func(k []byte) []byte {
+			_, err := moveSpace(pdb, sp[0], chunk, func(k []byte) []byte {
 				return append([]byte{sp[1], sep}, k[prefixLen:]...)
 			}, nil, afterChunk)
 			if err != nil {
@@ -76,11 +80,11 @@ func (db *DB) migrate(pdb *pebble.DB, chunk int, afterChunk func() error) error 
 			return append([]byte{space, sep, ProtocolMQTT}, k[prefixLen:]...)
 		}
 	}
-	k1, err := moveSpace(pdb, spaceMigSession, spaceSession, chunk, 2, mqtt(spaceSession), upgradeSession, afterChunk)
+	k1, err := moveSpace(pdb, spaceMigSession, chunk, mqtt(spaceSession), upgradeSession, afterChunk)
 	if err != nil {
 		return err
 	}
-	k2, err := moveSpace(pdb, spaceMigQueue, spaceQueue, chunk, 2, mqtt(spaceQueue), nil, afterChunk)
+	k2, err := moveSpace(pdb, spaceMigQueue, chunk, mqtt(spaceQueue), nil, afterChunk)
 	if err != nil {
 		return err
 	}
@@ -112,9 +116,9 @@ func upgradeSession(k, v []byte) ([]byte, error) {
 }
 
 // moveSpace moves every key of keyspace from to rename(key), chunk keys per
-// atomic batch that also records phase, and returns how many it moved.
-// value, if set, rewrites each value.
-func moveSpace(pdb *pebble.DB, from, to byte, chunk int, phase uint64, rename func([]byte) []byte,
+// atomic batch, and returns how many it moved. value, if set, rewrites
+// each value.
+func moveSpace(pdb *pebble.DB, from byte, chunk int, rename func([]byte) []byte,
 	value func(k, v []byte) ([]byte, error), afterChunk func() error) (int, error) {
 	lo, hi := spaceBounds(from)
 	moved := 0
@@ -139,7 +143,6 @@ func moveSpace(pdb *pebble.DB, from, to byte, chunk int, phase uint64, rename fu
 			return nil
 		})
 		if err == nil && n > 0 {
-			_ = b.Set(metaMigrating, appendUint(nil, phase), nil)
 			err = b.Commit(pebble.Sync)
 		}
 		b.Close()

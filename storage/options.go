@@ -2,8 +2,8 @@ package storage
 
 import (
 	"fmt"
-	"math"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/cockroachdb/pebble/vfs"
