@@ -303,3 +303,125 @@ func TestCorruptRecord(t *testing.T) {
 		t.Fatalf("Open with a bad queue record = %v, want ErrCorrupt naming the key", err)
 	}
 }
+
+// TestCrashIMKeyspaces: writers commit registrations, group joins,
+// history, delayed messages and dedup records concurrently; the machine
+// "crashes". Everything acknowledged is there after reopening, ids are
+// unique, and a registration after the restart gets a new id.
+func TestCrashIMKeyspaces(t *testing.T) {
+	fs := vfs.NewStrictMem()
+	c := newClock()
+	db, err := Open("db", testOpts(fs, c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, db, func(b *Batch) {
+		for w := range 4 {
+			b.CreateGroup(fmt.Sprintf("g%d", w), 0)
+		}
+	})
+	type ack struct {
+		w, i int
+		id   uint64
+	}
+	var (
+		mu      sync.Mutex
+		crashed bool
+		acks    []ack
+		wg      sync.WaitGroup
+	)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 1; ; i++ {
+				b := db.NewBatch()
+				reg := b.Register(fmt.Sprintf("w%d-%d", w, i), []byte("h"))
+				b.JoinGroup(fmt.Sprintf("g%d", w), uint64(w*1e6+i))
+				b.PutHistory(fmt.Sprintf("c%d", w), hmsg(c, uint64(i), fmt.Sprint(i)), uint64(w))
+				b.PutDelayed(int64(i), &Message{ID: uint64(w*1e6 + i), Payload: []byte("d")})
+				b.Dedup(fmt.Sprintf("s%d", w), fmt.Sprint(i), uint64(i))
+				ch := make(chan error, 1)
+				if err := db.Commit(b, func(err error) {
+					mu.Lock()
+					if err == nil && !crashed {
+						acks = append(acks, ack{w, i, reg.Account.ID})
+					}
+					mu.Unlock()
+					ch <- err
+				}); err != nil {
+					return // closed by the crash
+				}
+				<-ch
+			}
+		}()
+	}
+	checkFor(t, 20*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(acks) < 400 {
+			return fmt.Errorf("%d acknowledged", len(acks))
+		}
+		return nil
+	})
+	mu.Lock()
+	crashed = true
+	mu.Unlock()
+	crash(fs, db)
+	wg.Wait()
+
+	db, err = Open("db", testOpts(fs, c))
+	if err != nil {
+		t.Fatalf("reopen after crash: %v", err)
+	}
+	defer db.Close()
+	owners := map[uint64]string{}
+	if err := db.LoadAccounts(func(a *Account) error {
+		if o, dup := owners[a.ID]; dup {
+			return fmt.Errorf("id %d held by %s and %s", a.ID, o, a.Name)
+		}
+		owners[a.ID] = a.Name
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	members := map[uint64]bool{}
+	for w := range 4 {
+		db.GroupMembers(fmt.Sprintf("g%d", w), func(id uint64, _ int64) error { members[id] = true; return nil })
+	}
+	for _, a := range acks {
+		name := fmt.Sprintf("w%d-%d", a.w, a.i)
+		if acc, err := db.GetAccountByName(name); err != nil || acc.ID != a.id {
+			t.Fatalf("acknowledged account %s (id %d): %+v, %v", name, a.id, acc, err)
+		}
+		if !members[uint64(a.w*1e6+a.i)] {
+			t.Fatalf("acknowledged join of %d lost", a.w*1e6+a.i)
+		}
+		n, err := db.LoadHistory(fmt.Sprintf("c%d", a.w), uint64(a.i+1), 1, func(m *Message) error {
+			if m.ID != uint64(a.i) {
+				return fmt.Errorf("history c%d: %d in place of %d", a.w, m.ID, a.i)
+			}
+			return nil
+		})
+		if err != nil || n != 1 {
+			t.Fatalf("acknowledged history c%d/%d: %d, %v", a.w, a.i, n, err)
+		}
+		found := false
+		db.ReadDue(int64(a.i), Due{At: int64(a.i) - 1, ID: 1 << 62}, 10, func(d Due, m *Message) error {
+			found = found || d.ID == uint64(a.w*1e6+a.i)
+			return nil
+		})
+		if !found {
+			t.Fatalf("acknowledged delayed %d lost", a.w*1e6+a.i)
+		}
+		if id, err := db.GetDedup(fmt.Sprintf("s%d", a.w), fmt.Sprint(a.i)); err != nil || id != uint64(a.i) {
+			t.Fatalf("acknowledged dedup s%d/%d: %d, %v", a.w, a.i, id, err)
+		}
+	}
+	var fresh *AccountResult
+	mustCommit(t, db, func(b *Batch) { fresh = b.Register("after-the-crash", nil) })
+	if _, taken := owners[fresh.Account.ID]; taken || !fresh.New {
+		t.Fatalf("new registration after the crash got id %d, already %q's", fresh.Account.ID, owners[fresh.Account.ID])
+	}
+	t.Logf("%d batches acknowledged before the crash, %d accounts after it", len(acks), len(owners))
+}
