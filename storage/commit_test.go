@@ -335,3 +335,41 @@ func TestConcurrentCommits(t *testing.T) {
 	}
 	t.Logf("%d batches in %d groups", st.Batches, st.Groups)
 }
+
+// TestStatsHistograms: every committed batch is one commit latency, every
+// written group one group size and one apply latency, in Prometheus' shape.
+func TestStatsHistograms(t *testing.T) {
+	db, c := openMem(t, nil)
+	for i := range 10 {
+		mustCommit(t, db, func(b *Batch) {
+			for j := range i + 1 {
+				b.PutQueued(mk("h"), uint64(i*100+j), qmsg(c, "m"))
+			}
+		})
+	}
+	st := db.Stats()
+	for name, h := range map[string]Histogram{"commit": st.CommitLatency, "apply": st.ApplyLatency, "group": st.GroupOps} {
+		if len(h.Counts) != len(h.Bounds) || h.Sum <= 0 {
+			t.Fatalf("%s: %+v", name, h)
+		}
+		for i := 1; i < len(h.Counts); i++ {
+			if h.Counts[i] < h.Counts[i-1] {
+				t.Fatalf("%s: counts not cumulative: %v", name, h.Counts)
+			}
+		}
+		if h.Counts[len(h.Counts)-1] > h.Count {
+			t.Fatalf("%s: %v above Count %d", name, h.Counts, h.Count)
+		}
+	}
+	if st.CommitLatency.Count != st.Batches || st.GroupOps.Count != st.Groups || st.ApplyLatency.Count != st.Groups {
+		t.Fatalf("counts: commit %d of %d batches, groups %d/%d of %d", st.CommitLatency.Count, st.Batches,
+			st.GroupOps.Count, st.ApplyLatency.Count, st.Groups)
+	}
+	// 55 ops in 10 groups of 1 to 10: all within the bucket <= 16.
+	if st.GroupOps.Sum != 55 || st.GroupOps.Counts[4] != st.Groups || st.GroupOps.Counts[0] != 1 {
+		t.Fatalf("group sizes: %+v", st.GroupOps)
+	}
+	if st.WrittenBytes == 0 {
+		t.Fatal("WrittenBytes = 0")
+	}
+}
