@@ -232,3 +232,47 @@ func benchDelay() time.Duration {
 	d, _ := time.ParseDuration(os.Getenv("CIM_STORAGE_BATCH_DELAY"))
 	return d
 }
+
+// BenchmarkReadQueue is one page (100 messages of 64 bytes) of a queue the
+// broker keeps only partly in memory: 100,000 queued for one session, the
+// older half already acknowledged (deleted), pages read from the live half.
+func BenchmarkReadQueue(b *testing.B) {
+	db, err := Open(b.TempDir(), Options{Durability: Async, Logger: quietLogger(), SweepInterval: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	key := mk("paged")
+	payload := make([]byte, 64)
+	const total = 100_000
+	for lo := uint64(1); lo <= total; lo += 1000 {
+		bt := db.NewBatch()
+		for seq := lo; seq < lo+1000; seq++ {
+			bt.PutQueued(key, seq, &Message{ID: seq, Topic: "cim/u/x", Payload: payload, QoS: 1, Created: 1})
+		}
+		if err := db.commitAndWait(bt); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for lo := uint64(1); lo <= total/2; lo += 1000 {
+		bt := db.NewBatch()
+		for seq := lo; seq < lo+1000; seq++ {
+			bt.DeleteQueued(key, seq)
+		}
+		if err := db.commitAndWait(bt); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	from := uint64(total / 2)
+	for b.Loop() {
+		n, err := db.ReadQueue(key, from, 100, func(uint64, *Message) error { return nil })
+		if err != nil || n != 100 {
+			b.Fatalf("ReadQueue = %d, %v", n, err)
+		}
+		if from += 100; from > total-100 {
+			from = total / 2
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/100, "ns/msg")
+}

@@ -16,6 +16,14 @@ import (
 	"github.com/cockroachdb/pebble/vfs/errorfs"
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if searchStore.dir != "" {
+		os.RemoveAll(searchStore.dir)
+	}
+	os.Exit(code)
+}
+
 // fakeClock is a settable Options.Now.
 type fakeClock struct{ ms atomic.Int64 }
 

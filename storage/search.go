@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"container/heap"
 	"fmt"
+	"slices"
 
 	"github.com/cockroachdb/pebble"
 	"golang.org/x/text/cases"
@@ -62,8 +63,7 @@ type SearchResult struct {
 }
 
 // SearchHistory runs q. It reads Pebble directly: run it off the loops.
-func (db *DB) SearchHistory(q SearchQuery) (SearchResult, error) {
-	var res SearchResult
+func (db *DB) SearchHistory(q SearchQuery) (res SearchResult, err error) {
 	if len(q.Conversations) > MaxSearchConversations {
 		return res, fmt.Errorf("%w: %d conversations (max %d)", ErrInvalidArgument, len(q.Conversations), MaxSearchConversations)
 	}
@@ -93,10 +93,12 @@ func (db *DB) SearchHistory(q SearchQuery) (SearchResult, error) {
 	kw := bytes.Clone(f.fold([]byte(q.Keyword)))
 	kwASCII := isASCII(kw)
 	cs := make(cursors, 0, len(seen))
-	defer func() {
+	defer func() { // with res a named result, so the page's cost reaches the caller
 		for _, c := range cs {
 			res.BlockBytes += c.it.Stats().InternalStats.BlockBytes
-			c.it.Close()
+			if cerr := c.it.Close(); err == nil && cerr != nil {
+				err = readError(cerr)
+			}
 		}
 	}()
 	for conv := range seen {
@@ -147,7 +149,11 @@ func (db *DB) SearchHistory(q SearchQuery) (SearchResult, error) {
 			res.Hits = append(res.Hits, SearchHit{Conversation: c.conv, Message: m})
 		}
 		if c.step(false) {
-			heap.Fix(&live, 0)
+			// Still the newest when it beats both children of the root
+			// (one conversation often holds a run of the newest messages).
+			if len(live) > 1 && !live.Less(0, 1) || len(live) > 2 && !live.Less(0, 2) {
+				heap.Fix(&live, 0)
+			}
 		} else {
 			if err := c.it.Error(); err != nil {
 				return res, readError(err)
@@ -221,30 +227,49 @@ type folder struct {
 }
 
 func (f *folder) fold(p []byte) []byte {
-	f.buf = f.buf[:0]
+	f.buf = slices.Grow(f.buf[:0], len(p))[:len(p)]
+	buf := f.buf
 	for i, c := range p {
 		if c >= 0x80 {
+			f.buf = buf[:i]
 			return f.foldUnicode(p[i:])
 		}
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		f.buf = append(f.buf, c)
+		buf[i] = asciiFold[c]
 	}
-	return f.buf
+	return buf
 }
+
+// asciiFold maps each ASCII byte to its case folding (A-Z to a-z).
+var asciiFold = func() (t [128]byte) {
+	for i := range t {
+		t[i] = byte(i)
+		if 'A' <= i && i <= 'Z' {
+			t[i] += 'a' - 'A'
+		}
+	}
+	return t
+}()
 
 func (f *folder) foldUnicode(rest []byte) []byte {
 	if !f.init {
 		f.caser, f.init = cases.Fold(), true
 	}
 	f.caser.Reset()
-	out, _, err := transform.Append(f.caser, f.buf, rest)
-	if err != nil { // cannot happen for Fold; keep the text unfolded rather than lose it
-		return append(f.buf, rest...)
+	for {
+		// Transform straight into the reused buffer (transform.Append
+		// allocates on every call); folding rarely grows text by half.
+		f.buf = slices.Grow(f.buf, len(rest)+len(rest)/2+8)
+		nDst, nSrc, err := f.caser.Transform(f.buf[len(f.buf):cap(f.buf)], rest, true)
+		f.buf = f.buf[:len(f.buf)+nDst]
+		rest = rest[nSrc:]
+		switch {
+		case err == transform.ErrShortDst:
+			continue
+		case err != nil: // cannot happen for Fold; keep the text unfolded rather than lose it
+			f.buf = append(f.buf, rest...)
+		}
+		return f.buf
 	}
-	f.buf = out
-	return out
 }
 
 func isASCII(p []byte) bool {
