@@ -222,19 +222,23 @@ func (db *DB) commitGroup(group []*Batch) int {
 		pb.Close()
 		clear(db.ov)
 	}
+	// Count before the dones run, so a writer that saw its done sees it
+	// counted in Stats.
+	db.st.batches.Add(uint64(len(group)))
+	db.st.ops.Add(uint64(ops))
 	now := db.nanos()
 	for _, b := range group {
 		if b.enq != 0 {
 			db.st.commitLatency.observe(now - b.enq)
 		}
+	}
+	for _, b := range group {
 		b.done(err)
 		b.reset()
 		if len(b.buf) < 64<<10 && b.db == db {
 			db.batches.Put(b)
 		}
 	}
-	db.st.batches.Add(uint64(len(group)))
-	db.st.ops.Add(uint64(ops))
 	return ops
 }
 

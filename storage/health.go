@@ -132,10 +132,10 @@ func (db *DB) failPending(err error) {
 	pending := db.q.pending
 	db.q.pending, db.q.ops, db.q.bytes = nil, 0, 0
 	db.q.Unlock()
+	db.st.batches.Add(uint64(len(pending)))
 	for _, b := range pending {
 		b.done(err)
 		b.reset()
 		db.batches.Put(b)
 	}
-	db.st.batches.Add(uint64(len(pending)))
 }
