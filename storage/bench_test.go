@@ -59,7 +59,7 @@ func benchCommit(b *testing.B, d Durability) {
 				sent := make([]time.Time, per)
 				dones := make([]func(error), per)
 				for i := range per {
-					ids[i] = fmt.Sprintf("dev-%d-%d", loop, i)
+					ids[i] = mk(fmt.Sprintf("dev-%d-%d", loop, i))
 					dones[i] = func(err error) {
 						if err != nil {
 							b.Error(err)
@@ -119,12 +119,13 @@ func BenchmarkBatchPutQueued(b *testing.B) {
 	db, _ := openMem(b, nil)
 	m := &Message{ID: 1, Topic: "cim/u/alice", Payload: make([]byte, 64), QoS: 1, From: "bob", Created: 1700000000000}
 	bt := db.NewBatch()
+	key := mk("dev-1")
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		if i%1024 == 0 {
 			bt.reset()
 		}
-		bt.PutQueued("dev-1", uint64(i), m)
+		bt.PutQueued(key, uint64(i), m)
 	}
 }
 
@@ -166,7 +167,7 @@ func BenchmarkRecovery(b *testing.B) {
 					err = db.LoadQueues(func(string, uint64, *Message) error { n++; return nil })
 				} else {
 					for _, id := range ids {
-						if err = db.LoadQueue(id, func(uint64, *Message) error { n++; return nil }); err != nil {
+						if err = db.LoadQueue(mk(id), func(uint64, *Message) error { n++; return nil }); err != nil {
 							break
 						}
 					}
@@ -200,7 +201,7 @@ func buildRecoveryStore(b testing.TB, dir string, opts Options, sessions, perSes
 			bt.PutSession(&Session{ClientID: id, Protocol: ProtocolMQTT, Version: 5, ExpiryInterval: NeverExpire,
 				DisconnectedAt: now, Subs: []Sub{{Filter: "cim/u/" + id, QoS: 1}, {Filter: "cim/all", QoS: 1}}})
 			for seq := 0; seq < perSession; seq++ {
-				bt.PutQueued(id, uint64(seq), &Message{ID: uint64(seq), Topic: "cim/u/" + id, Payload: payload, QoS: 1, Created: now})
+				bt.PutQueued(mk(id), uint64(seq), &Message{ID: uint64(seq), Topic: "cim/u/" + id, Payload: payload, QoS: 1, Created: now})
 			}
 		}
 		for {
@@ -230,4 +231,48 @@ func buildRecoveryStore(b testing.TB, dir string, opts Options, sessions, perSes
 func benchDelay() time.Duration {
 	d, _ := time.ParseDuration(os.Getenv("CIM_STORAGE_BATCH_DELAY"))
 	return d
+}
+
+// BenchmarkReadQueue is one page (100 messages of 64 bytes) of a queue the
+// broker keeps only partly in memory: 100,000 queued for one session, the
+// older half already acknowledged (deleted), pages read from the live half.
+func BenchmarkReadQueue(b *testing.B) {
+	db, err := Open(b.TempDir(), Options{Durability: Async, Logger: quietLogger(), SweepInterval: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	key := mk("paged")
+	payload := make([]byte, 64)
+	const total = 100_000
+	for lo := uint64(1); lo <= total; lo += 1000 {
+		bt := db.NewBatch()
+		for seq := lo; seq < lo+1000; seq++ {
+			bt.PutQueued(key, seq, &Message{ID: seq, Topic: "cim/u/x", Payload: payload, QoS: 1, Created: 1})
+		}
+		if err := db.commitAndWait(bt); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for lo := uint64(1); lo <= total/2; lo += 1000 {
+		bt := db.NewBatch()
+		for seq := lo; seq < lo+1000; seq++ {
+			bt.DeleteQueued(key, seq)
+		}
+		if err := db.commitAndWait(bt); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	from := uint64(total / 2)
+	for b.Loop() {
+		n, err := db.ReadQueue(key, from, 100, func(uint64, *Message) error { return nil })
+		if err != nil || n != 100 {
+			b.Fatalf("ReadQueue = %d, %v", n, err)
+		}
+		if from += 100; from > total-100 {
+			from = total / 2
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/100, "ns/msg")
 }

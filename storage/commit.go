@@ -9,176 +9,60 @@ import (
 	"github.com/cockroachdb/pebble"
 )
 
-type opKind uint8
+// QueueEvent is one queued message the committer removed or refused on its
+// own: because of a cap (Batch.QueueEvents) or an expiry (SweepResult).
+type QueueEvent struct {
+	Key    string // session key (SessionKey)
+	Seq    uint64
+	Reason QueueEventReason
+}
+
+// QueueEventReason says why a QueueEvent happened.
+type QueueEventReason uint8
 
 const (
-	opPutSession opKind = iota + 1
-	opDeleteSession
-	opPutQueued
-	opDeleteQueued
-	opPutRetained
-	opDeleteRetained
+	// QueueDropped: an older queued message was deleted to make room for a
+	// new one (DropOldest).
+	QueueDropped QueueEventReason = iota + 1
+	// QueueRejected: the put was refused and nothing was stored for it
+	// (RejectNew at the cap, or a message larger than the byte cap).
+	QueueRejected
+	// QueueExpired: the sweeper deleted the message (QueueTTL or its Expiry).
+	QueueExpired
 )
 
-// op is one write of a Batch. Key and value are encoded into Batch.buf
-// (value right after key) on the caller's goroutine (encode.go), so the
-// committer only copies bytes into the Pebble batch and updates the index.
-type op struct {
-	kind     opKind
-	off      uint32 // key at buf[off : off+keyLen], value right after
-	keyLen   uint32
-	valLen   uint32
-	expiry   uint32 // PutSession: Session.ExpiryInterval
-	deadline int64  // PutQueued: see deadline(); PutSession: DisconnectedAt
-}
-
-// Batch collects writes that commit together: all or none, in order, in
-// one group. Build it on one goroutine, then hand it to DB.Commit. Records
-// are encoded as they are added, so the caller may reuse them right after.
-// A Batch is not safe for concurrent use.
-type Batch struct {
-	db   *DB
-	ops  []op
-	buf  []byte // encoded keys and values
-	err  error  // first error from a Put/Delete; Commit returns it
-	done func(error)
-	job  *sweepJob // non-nil: a sweep request, not a caller's batch
-}
-
-// NewBatch returns an empty batch. Batches are recycled after their done
-// callback returns.
-func (db *DB) NewBatch() *Batch {
-	if b, ok := db.batches.Get().(*Batch); ok {
-		return b
+func (r QueueEventReason) String() string {
+	switch r {
+	case QueueDropped:
+		return "dropped"
+	case QueueRejected:
+		return "rejected"
+	case QueueExpired:
+		return "expired"
 	}
-	return &Batch{db: db}
-}
-
-func (b *Batch) reset() {
-	b.ops, b.buf, b.err, b.done, b.job = b.ops[:0], b.buf[:0], nil, nil, nil
-}
-
-// Err returns the first error recorded by a Put or Delete, if any.
-func (b *Batch) Err() error { return b.err }
-
-// Len returns the number of operations in the batch.
-func (b *Batch) Len() int { return len(b.ops) }
-
-func (b *Batch) fail(err error) {
-	if b.err == nil {
-		b.err = err
-	}
-}
-
-// add appends o, whose key is buf[off:keyEnd] and value buf[keyEnd:].
-func (b *Batch) add(o op, off, keyEnd int) {
-	o.off, o.keyLen, o.valLen = uint32(off), uint32(keyEnd-off), uint32(len(b.buf)-keyEnd)
-	b.ops = append(b.ops, o)
-}
-
-// PutSession stores s at s␀<ClientID>.
-func (b *Batch) PutSession(s *Session) {
-	if s == nil {
-		b.fail(fmt.Errorf("%w: nil session", ErrInvalidRecord))
-		return
-	}
-	if err := checkName("client id", s.ClientID); err != nil {
-		b.fail(err)
-		return
-	}
-	off := len(b.buf)
-	b.buf = appendNameKey(b.buf, spaceSession, s.ClientID)
-	k := len(b.buf)
-	b.buf = appendSession(b.buf, s)
-	b.add(op{kind: opPutSession, expiry: s.ExpiryInterval, deadline: s.DisconnectedAt}, off, k)
-}
-
-// DeleteSession deletes the session and its whole queue.
-func (b *Batch) DeleteSession(clientID string) {
-	if err := checkName("client id", clientID); err != nil {
-		b.fail(err)
-		return
-	}
-	off := len(b.buf)
-	b.buf = appendNameKey(b.buf, spaceSession, clientID)
-	b.add(op{kind: opDeleteSession}, off, len(b.buf))
-}
-
-// PutQueued stores m at o␀<clientID>␀<seq>. A new seq counts against the
-// session's caps (Options.MaxQueuedPerSession, MaxQueuedBytesPerSession),
-// enforced by the committer per QueueFullPolicy; putting an existing seq
-// again (to record Sent/PacketID) replaces it and is never refused.
-func (b *Batch) PutQueued(clientID string, seq uint64, m *Message) {
-	if m == nil {
-		b.fail(fmt.Errorf("%w: nil message", ErrInvalidRecord))
-		return
-	}
-	if err := checkName("client id", clientID); err != nil {
-		b.fail(err)
-		return
-	}
-	off := len(b.buf)
-	b.buf = appendQueueKey(b.buf, clientID, seq)
-	k := len(b.buf)
-	b.buf = appendMessage(b.buf, m)
-	b.add(op{kind: opPutQueued, deadline: deadline(m.Created, m.Expiry, b.db.opts.QueueTTL)}, off, k)
-}
-
-// DeleteQueued deletes one queued message (delivered and acknowledged).
-func (b *Batch) DeleteQueued(clientID string, seq uint64) {
-	if err := checkName("client id", clientID); err != nil {
-		b.fail(err)
-		return
-	}
-	off := len(b.buf)
-	b.buf = appendQueueKey(b.buf, clientID, seq)
-	b.add(op{kind: opDeleteQueued}, off, len(b.buf))
-}
-
-// PutRetained stores m as the retained message of m.Topic.
-func (b *Batch) PutRetained(m *Message) {
-	if m == nil {
-		b.fail(fmt.Errorf("%w: nil message", ErrInvalidRecord))
-		return
-	}
-	if err := checkName("topic", m.Topic); err != nil {
-		b.fail(err)
-		return
-	}
-	off := len(b.buf)
-	b.buf = appendNameKey(b.buf, spaceRetained, m.Topic)
-	k := len(b.buf)
-	b.buf = appendMessage(b.buf, m)
-	b.add(op{kind: opPutRetained}, off, k)
-}
-
-// DeleteRetained deletes the retained message of topic.
-func (b *Batch) DeleteRetained(topic string) {
-	if err := checkName("topic", topic); err != nil {
-		b.fail(err)
-		return
-	}
-	off := len(b.buf)
-	b.buf = appendNameKey(b.buf, spaceRetained, topic)
-	b.add(op{kind: opDeleteRetained}, off, len(b.buf))
+	return fmt.Sprintf("QueueEventReason(%d)", uint8(r))
 }
 
 // Commit queues b for the committer and returns at once; it never blocks
 // on I/O (it takes a mutex held only for an append). done is called once,
 // on the committer goroutine, after the group holding b is durable (Sync)
-// or applied (Async), with nil or an error wrapping ErrWrite. done must not
-// block: it delays every later commit.
+// or applied (Async), with nil or an error wrapping ErrWrite (and
+// ErrDiskFull when the disk was full). done must not block: it delays
+// every later commit. Inside done, and only there, the caller may read
+// b.QueueEvents() and the results its decided ops returned (Register,
+// Dedup, ...); the batch is recycled when done returns.
 //
-// If Commit returns an error (ErrBusy, ErrClosed, ErrWrite after an earlier
-// failure, or b.Err()), b was not queued, done will not be called, and b is
-// still the caller's. Otherwise b belongs to the DB: do not touch it again.
-// An empty batch is a barrier: its done runs once everything committed
-// before it is durable.
+// If Commit returns an error (ErrBusy, ErrClosed, ErrUnavailable while the
+// store recovers from a failed write, or b.Err()), b was not queued, done
+// will not be called, and b is still the caller's. Otherwise b belongs to
+// the DB: do not touch it again. An empty batch is a barrier: its done
+// runs once everything committed before it is durable.
 func (db *DB) Commit(b *Batch, done func(error)) error {
 	if b.err != nil {
 		return b.err
 	}
 	if err := db.failed.Load(); err != nil {
+		db.st.unavailable.Add(1)
 		return *err
 	}
 	if done == nil {
@@ -196,6 +80,7 @@ func (db *DB) Commit(b *Batch, done func(error)) error {
 		return ErrBusy
 	}
 	b.done = done
+	b.enq = db.nanos()
 	db.q.pending = append(db.q.pending, b)
 	db.q.ops += len(b.ops)
 	db.q.bytes += n
@@ -216,7 +101,8 @@ func (db *DB) signal() {
 
 // runCommitter is the committer goroutine: it takes what is pending as one
 // group, writes it as one Pebble batch with one sync, and calls the dones.
-// While it syncs, new commits gather into the next group.
+// While it syncs, new commits gather into the next group. After a failure
+// it reopens the store (health.go) before taking the next group.
 func (db *DB) runCommitter() {
 	defer close(db.committerDone)
 	var group []*Batch
@@ -224,9 +110,19 @@ func (db *DB) runCommitter() {
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
 	for {
+		if err := db.bgErr.Load(); err != nil {
+			db.setFailing(*err)
+		}
+		if db.failed.Load() != nil && !db.recover() {
+			db.failPending(ErrClosed) // closed while down: nothing can commit
+			return
+		}
 		group = db.nextGroup(group[:0], prevOps, linger)
 		if len(group) == 0 {
-			return
+			if db.q.closedNow() {
+				return
+			}
+			continue // woken by a background failure
 		}
 		prevOps = db.commitGroup(group)
 		clear(group) // drop references to recycled batches
@@ -239,7 +135,7 @@ func (db *DB) runCommitter() {
 func (db *DB) nextGroup(group []*Batch, prevOps int, linger *time.Timer) []*Batch {
 	db.q.Lock()
 	for len(db.q.pending) == 0 {
-		if db.q.closed {
+		if db.q.closed || db.bgErr.Load() != nil {
 			db.q.Unlock()
 			return group
 		}
@@ -294,24 +190,47 @@ func (db *DB) commitGroup(group []*Batch) int {
 		err = *f
 	}
 	ops := 0
+	for _, b := range group {
+		ops += len(b.ops)
+	}
 	if err == nil {
 		pb := db.pdb.NewBatch()
-		db.idx.mu.Lock()
-		for _, b := range group {
-			ops += len(b.ops)
-			for i := range b.ops {
-				db.applyOp(pb, b, &b.ops[i])
+		if err = db.decide(pb, group); err == nil {
+			db.idx.mu.Lock()
+			for _, b := range group {
+				if b.skip {
+					continue
+				}
+				for i := range b.ops {
+					if !b.ops[i].kind.decided() {
+						db.applyOp(pb, b, &b.ops[i])
+					}
+				}
+				if b.job != nil {
+					db.sweepLocked(pb, b.job)
+				}
 			}
-			if b.job != nil {
-				db.sweepLocked(pb, b.job)
+			db.idx.mu.Unlock()
+			if !pb.Empty() {
+				t := db.nanos()
+				err = db.write(pb)
+				db.st.observeGroup(ops, pb.Len(), db.nanos()-t)
 			}
-		}
-		db.idx.mu.Unlock()
-		if !pb.Empty() {
-			err = db.write(pb)
-			db.st.groups.Add(1)
+		} else {
+			err = db.writeFailed(err)
 		}
 		pb.Close()
+		clear(db.ov)
+	}
+	// Count before the dones run, so a writer that saw its done sees it
+	// counted in Stats.
+	db.st.batches.Add(uint64(len(group)))
+	db.st.ops.Add(uint64(ops))
+	now := db.nanos()
+	for _, b := range group {
+		if b.enq != 0 {
+			db.st.commitLatency.observe(now - b.enq)
+		}
 	}
 	for _, b := range group {
 		b.done(err)
@@ -320,33 +239,43 @@ func (db *DB) commitGroup(group []*Batch) int {
 			db.batches.Put(b)
 		}
 	}
-	db.st.batches.Add(uint64(len(group)))
-	db.st.ops.Add(uint64(ops))
 	return ops
 }
 
-// write applies pb. Any failure is sticky (see ErrWrite); a panic from
-// Pebble (its Fatalf, or a WAL invariant) is contained here.
+// write applies pb. A failure (or a panic from Pebble: its Fatalf, or a
+// WAL invariant, contained here) puts the store into recovery.
 func (db *DB) write(pb *pebble.Batch) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = panicError(r)
 		}
 		if err != nil {
-			if errors.Is(err, syscall.ENOSPC) {
-				err = fmt.Errorf("%w: %w: %w", ErrWrite, ErrDiskFull, err)
-			} else {
-				err = fmt.Errorf("%w: %w", ErrWrite, err)
-			}
-			if db.failed.CompareAndSwap(nil, &err) {
-				db.log.Error("storage write failed; refusing further writes", "err", err)
-			}
+			err = db.writeFailed(err)
 		}
 	}()
 	return db.pdb.Apply(pb, db.wo)
 }
 
-// applyOp adds one op to pb and updates the index.
+// writeFailed classifies a failed group commit, counts it and starts the
+// recovery (the committer runs it before the next group).
+func (db *DB) writeFailed(err error) error {
+	err = writeError("", err)
+	db.st.writeErrors.Add(1)
+	db.setFailing(err)
+	return err
+}
+
+// writeError wraps a failed write in ErrWrite, and in ErrDiskFull for ENOSPC.
+func writeError(what string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("%w: %s%w: %w", ErrWrite, what, ErrDiskFull, err)
+	}
+	return fmt.Errorf("%w: %s%w", ErrWrite, what, err)
+}
+
+func (db *DB) nanos() int64 { return int64(time.Since(db.t0)) }
+
+// applyOp adds one plain op to pb and updates the index.
 // REQUIRES: db.idx.mu held.
 func (db *DB) applyOp(pb *pebble.Batch, b *Batch, o *op) {
 	key := b.buf[o.off : o.off+o.keyLen]
@@ -355,70 +284,81 @@ func (db *DB) applyOp(pb *pebble.Batch, b *Batch, o *op) {
 	switch o.kind {
 	case opPutSession:
 		_ = pb.Set(key, val, nil)
-		x.sessions[string(key[prefixLen:])] = sessionMeta{o.expiry, o.deadline}
+		if _, ok := x.sessions[string(key[prefixLen:])]; !ok {
+			x.sessions[string(key[prefixLen:])] = struct{}{}
+		}
 	case opDeleteSession:
 		db.deleteSessionLocked(pb, string(key[prefixLen:]))
 	case opPutQueued:
-		db.putQueuedLocked(pb, key, val, o.deadline)
+		db.putQueuedLocked(pb, b, key, val, o.deadline)
 	case opDeleteQueued:
 		_ = pb.Delete(key, nil)
-		client, seq, _ := splitQueueKey(key)
-		if q := x.queues[string(client)]; q != nil {
+		session, seq, _ := splitQueueKey(key)
+		if q := x.queues[string(session)]; q != nil {
 			if i, ok := q.find(seq); ok && q.ents[i].live {
 				x.msgs--
 				x.bytes -= int64(q.kill(i))
-				db.trimLocked(string(client), q)
+				db.trimLocked(string(session), q)
 			}
 		}
-	case opPutRetained:
+	case opPutRetained, opSet:
 		_ = pb.Set(key, val, nil)
-	case opDeleteRetained:
+	case opDeleteRetained, opDelete:
 		_ = pb.Delete(key, nil)
+	case opDeleteRange:
+		_ = pb.DeleteRange(key, val, nil)
 	}
 }
 
 // deleteSessionLocked deletes a session record and its queue range.
 // REQUIRES: db.idx.mu held.
-func (db *DB) deleteSessionLocked(pb *pebble.Batch, clientID string) {
+func (db *DB) deleteSessionLocked(pb *pebble.Batch, key string) {
 	x := &db.idx
-	_ = pb.Delete(appendNameKey(nil, spaceSession, clientID), nil)
-	lo, hi := queueBounds(clientID)
+	_ = pb.Delete(appendNameKey(db.scratch[:0], spaceSession, key), nil)
+	lo, hi := queueBounds(key)
 	_ = pb.DeleteRange(lo, hi, nil)
-	delete(x.sessions, clientID)
-	if q := x.queues[clientID]; q != nil {
+	delete(x.sessions, key)
+	if q := x.queues[key]; q != nil {
 		x.msgs -= int64(q.count)
 		x.bytes -= q.bytes
-		delete(x.queues, clientID)
+		delete(x.queues, key)
 	}
 }
 
-// putQueuedLocked writes a queued message, enforcing the session caps.
+// putQueuedLocked writes a queued message, enforcing the session caps and
+// reporting what they did in b.events.
 // REQUIRES: db.idx.mu held.
-func (db *DB) putQueuedLocked(pb *pebble.Batch, key, val []byte, dl int64) {
+func (db *DB) putQueuedLocked(pb *pebble.Batch, b *Batch, key, val []byte, dl int64) {
 	x := &db.idx
-	client, seq, _ := splitQueueKey(key)
-	q := x.queues[string(client)]
+	session, seq, _ := splitQueueKey(key)
+	q := x.queues[string(session)]
 	if q == nil {
 		q = &queue{}
-		x.queues[string(client)] = q
+		x.queues[string(session)] = q
 	}
 	size := int64(len(val))
-	maxN, maxB := limit(db.opts.MaxQueuedPerSession), limit(db.opts.MaxQueuedBytesPerSession)
+	maxN, maxB := limitInt(db.opts.MaxQueuedPerSession), limitInt64(db.opts.MaxQueuedBytesPerSession)
 	if i, exists := q.find(seq); !exists || !q.ents[i].live {
 		// A new message: make room or refuse it.
 		if size > maxB || (db.opts.QueueFullPolicy == RejectNew && (q.count+1 > maxN || q.bytes+size > maxB)) {
 			db.st.rejected.Add(1)
-			db.trimLocked(string(client), q)
+			b.events = append(b.events, QueueEvent{Key: string(session), Seq: seq, Reason: QueueRejected})
+			db.trimLocked(string(session), q)
 			return
 		}
+		var name string
 		for q.count > 0 && (q.count+1 > maxN || q.bytes+size > maxB) {
 			e := q.ents[q.head]
-			db.scratch = appendQueueKey(db.scratch[:0], string(client), e.seq)
+			db.scratch = appendQueueKey(db.scratch[:0], string(session), e.seq)
 			_ = pb.Delete(db.scratch, nil)
 			x.msgs--
 			x.bytes -= int64(q.kill(q.head))
 			q.trim()
 			db.st.dropped.Add(1)
+			if name == "" {
+				name = string(session)
+			}
+			b.events = append(b.events, QueueEvent{Key: name, Seq: e.seq, Reason: QueueDropped})
 		}
 	}
 	_ = pb.Set(key, val, nil)
@@ -433,9 +373,16 @@ func (db *DB) putQueuedLocked(pb *pebble.Batch, key, val []byte, dl int64) {
 
 // trimLocked trims q and forgets it once empty.
 // REQUIRES: db.idx.mu held.
-func (db *DB) trimLocked(client string, q *queue) {
+func (db *DB) trimLocked(session string, q *queue) {
 	q.trim()
 	if q.count == 0 {
-		delete(db.idx.queues, client)
+		delete(db.idx.queues, session)
 	}
+}
+
+// closedNow reports whether Close has begun.
+func (q *commitQueue) closedNow() bool {
+	q.Lock()
+	defer q.Unlock()
+	return q.closed
 }

@@ -26,11 +26,11 @@ func TestQueueOrderAcrossByteBoundaries(t *testing.T) {
 	for lo := len(want); lo > 0; lo -= 100 {
 		mustCommit(t, db, func(b *Batch) {
 			for i := lo - 1; i >= 0 && i >= lo-100; i-- {
-				b.PutQueued("dev", want[i], qmsg(c, fmt.Sprint(want[i])))
+				b.PutQueued(mk("dev"), want[i], qmsg(c, fmt.Sprint(want[i])))
 			}
 		})
 	}
-	seqs, msgs := loadQueue(t, db, "dev")
+	seqs, msgs := loadQueue(t, db, mk("dev"))
 	if !reflect.DeepEqual(seqs, want) {
 		t.Fatalf("LoadQueue order:\n got %v\nwant %v", seqs, want)
 	}
@@ -39,17 +39,17 @@ func TestQueueOrderAcrossByteBoundaries(t *testing.T) {
 			t.Fatalf("seq %d holds %q", want[i], m.Payload)
 		}
 	}
-	if got := db.QueueLen("dev"); got != len(want) {
+	if got := db.QueueLen(mk("dev")); got != len(want) {
 		t.Fatalf("QueueLen = %d, want %d", got, len(want))
 	}
 	// The index agrees: acking from the front walks the same order.
 	mustCommit(t, db, func(b *Batch) {
 		for _, s := range want[:len(want)-1] {
-			b.DeleteQueued("dev", s)
+			b.DeleteQueued(mk("dev"), s)
 		}
 	})
-	if seqs, _ := loadQueue(t, db, "dev"); !reflect.DeepEqual(seqs, want[len(want)-1:]) || db.QueueLen("dev") != 1 {
-		t.Fatalf("after acks: %v, QueueLen %d", seqs, db.QueueLen("dev"))
+	if seqs, _ := loadQueue(t, db, mk("dev")); !reflect.DeepEqual(seqs, want[len(want)-1:]) || db.QueueLen(mk("dev")) != 1 {
+		t.Fatalf("after acks: %v, QueueLen %d", seqs, db.QueueLen(mk("dev")))
 	}
 }
 
@@ -57,29 +57,29 @@ func TestDeleteQueuedAndReplace(t *testing.T) {
 	db, c := openMem(t, nil)
 	mustCommit(t, db, func(b *Batch) {
 		for seq := uint64(1); seq <= 5; seq++ {
-			b.PutQueued("dev", seq, qmsg(c, "m"))
+			b.PutQueued(mk("dev"), seq, qmsg(c, "m"))
 		}
 	})
 	mustCommit(t, db, func(b *Batch) {
-		b.DeleteQueued("dev", 1) // ack of the oldest
-		b.DeleteQueued("dev", 3) // out-of-order ack
-		b.DeleteQueued("dev", 9) // unknown: a no-op
+		b.DeleteQueued(mk("dev"), 1) // ack of the oldest
+		b.DeleteQueued(mk("dev"), 3) // out-of-order ack
+		b.DeleteQueued(mk("dev"), 9) // unknown: a no-op
 		m := qmsg(c, "m")
 		m.Sent, m.PacketID = true, 17
-		b.PutQueued("dev", 2, m) // in-flight state recorded
+		b.PutQueued(mk("dev"), 2, m) // in-flight state recorded
 	})
-	seqs, msgs := loadQueue(t, db, "dev")
+	seqs, msgs := loadQueue(t, db, mk("dev"))
 	if !reflect.DeepEqual(seqs, []uint64{2, 4, 5}) || !msgs[0].Sent || msgs[0].PacketID != 17 {
 		t.Fatalf("queue = %v, first %+v", seqs, msgs[0])
 	}
-	if got := db.QueueLen("dev"); got != 3 {
+	if got := db.QueueLen(mk("dev")); got != 3 {
 		t.Fatalf("QueueLen = %d, want 3", got)
 	}
-	if got := db.QueueTail("dev"); got != 5 {
+	if got := db.QueueTail(mk("dev")); got != 5 {
 		t.Fatalf("QueueTail = %d, want 5", got)
 	}
-	mustCommit(t, db, func(b *Batch) { b.DeleteSession("dev") })
-	if got := db.QueueTail("dev"); got != 0 {
+	mustCommit(t, db, func(b *Batch) { b.DeleteSession(mk("dev")) })
+	if got := db.QueueTail(mk("dev")); got != 0 {
 		t.Fatalf("QueueTail after DeleteSession = %d, want 0", got)
 	}
 }
@@ -90,19 +90,19 @@ func TestDeleteSessionRemovesQueue(t *testing.T) {
 		for _, id := range []string{"a", "ab", "abc"} { // ids that prefix each other
 			b.PutSession(&Session{ClientID: id, Protocol: ProtocolMQTT})
 			for seq := uint64(0); seq < 300; seq++ {
-				b.PutQueued(id, seq, qmsg(c, id))
+				b.PutQueued(mk(id), seq, qmsg(c, id))
 			}
 		}
 	})
-	mustCommit(t, db, func(b *Batch) { b.DeleteSession("ab") })
-	if seqs, _ := loadQueue(t, db, "ab"); len(seqs) != 0 {
+	mustCommit(t, db, func(b *Batch) { b.DeleteSession(mk("ab")) })
+	if seqs, _ := loadQueue(t, db, mk("ab")); len(seqs) != 0 {
 		t.Fatalf("queue of deleted session has %d messages", len(seqs))
 	}
-	if _, err := db.GetSession("ab"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("GetSession(ab) err = %v", err)
+	if _, err := db.GetSession(mk("ab")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetSession(mk(ab)) err = %v", err)
 	}
 	for _, id := range []string{"a", "abc"} {
-		if seqs, msgs := loadQueue(t, db, id); len(seqs) != 300 || string(msgs[0].Payload) != id {
+		if seqs, msgs := loadQueue(t, db, mk(id)); len(seqs) != 300 || string(msgs[0].Payload) != id {
 			t.Fatalf("queue %q: %d messages", id, len(seqs))
 		}
 	}
@@ -110,18 +110,18 @@ func TestDeleteSessionRemovesQueue(t *testing.T) {
 	var last string
 	var lastSeq uint64
 	err := db.LoadQueues(func(id string, seq uint64, m *Message) error {
-		if id == last && seq <= lastSeq || id < last || string(m.Payload) != id {
+		if id == last && seq <= lastSeq || id < last || mk(string(m.Payload)) != id {
 			return fmt.Errorf("LoadQueues out of order or mixed up: %s/%d after %s/%d", id, seq, last, lastSeq)
 		}
 		last, lastSeq = id, seq
 		counts[id]++
 		return nil
 	})
-	if err != nil || !reflect.DeepEqual(counts, map[string]int{"a": 300, "abc": 300}) {
+	if err != nil || !reflect.DeepEqual(counts, map[string]int{mk("a"): 300, mk("abc"): 300}) {
 		t.Fatalf("LoadQueues: %v %v", counts, err)
 	}
 	st := db.Stats()
-	if st.Sessions != 2 || st.QueuedMessages != 600 || db.QueueLen("ab") != 0 {
+	if st.Sessions != 2 || st.QueuedMessages != 600 || db.QueueLen(mk("ab")) != 0 {
 		t.Fatalf("stats after delete: %+v", st)
 	}
 }
@@ -141,8 +141,8 @@ func TestRetained(t *testing.T) {
 	}
 }
 
-// TestReopenRebuildsIndex checks that queue counts, caps and session
-// expiry survive a restart: they live in memory but come back from disk.
+// TestReopenRebuildsIndex checks that queue counts, caps and the session
+// count survive a restart: they live in memory but come back from disk.
 func TestReopenRebuildsIndex(t *testing.T) {
 	c := newClock()
 	o := testOpts(newMemFS(), c)
@@ -152,9 +152,9 @@ func TestReopenRebuildsIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustCommit(t, db, func(b *Batch) {
-		b.PutSession(&Session{ClientID: "s", ExpiryInterval: 60, DisconnectedAt: c.UnixMilli()})
+		b.PutSession(&Session{ClientID: "s", Protocol: ProtocolMQTT, ExpiryInterval: 60, DisconnectedAt: c.UnixMilli()})
 		for seq := uint64(1); seq <= 10; seq++ {
-			b.PutQueued("s", seq, qmsg(c, "m"))
+			b.PutQueued(mk("s"), seq, qmsg(c, "m"))
 		}
 	})
 	db.Close()
@@ -163,16 +163,15 @@ func TestReopenRebuildsIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if got := db.QueueLen("s"); got != 10 {
+	if got := db.QueueLen(mk("s")); got != 10 {
 		t.Fatalf("QueueLen after reopen = %d", got)
 	}
-	mustCommit(t, db, func(b *Batch) { b.PutQueued("s", 11, qmsg(c, "m")) })
-	if seqs, _ := loadQueue(t, db, "s"); len(seqs) != 10 || seqs[0] != 2 {
+	mustCommit(t, db, func(b *Batch) { b.PutQueued(mk("s"), 11, qmsg(c, "m")) })
+	if seqs, _ := loadQueue(t, db, mk("s")); len(seqs) != 10 || seqs[0] != 2 {
 		t.Fatalf("cap after reopen: queue %v", seqs)
 	}
-	c.Add(61e9)
-	if res, err := db.Sweep(); err != nil || !reflect.DeepEqual(res.ExpiredSessions, []string{"s"}) {
-		t.Fatalf("Sweep after reopen = %+v, %v", res, err)
+	if st := db.Stats(); st.Sessions != 1 || st.QueuedMessages != 10 {
+		t.Fatalf("stats after reopen: %+v", st)
 	}
 }
 
@@ -206,7 +205,7 @@ func TestCloseDrains(t *testing.T) {
 	var errs []error
 	for i := 0; i < 1000; i++ {
 		b := db.NewBatch()
-		b.PutQueued("c", uint64(i), qmsg(c, "m"))
+		b.PutQueued(mk("c"), uint64(i), qmsg(c, "m"))
 		acked.Add(1)
 		if err := db.Commit(b, func(err error) {
 			if err != nil {
@@ -231,7 +230,7 @@ func TestCloseDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if n := db.QueueLen("c"); n != 1000 {
+	if n := db.QueueLen(mk("c")); n != 1000 {
 		t.Fatalf("after reopen %d queued, want 1000", n)
 	}
 }
@@ -249,12 +248,12 @@ func TestBusy(t *testing.T) {
 	}
 	<-entered
 	b1 := db.NewBatch()
-	b1.PutQueued("c", 1, qmsg(c, "m"))
+	b1.PutQueued(mk("c"), 1, qmsg(c, "m"))
 	if err := db.Commit(b1, nil); err != nil { // an empty queue takes any batch
 		t.Fatal(err)
 	}
 	b2 := db.NewBatch()
-	b2.PutQueued("c", 2, qmsg(c, "m"))
+	b2.PutQueued(mk("c"), 2, qmsg(c, "m"))
 	if err := db.Commit(b2, func(error) { t.Error("done of a refused batch called") }); !errors.Is(err, ErrBusy) {
 		t.Fatalf("Commit over the bound = %v, want ErrBusy", err)
 	}
@@ -262,7 +261,7 @@ func TestBusy(t *testing.T) {
 	// The refused batch is still the caller's: retry it once there is room.
 	checkFor(t, 10*time.Second, func() error { return db.Commit(b2, nil) })
 	checkFor(t, 10*time.Second, func() error { return commitWait(t, db, func(*Batch) {}) }) // barrier
-	if seqs, _ := loadQueue(t, db, "c"); !reflect.DeepEqual(seqs, []uint64{1, 2}) {
+	if seqs, _ := loadQueue(t, db, mk("c")); !reflect.DeepEqual(seqs, []uint64{1, 2}) {
 		t.Fatalf("queue = %v", seqs)
 	}
 	if db.Stats().Busy < 1 {
@@ -288,9 +287,9 @@ func TestConcurrentCommits(t *testing.T) {
 			var acks sync.WaitGroup
 			for seq := uint64(0); seq < per; seq++ {
 				b := db.NewBatch()
-				b.PutQueued(id, seq, qmsg(c, id))
+				b.PutQueued(mk(id), seq, qmsg(c, id))
 				if seq%50 == 0 {
-					b.PutSession(&Session{ClientID: id, NextSeq: seq + 1})
+					b.PutSession(&Session{ClientID: id, Protocol: ProtocolMQTT, NextSeq: seq + 1})
 				}
 				acks.Add(1)
 				err := db.Commit(b, func(err error) {
@@ -318,7 +317,7 @@ func TestConcurrentCommits(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < 20; i++ {
 				db.LoadSessions(func(*Session) error { return nil })
-				db.QueueLen("w00")
+				db.QueueLen(mk("w00"))
 				db.Stats()
 			}
 		}()
@@ -326,7 +325,7 @@ func TestConcurrentCommits(t *testing.T) {
 	wg.Wait()
 	for w := 0; w < writers; w++ {
 		id := fmt.Sprintf("w%02d", w)
-		if seqs, _ := loadQueue(t, db, id); len(seqs) != per {
+		if seqs, _ := loadQueue(t, db, mk(id)); len(seqs) != per {
 			t.Fatalf("%s: %d queued, want %d", id, len(seqs), per)
 		}
 	}
@@ -335,4 +334,42 @@ func TestConcurrentCommits(t *testing.T) {
 		t.Fatalf("stats: %+v", st)
 	}
 	t.Logf("%d batches in %d groups", st.Batches, st.Groups)
+}
+
+// TestStatsHistograms: every committed batch is one commit latency, every
+// written group one group size and one apply latency, in Prometheus' shape.
+func TestStatsHistograms(t *testing.T) {
+	db, c := openMem(t, nil)
+	for i := range 10 {
+		mustCommit(t, db, func(b *Batch) {
+			for j := range i + 1 {
+				b.PutQueued(mk("h"), uint64(i*100+j), qmsg(c, "m"))
+			}
+		})
+	}
+	st := db.Stats()
+	for name, h := range map[string]Histogram{"commit": st.CommitLatency, "apply": st.ApplyLatency, "group": st.GroupOps} {
+		if len(h.Counts) != len(h.Bounds) || h.Sum <= 0 {
+			t.Fatalf("%s: %+v", name, h)
+		}
+		for i := 1; i < len(h.Counts); i++ {
+			if h.Counts[i] < h.Counts[i-1] {
+				t.Fatalf("%s: counts not cumulative: %v", name, h.Counts)
+			}
+		}
+		if h.Counts[len(h.Counts)-1] > h.Count {
+			t.Fatalf("%s: %v above Count %d", name, h.Counts, h.Count)
+		}
+	}
+	if st.CommitLatency.Count != st.Batches || st.GroupOps.Count != st.Groups || st.ApplyLatency.Count != st.Groups {
+		t.Fatalf("counts: commit %d of %d batches, groups %d/%d of %d", st.CommitLatency.Count, st.Batches,
+			st.GroupOps.Count, st.ApplyLatency.Count, st.Groups)
+	}
+	// 55 ops in 10 groups of 1 to 10: all within the bucket <= 16.
+	if st.GroupOps.Sum != 55 || st.GroupOps.Counts[4] != st.Groups || st.GroupOps.Counts[0] != 1 {
+		t.Fatalf("group sizes: %+v", st.GroupOps)
+	}
+	if st.WrittenBytes == 0 {
+		t.Fatal("WrittenBytes = 0")
+	}
 }

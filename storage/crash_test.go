@@ -10,12 +10,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/vfs"
-	"github.com/cockroachdb/pebble/vfs/errorfs"
 )
 
 // crash simulates kill -9 / power loss on a strict MemFS: from here on no
@@ -59,13 +57,13 @@ func TestCrashSyncKeepsAcknowledged(t *testing.T) {
 			id := fmt.Sprintf("w%d", w)
 			for seq := uint64(0); ; seq++ {
 				b := db.NewBatch()
-				b.PutQueued(id, seq, qmsg(c, fmt.Sprint(seq)))
+				b.PutQueued(mk(id), seq, qmsg(c, fmt.Sprint(seq)))
 				mu.Lock()
 				st := &seqState{}
 				state[w][seq] = st
 				var del *seqState
 				if seq >= 5 && seq%3 == 0 { // ack an older message in the same batch
-					b.DeleteQueued(id, seq-5)
+					b.DeleteQueued(mk(id), seq-5)
 					del = state[w][seq-5]
 					del.delSent = true
 				}
@@ -112,13 +110,16 @@ func TestCrashSyncKeepsAcknowledged(t *testing.T) {
 	lost, extra := 0, 0
 	for w := range writers {
 		present := map[uint64]bool{}
-		db.LoadQueue(fmt.Sprintf("w%d", w), func(seq uint64, m *Message) error {
+		err := db.LoadQueue(mk(fmt.Sprintf("w%d", w)), func(seq uint64, m *Message) error {
 			if string(m.Payload) != fmt.Sprint(seq) {
 				t.Errorf("w%d seq %d holds %q", w, seq, m.Payload)
 			}
 			present[seq] = true
 			return nil
 		})
+		if err != nil {
+			t.Fatal(err)
+		}
 		for seq, st := range state[w] {
 			switch {
 			case st.delAcked && present[seq]:
@@ -147,7 +148,7 @@ func TestCrashAsyncRecoversPrefix(t *testing.T) {
 	}
 	const synced = 100
 	for seq := uint64(0); seq < synced; seq++ {
-		mustCommit(t, db, func(b *Batch) { b.PutQueued("c", seq, qmsg(c, "m")) })
+		mustCommit(t, db, func(b *Batch) { b.PutQueued(mk("c"), seq, qmsg(c, "m")) })
 	}
 	db.Close()
 	o.Durability = Async
@@ -157,7 +158,7 @@ func TestCrashAsyncRecoversPrefix(t *testing.T) {
 	}
 	const total = 2000
 	for seq := uint64(synced); seq < total; seq++ {
-		mustCommit(t, db, func(b *Batch) { b.PutQueued("c", seq, qmsg(c, "m")) })
+		mustCommit(t, db, func(b *Batch) { b.PutQueued(mk("c"), seq, qmsg(c, "m")) })
 	}
 	crash(fs, db)
 	db, err = Open("db", o)
@@ -165,7 +166,7 @@ func TestCrashAsyncRecoversPrefix(t *testing.T) {
 		t.Fatalf("reopen after crash: %v", err)
 	}
 	defer db.Close()
-	seqs, _ := loadQueue(t, db, "c")
+	seqs, _ := loadQueue(t, db, mk("c"))
 	for i, s := range seqs {
 		if s != uint64(i) {
 			t.Fatalf("recovered queue is not a prefix: position %d holds seq %d", i, s)
@@ -266,7 +267,7 @@ func TestCorruptManifest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustCommit(t, db, func(b *Batch) { b.PutSession(&Session{ClientID: "x"}) })
+	mustCommit(t, db, func(b *Batch) { b.PutSession(&Session{ClientID: "x", Protocol: ProtocolMQTT}) })
 	db.Close()
 	names, _ := fs.List("db")
 	n := 0
@@ -303,42 +304,124 @@ func TestCorruptRecord(t *testing.T) {
 	}
 }
 
-// TestWriteFailure: a disk that fills up fails the group with ErrWrite and
-// ErrDiskFull, every later Commit fails at once, nothing panics, and Close
-// returns.
-func TestWriteFailure(t *testing.T) {
-	var full atomic.Bool
-	fs := errorfs.Wrap(vfs.NewMem(), errorfs.InjectorFunc(func(op errorfs.Op, path string) error {
-		if full.Load() && op.OpKind() == errorfs.OpKindWrite {
-			return &os.PathError{Op: "write", Path: path, Err: syscall.ENOSPC}
-		}
-		return nil
-	}))
+// TestCrashIMKeyspaces: writers commit registrations, group joins,
+// history, delayed messages and dedup records concurrently; the machine
+// "crashes". Everything acknowledged is there after reopening, ids are
+// unique, and a registration after the restart gets a new id.
+func TestCrashIMKeyspaces(t *testing.T) {
+	fs := vfs.NewStrictMem()
 	c := newClock()
 	db, err := Open("db", testOpts(fs, c))
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustCommit(t, db, func(b *Batch) { b.PutQueued("c", 1, qmsg(c, "before")) })
-	full.Store(true)
-	err = commitWait(t, db, func(b *Batch) { b.PutQueued("c", 2, qmsg(c, "after")) })
-	if !errors.Is(err, ErrWrite) || !errors.Is(err, ErrDiskFull) {
-		t.Fatalf("commit on a full disk = %v, want ErrWrite and ErrDiskFull", err)
+	mustCommit(t, db, func(b *Batch) {
+		for w := range 4 {
+			b.CreateGroup(fmt.Sprintf("g%d", w), 0)
+		}
+	})
+	type ack struct {
+		w, i int
+		id   uint64
 	}
-	b := db.NewBatch()
-	b.PutQueued("c", 3, qmsg(c, "later"))
-	if err := db.Commit(b, func(error) { t.Error("done called") }); !errors.Is(err, ErrWrite) {
-		t.Fatalf("Commit after a failed write = %v, want ErrWrite", err)
+	var (
+		mu      sync.Mutex
+		crashed bool
+		acks    []ack
+		wg      sync.WaitGroup
+	)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 1; ; i++ {
+				b := db.NewBatch()
+				reg := b.Register(fmt.Sprintf("w%d-%d", w, i), []byte("h"))
+				b.JoinGroup(fmt.Sprintf("g%d", w), uint64(w*1e6+i))
+				b.PutHistory(fmt.Sprintf("c%d", w), hmsg(c, uint64(i), fmt.Sprint(i)), uint64(w))
+				b.PutDelayed(int64(i), &Message{ID: uint64(w*1e6 + i), Payload: []byte("d")})
+				b.Dedup(fmt.Sprintf("s%d", w), fmt.Sprint(i), uint64(i))
+				ch := make(chan error, 1)
+				if err := db.Commit(b, func(err error) {
+					mu.Lock()
+					if err == nil && !crashed {
+						acks = append(acks, ack{w, i, reg.Account.ID})
+					}
+					mu.Unlock()
+					ch <- err
+				}); err != nil {
+					return // closed by the crash
+				}
+				<-ch
+			}
+		}()
 	}
-	if st := db.Stats(); !errors.Is(st.Failed, ErrDiskFull) {
-		t.Fatalf("Stats.Failed = %v", st.Failed)
+	checkFor(t, 20*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(acks) < 400 {
+			return fmt.Errorf("%d acknowledged", len(acks))
+		}
+		return nil
+	})
+	mu.Lock()
+	crashed = true
+	mu.Unlock()
+	crash(fs, db)
+	wg.Wait()
+
+	db, err = Open("db", testOpts(fs, c))
+	if err != nil {
+		t.Fatalf("reopen after crash: %v", err)
 	}
-	closed := make(chan error, 1)
-	go func() { closed <- db.Close() }()
-	select {
-	case err := <-closed:
-		t.Logf("Close after failure: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("Close hangs after a failed write")
+	defer db.Close()
+	owners := map[uint64]string{}
+	if err := db.LoadAccounts(func(a *Account) error {
+		if o, dup := owners[a.ID]; dup {
+			return fmt.Errorf("id %d held by %s and %s", a.ID, o, a.Name)
+		}
+		owners[a.ID] = a.Name
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
+	members := map[uint64]bool{}
+	for w := range 4 {
+		db.GroupMembers(fmt.Sprintf("g%d", w), func(id uint64, _ int64) error { members[id] = true; return nil })
+	}
+	for _, a := range acks {
+		name := fmt.Sprintf("w%d-%d", a.w, a.i)
+		if acc, err := db.GetAccountByName(name); err != nil || acc.ID != a.id {
+			t.Fatalf("acknowledged account %s (id %d): %+v, %v", name, a.id, acc, err)
+		}
+		if !members[uint64(a.w*1e6+a.i)] {
+			t.Fatalf("acknowledged join of %d lost", a.w*1e6+a.i)
+		}
+		n, err := db.LoadHistory(fmt.Sprintf("c%d", a.w), uint64(a.i+1), 1, func(m *Message) error {
+			if m.ID != uint64(a.i) {
+				return fmt.Errorf("history c%d: %d in place of %d", a.w, m.ID, a.i)
+			}
+			return nil
+		})
+		if err != nil || n != 1 {
+			t.Fatalf("acknowledged history c%d/%d: %d, %v", a.w, a.i, n, err)
+		}
+		found := false
+		db.ReadDue(int64(a.i), Due{At: int64(a.i) - 1, ID: 1 << 62}, 10, func(d Due, m *Message) error {
+			found = found || d.ID == uint64(a.w*1e6+a.i)
+			return nil
+		})
+		if !found {
+			t.Fatalf("acknowledged delayed %d lost", a.w*1e6+a.i)
+		}
+		if id, err := db.GetDedup(fmt.Sprintf("s%d", a.w), fmt.Sprint(a.i)); err != nil || id != uint64(a.i) {
+			t.Fatalf("acknowledged dedup s%d/%d: %d, %v", a.w, a.i, id, err)
+		}
+	}
+	var fresh *AccountResult
+	mustCommit(t, db, func(b *Batch) { fresh = b.Register("after-the-crash", nil) })
+	if _, taken := owners[fresh.Account.ID]; taken || !fresh.New {
+		t.Fatalf("new registration after the crash got id %d, already %q's", fresh.Account.ID, owners[fresh.Account.ID])
+	}
+	t.Logf("%d batches acknowledged before the crash, %d accounts after it", len(acks), len(owners))
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/bloom"
 	"github.com/cockroachdb/pebble/vfs"
 )
 
@@ -26,10 +27,15 @@ var (
 	ErrUnwritable = errors.New("storage: data dir not writable")
 	// ErrDiskFull accompanies ErrWrite when the cause was ENOSPC.
 	ErrDiskFull = errors.New("storage: disk full")
-	// ErrWrite: a group failed to commit. The DB stays failed: Pebble's commit
-	// pipeline cannot continue after a WAL error, so every later Commit
-	// returns this error too, and the process should restart.
+	// ErrWrite: a group failed to commit (its batches' done get it). The
+	// store then recovers by itself (see ErrUnavailable).
 	ErrWrite = errors.New("storage: write failed")
+	// ErrUnavailable: the store is recovering from a failed write: Commit
+	// and the readers refuse at once until it has reopened. The error also
+	// wraps the failure's cause (ErrWrite, ErrDiskFull). Health returns it.
+	ErrUnavailable = errors.New("storage: unavailable after a failed write, retrying")
+	// ErrVersion: the data dir was written by a newer version of cim.
+	ErrVersion = errors.New("storage: data dir from a newer version")
 	// ErrOpen: opening failed for a reason none of the above describe.
 	ErrOpen = errors.New("storage: open failed")
 	// ErrClosed: the DB was closed.
@@ -37,47 +43,69 @@ var (
 	// ErrBusy: the commit queue is over MaxPendingBytes. The batch was not
 	// queued; the caller may retry or fail the operation.
 	ErrBusy = errors.New("storage: busy, commit queue full")
-	// ErrInvalidKey: a client id or topic is empty or contains U+0000.
+	// ErrInvalidKey: a key component (session key, topic, name,
+	// conversation) is empty, too long, contains U+0000, or a session key
+	// was not built by SessionKey.
 	ErrInvalidKey = errors.New("storage: invalid key")
-	// ErrInvalidRecord: a nil record.
+	// ErrInvalidRecord: a nil or unusable record.
 	ErrInvalidRecord = errors.New("storage: invalid record")
-	// ErrNotFound: GetSession found no session.
+	// ErrInvalidArgument: a bad query (a page size, too many conversations).
+	ErrInvalidArgument = errors.New("storage: invalid argument")
+	// ErrNotFound: a Get found no record.
 	ErrNotFound = errors.New("storage: not found")
 	// ErrOptions: Options.Validate failed; the message names the field.
 	ErrOptions = errors.New("storage: invalid options")
 )
+
+// commitQueue is the queue between callers of Commit and the committer.
+type commitQueue struct {
+	sync.Mutex
+	pending []*Batch // FIFO; the committer takes a prefix as one group
+	ops     int      // ops in pending
+	bytes   int      // encoded bytes in pending, bounded by MaxPendingBytes
+	wakeAt  int      // Commit wakes the committer once ops reaches this
+	closed  bool
+}
 
 // DB is the broker's store. Commit and NewBatch are safe for concurrent use
 // and never block on I/O; readers may do I/O and must run off event loops.
 type DB struct {
 	opts Options
 	log  *slog.Logger
-	pdb  *pebble.DB
+	dir  string
 	lock *pebble.Lock
 	wo   *pebble.WriteOptions
+	t0   time.Time // monotonic base of commit timestamps
 
-	// q is the commit queue between callers of Commit and the committer.
-	q struct {
-		sync.Mutex
-		pending []*Batch // FIFO; the committer takes a prefix as one group
-		ops     int      // ops in pending
-		bytes   int      // encoded bytes in pending, bounded by MaxPendingBytes
-		wakeAt  int      // Commit wakes the committer once ops reaches this
-		closed  bool
-	}
+	// pdb is written by the committer while it reopens the store
+	// (health.go), under rmu held exclusively; readers hold rmu shared.
+	// nil while the store is down.
+	pdb *pebble.DB
+
+	q             commitQueue
 	wake          chan struct{} // cap 1: "pending changed or closed"
+	closing       chan struct{} // closed by Close: ends a recovery wait
 	committerDone chan struct{}
 
-	// idx mirrors queue sizes and session expiry in memory so caps and the
+	// idx mirrors queue sizes and the session set in memory so caps and the
 	// sweeper need no disk reads. Written only by the committer.
-	idx     index
-	scratch []byte // committer-only key buffer
+	idx index
+	// Committer-only state.
+	scratch  []byte             // key buffer
+	nextUser uint64             // next user id to assign (m␀next-user)
+	ov       map[string]ovEntry // writes of decided ops in the current group
+	lat      []int64            // commit latencies of the current group, ns
 
-	// failed holds the sticky error after a failed write (see ErrWrite).
+	// failed is non-nil while the store is failing (health.go): Commit and
+	// readers refuse with it. bgErr is a failure Pebble reported from one
+	// of its own goroutines, for the committer to act on.
 	failed atomic.Pointer[error]
+	bgErr  atomic.Pointer[error]
+	health healthState // REQUIRES: committer
 
-	// rmu orders readers before Close: Pebble panics on an iterator over a
-	// closed DB. Readers hold it shared; Close takes it exclusively.
+	// rmu orders readers before Close and recovery: Pebble panics on an
+	// iterator over a closed DB. Readers hold it shared; Close and the
+	// recovery's reopen take it exclusively.
 	rmu     sync.RWMutex
 	rclosed bool // REQUIRES: rmu held
 
@@ -91,9 +119,11 @@ type DB struct {
 }
 
 // Open opens (creating if needed) the store in dir. It fails with an error
-// wrapping ErrLocked, ErrCorrupt, ErrUnwritable, ErrDiskFull or ErrOpen.
-// Open scans the session and queue keyspaces once to rebuild the in-memory
-// queue index; it takes a fraction of a second per million queued messages.
+// wrapping ErrLocked, ErrCorrupt, ErrUnwritable, ErrDiskFull, ErrVersion or
+// ErrOpen. A store written by an earlier version is migrated first (see
+// doc.go). Open scans the session and queue keyspaces once to rebuild the
+// in-memory queue index; it takes a fraction of a second per million
+// queued messages.
 func Open(dir string, opts Options) (db *DB, err error) {
 	opts.EnsureDefaults()
 	if err := opts.Validate(); err != nil {
@@ -105,11 +135,15 @@ func Open(dir string, opts Options) (db *DB, err error) {
 	db = &DB{
 		opts:          opts,
 		log:           opts.Logger.With("component", "storage"),
+		dir:           dir,
 		wo:            &pebble.WriteOptions{Sync: opts.Durability == Sync},
+		t0:            time.Now(),
 		wake:          make(chan struct{}, 1),
+		closing:       make(chan struct{}),
 		committerDone: make(chan struct{}),
 		sweeperStop:   make(chan struct{}),
 		sweeperDone:   make(chan struct{}),
+		ov:            make(map[string]ovEntry),
 	}
 	db.idx.init()
 	if err := mkdirDurable(opts.FS, dir); err != nil {
@@ -119,32 +153,21 @@ func Open(dir string, opts Options) (db *DB, err error) {
 	if err != nil {
 		return nil, lockError(dir, err)
 	}
-	cache := pebble.NewCache(opts.CacheSize)
-	defer cache.Unref() // the DB holds its own reference
-	popts := &pebble.Options{
-		FS:                          opts.FS,
-		Lock:                        db.lock,
-		Cache:                       cache,
-		MemTableSize:                opts.MemTableSize,
-		MemTableStopWritesThreshold: 4,
-		FormatMajorVersion:          pebble.FormatNewest,
-		Logger:                      pebbleLogger{db.log.With("component", "pebble")},
-	}
-	db.pdb, err = openPebble(dir, popts)
+	start := time.Now()
+	db.pdb, err = db.openPebble()
 	if err != nil {
 		db.lock.Close()
 		return nil, openError(dir, err)
 	}
-	start := time.Now()
-	if err := db.loadIndex(); err != nil {
+	if err := db.loadState(db.pdb); err != nil {
 		db.pdb.Close()
 		db.lock.Close()
 		return nil, err
 	}
 	db.log.Info("storage opened", "dir", dir, "durability", string(opts.Durability),
-		"sessions", len(db.idx.sessions), "queued", db.idx.msgs, "index_build", time.Since(start))
+		"sessions", len(db.idx.sessions), "queued", db.idx.msgs, "open_ms", time.Since(start).Milliseconds())
 	go db.runCommitter()
-	if opts.SweepInterval > 0 {
+	if opts.SweepInterval > 0 || opts.RetentionSweepInterval > 0 {
 		go db.runSweeper()
 	} else {
 		close(db.sweeperDone)
@@ -152,15 +175,37 @@ func Open(dir string, opts Options) (db *DB, err error) {
 	return db, nil
 }
 
-// openPebble contains a panic from Pebble's Fatalf (see pebbleLogger) so
-// that a damaged store is an error, not a crash.
-func openPebble(dir string, popts *pebble.Options) (pdb *pebble.DB, err error) {
+// openPebble opens Pebble on db.dir with the lock db holds. It contains a
+// panic from Pebble's Fatalf (see pebbleLogger) so that a damaged store is
+// an error, not a crash.
+func (db *DB) openPebble() (pdb *pebble.DB, err error) {
+	cache := pebble.NewCache(db.opts.CacheSize)
+	defer cache.Unref() // the DB holds its own reference
+	levels := make([]pebble.LevelOptions, 7)
+	for i := range levels {
+		// Bloom filters make the committer's lookups of absent keys (a new
+		// name, a new dedup id) cheap once they are in sstables.
+		levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	popts := &pebble.Options{
+		FS:                          db.opts.FS,
+		Lock:                        db.lock,
+		Cache:                       cache,
+		MemTableSize:                db.opts.MemTableSize,
+		MemTableStopWritesThreshold: 4,
+		FormatMajorVersion:          pebble.FormatNewest,
+		Levels:                      levels,
+		Logger:                      pebbleLogger{db.log.With("component", "pebble")},
+		EventListener: &pebble.EventListener{
+			BackgroundError: db.backgroundError,
+		},
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			pdb, err = nil, panicError(r)
 		}
 	}()
-	return pebble.Open(dir, popts)
+	return pebble.Open(db.dir, popts)
 }
 
 // Close drains the commit queue (every queued batch is committed and its
@@ -171,6 +216,7 @@ func (db *DB) Close() error {
 		db.q.Lock()
 		db.q.closed = true
 		db.q.Unlock()
+		close(db.closing)
 		db.signal()
 		<-db.committerDone
 		close(db.sweeperStop)
@@ -183,16 +229,29 @@ func (db *DB) Close() error {
 	return db.closeErr
 }
 
+// closePebble closes Pebble (if it is open) and releases the lock.
 func (db *DB) closePebble() (err error) {
 	defer func() {
-		if r := recover(); r != nil {
-			err = panicError(r)
-		}
 		if lerr := db.lock.Close(); err == nil && lerr != nil {
 			err = lerr
 		}
 	}()
-	if err := db.pdb.Close(); err != nil {
+	if db.pdb == nil {
+		return nil
+	}
+	err = closeQuietly(db.pdb)
+	db.pdb = nil
+	return err
+}
+
+// closeQuietly closes pdb, containing a panic from Pebble.
+func closeQuietly(pdb *pebble.DB) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = panicError(r)
+		}
+	}()
+	if err := pdb.Close(); err != nil {
 		return fmt.Errorf("storage: close: %w", err)
 	}
 	return nil

@@ -71,15 +71,27 @@ func (r *mpReader) uintN(n int) uint64 {
 	return 0
 }
 
+// size reads an n-byte big-endian length or count. Every element takes at
+// least a byte, so a value above what is left is damage; checking that
+// here also keeps a 32-bit int from wrapping negative.
+func (r *mpReader) size(n int) int {
+	v := r.uintN(n)
+	if v > uint64(len(r.b)) {
+		r.fail(errShort)
+		return 0
+	}
+	return int(v)
+}
+
 // mapLen reads a map header; nil reads as an empty map.
 func (r *mpReader) mapLen() int {
 	switch c := r.byte1(); {
 	case c&0xf0 == 0x80:
 		return int(c & 0x0f)
 	case c == 0xde:
-		return int(r.uintN(2))
+		return r.size(2)
 	case c == 0xdf:
-		return int(r.uintN(4))
+		return r.size(4)
 	case c == 0xc0:
 		return 0
 	default:
@@ -94,9 +106,9 @@ func (r *mpReader) arrayLen() int {
 	case c&0xf0 == 0x90:
 		return int(c & 0x0f)
 	case c == 0xdc:
-		return int(r.uintN(2))
+		return r.size(2)
 	case c == 0xdd:
-		return int(r.uintN(4))
+		return r.size(4)
 	case c == 0xc0:
 		return 0
 	default:
@@ -111,11 +123,11 @@ func (r *mpReader) raw() []byte {
 	case c&0xe0 == 0xa0:
 		return r.take(int(c & 0x1f))
 	case c == 0xd9, c == 0xc4:
-		return r.take(int(r.uintN(1)))
+		return r.take(r.size(1))
 	case c == 0xda, c == 0xc5:
-		return r.take(int(r.uintN(2)))
+		return r.take(r.size(2))
 	case c == 0xdb, c == 0xc6:
-		return r.take(int(r.uintN(4)))
+		return r.take(r.size(4))
 	case c == 0xc0:
 		return nil
 	default:
@@ -198,17 +210,17 @@ func (r *mpReader) skip() {
 	case c&0xe0 == 0xa0:
 		r.take(int(c & 0x1f))
 	case c == 0xc4, c == 0xd9:
-		r.take(int(r.uintN(1)))
+		r.take(r.size(1))
 	case c == 0xc5, c == 0xda:
-		r.take(int(r.uintN(2)))
+		r.take(r.size(2))
 	case c == 0xc6, c == 0xdb:
-		r.take(int(r.uintN(4)))
+		r.take(r.size(4))
 	case c == 0xc7: // ext8
-		r.take(int(r.uintN(1)) + 1)
+		r.take(r.size(1) + 1)
 	case c == 0xc8:
-		r.take(int(r.uintN(2)) + 1)
+		r.take(r.size(2) + 1)
 	case c == 0xc9:
-		r.take(int(r.uintN(4)) + 1)
+		r.take(r.size(4) + 1)
 	case c == 0xca, c == 0xce, c == 0xd2:
 		r.take(4)
 	case c == 0xcb, c == 0xcf, c == 0xd3:
@@ -220,13 +232,13 @@ func (r *mpReader) skip() {
 	case c >= 0xd4 && c <= 0xd8: // fixext 1..16
 		r.take(1 + 1<<(c-0xd4))
 	case c == 0xdc:
-		r.skipN(int(r.uintN(2)))
+		r.skipN(r.size(2))
 	case c == 0xdd:
-		r.skipN(int(r.uintN(4)))
+		r.skipN(r.size(4))
 	case c == 0xde:
-		r.skipN(2 * int(r.uintN(2)))
+		r.skipN(2 * r.size(2))
 	case c == 0xdf:
-		r.skipN(2 * int(r.uintN(4)))
+		r.skipN(2 * r.size(4))
 	default:
 		r.fail(fmt.Errorf("bad code 0x%02x", c))
 	}
@@ -272,11 +284,45 @@ func decodeMessage(b []byte, m *Message) error {
 			m.PacketID = uint16(r.uintMax(math.MaxUint16))
 		case "s":
 			m.Sent = r.bool()
+		case "u":
+			m.SenderID = r.uint()
+		case "n":
+			m.SenderName = r.str()
+		case "m":
+			m.ClientMsgID = r.str()
+		case "si":
+			k := r.arrayLen()
+			if k > len(r.b) { // each id takes at least one byte
+				r.fail(errShort)
+				break
+			}
+			m.SubIDs = nil
+			if k > 0 {
+				m.SubIDs = make([]uint32, k)
+			}
+			for i := range m.SubIDs {
+				m.SubIDs[i] = uint32(r.uintMax(math.MaxUint32))
+			}
 		default:
 			r.skip()
 		}
 	}
 	return r.end()
+}
+
+// messagePayload returns the payload of an encoded message, aliasing b,
+// without decoding (or copying) anything else: what history search reads.
+func messagePayload(b []byte) ([]byte, error) {
+	r := mpReader{b: b}
+	var p []byte
+	for n := r.mapLen(); n > 0 && r.err == nil; n-- {
+		if string(r.raw()) == "p" {
+			p = r.raw()
+		} else {
+			r.skip()
+		}
+	}
+	return p, r.end()
 }
 
 // decodeMsgTimes reads only Created and Expiry, skipping the payload

@@ -14,7 +14,7 @@ import (
 
 func appendMessage(b []byte, m *Message) []byte {
 	at, n := len(b), 0
-	b = append(b, 0x80) // fixmap; the count is patched below (at most 11 fields)
+	b = append(b, 0x80) // fixmap; the count is patched below (at most 15 fields: a 16th needs a map16)
 	if m.ID != 0 {
 		b, n = appendUint(appendStr(b, "i"), m.ID), n+1
 	}
@@ -45,6 +45,21 @@ func appendMessage(b []byte, m *Message) []byte {
 	}
 	if m.Sent {
 		b, n = appendBool(appendStr(b, "s"), true), n+1
+	}
+	if m.SenderID != 0 {
+		b, n = appendUint(appendStr(b, "u"), m.SenderID), n+1
+	}
+	if m.SenderName != "" {
+		b, n = appendStr(appendStr(b, "n"), m.SenderName), n+1
+	}
+	if m.ClientMsgID != "" {
+		b, n = appendStr(appendStr(b, "m"), m.ClientMsgID), n+1
+	}
+	if len(m.SubIDs) > 0 {
+		b, n = appendArrayLen(appendStr(b, "si"), len(m.SubIDs)), n+1
+		for _, id := range m.SubIDs {
+			b = appendUint(b, uint64(id))
+		}
 	}
 	b[at] |= byte(n)
 	return b

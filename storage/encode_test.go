@@ -36,7 +36,16 @@ func randMessage(r *rand.Rand) *Message {
 		ID: pick(r, testUint), Topic: randStr(r), Payload: randBytes(r), QoS: byte(r.IntN(3)),
 		Retain: r.IntN(2) == 1, From: randStr(r), Created: pick(r, testInt), Expiry: pick(r, testInt),
 		Props: randBytes(r), PacketID: uint16(pick(r, testUint)), Sent: r.IntN(2) == 1,
+		SenderID: pick(r, testUint), SenderName: randStr(r), ClientMsgID: randStr(r), SubIDs: randSubIDs(r),
 	}
+}
+
+func randSubIDs(r *rand.Rand) []uint32 {
+	var ids []uint32
+	for range pick(r, []int{0, 1, 15, 16}) {
+		ids = append(ids, uint32(pick(r, testUint)))
+	}
+	return ids
 }
 
 func randSession(r *rand.Rand) *Session {
@@ -161,12 +170,23 @@ func FuzzDecode(f *testing.F) {
 	f.Add(appendMessage(nil, fullMessage()))
 	f.Add(appendSession(nil, fullSession()))
 	f.Add(appendMessage(nil, &Message{Topic: "t", Payload: make([]byte, 64), QoS: 1, Created: 1}))
+	f.Add(appendDedup(nil, 1<<40, 1700000000000))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var m Message
 		if decodeMessage(b, &m) == nil {
 			var m2 Message
 			if err := decodeMessage(appendMessage(nil, &m), &m2); err != nil || !reflect.DeepEqual(m, m2) {
 				t.Fatalf("message re-encode: %+v -> %+v, %v", m, m2, err)
+			}
+			// What search reads agrees with the full decoder.
+			if p, err := messagePayload(b); err != nil || !bytes.Equal(p, m.Payload) {
+				t.Fatalf("messagePayload = %q, %v; decodeMessage %q", p, err, m.Payload)
+			}
+		}
+		messagePayload(b)
+		if id, created, err := decodeDedup(b); err == nil {
+			if id2, c2, err := decodeDedup(appendDedup(nil, id, created)); err != nil || id2 != id || c2 != created {
+				t.Fatalf("dedup re-encode: %d %d -> %d %d, %v", id, created, id2, c2, err)
 			}
 		}
 		decodeMsgTimes(b)

@@ -1,14 +1,28 @@
 package storage
 
 import (
+	"context"
 	"io"
 	"log/slog"
+	"os"
+	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/vfs"
+	"github.com/cockroachdb/pebble/vfs/errorfs"
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if searchStore.dir != "" {
+		os.RemoveAll(searchStore.dir)
+	}
+	os.Exit(code)
+}
 
 // fakeClock is a settable Options.Now.
 type fakeClock struct{ ms atomic.Int64 }
@@ -101,3 +115,50 @@ func qmsg(c *fakeClock, payload string) *Message {
 }
 
 func newMemFS() vfs.FS { return vfs.NewMem() }
+
+// mk is the session key of MQTT client id.
+func mk(id string) string { return SessionKey(ProtocolMQTT, id) }
+
+// logRecorder is a slog.Handler that keeps the messages logged at each level.
+type logRecorder struct {
+	mu   sync.Mutex
+	msgs []string // "LEVEL msg"
+}
+
+func (r *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *logRecorder) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	r.msgs = append(r.msgs, rec.Level.String()+" "+rec.Message)
+	r.mu.Unlock()
+	return nil
+}
+func (r *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *logRecorder) WithGroup(string) slog.Handler      { return r }
+
+// count returns how many records were exactly line ("LEVEL msg").
+func (r *logRecorder) count(line string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, m := range r.msgs {
+		if m == line {
+			n++
+		}
+	}
+	return n
+}
+
+// switchFS fails every write (ENOSPC) while full is set, and, while
+// sstOnly is also set, only writes of sstables.
+type switchFS struct {
+	full, sstOnly atomic.Bool
+}
+
+func (s *switchFS) wrap(fs vfs.FS) vfs.FS {
+	return errorfs.Wrap(fs, errorfs.InjectorFunc(func(op errorfs.Op, path string) error {
+		if s.full.Load() && op.OpKind() == errorfs.OpKindWrite && (!s.sstOnly.Load() || strings.HasSuffix(path, ".sst")) {
+			return &os.PathError{Op: "write", Path: path, Err: syscall.ENOSPC}
+		}
+		return nil
+	}))
+}

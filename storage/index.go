@@ -10,32 +10,22 @@ import (
 	"github.com/cockroachdb/pebble"
 )
 
-// index is the in-memory mirror of the session and queue keyspaces: per
-// session its expiry, per queue the seq, size and deadline of each message.
-// It lets the committer enforce caps and the sweeper find expired records
-// without reading the disk. The committer is its only writer; it is rebuilt
-// by a scan at Open. Memory: about 24 bytes per queued message.
+// index is the in-memory mirror of the session and queue keyspaces: the
+// set of session keys, and per queue the seq, size and deadline of each
+// message. It lets the committer enforce caps and the sweeper find expired
+// messages without reading the disk. The committer is its only writer; it
+// is rebuilt by a scan at Open (and after a recovery). Memory: about 24
+// bytes per queued message.
 type index struct {
 	mu       sync.Mutex
-	sessions map[string]sessionMeta // REQUIRES: mu held
-	queues   map[string]*queue      // REQUIRES: mu held; no empty queues
-	msgs     int64                  // queued messages in all queues; REQUIRES: mu held
-	bytes    int64                  // their encoded size; REQUIRES: mu held
-}
-
-type sessionMeta struct {
-	expiry         uint32 // seconds; NeverExpire
-	disconnectedAt int64  // unix ms; 0 connected
-}
-
-// expired reports whether the session's expiry passed before now (unix ms).
-func (s sessionMeta) expired(now int64) bool {
-	return s.disconnectedAt != 0 && s.expiry != NeverExpire &&
-		s.disconnectedAt+int64(s.expiry)*1000 < now
+	sessions map[string]struct{} // REQUIRES: mu held
+	queues   map[string]*queue   // REQUIRES: mu held; no empty queues
+	msgs     int64               // queued messages in all queues; REQUIRES: mu held
+	bytes    int64               // their encoded size; REQUIRES: mu held
 }
 
 func (x *index) init() {
-	x.sessions = make(map[string]sessionMeta)
+	x.sessions = make(map[string]struct{})
 	x.queues = make(map[string]*queue)
 }
 
@@ -144,25 +134,41 @@ func (q *queue) trim() {
 	}
 }
 
-// loadIndex rebuilds idx from the session and queue keyspaces.
-func (db *DB) loadIndex() error {
-	x := &db.idx
-	x.mu.Lock()
-	defer x.mu.Unlock()
+// loadState brings pdb to the current key layout (migrate.go) and rebuilds
+// the committer's state from it: the queue index and the user id counter.
+// It runs at Open and after a recovery reopened the store.
+func (db *DB) loadState(pdb *pebble.DB) error {
+	if err := db.migrate(pdb, migrateChunk, migrateAfterChunk); err != nil {
+		return err
+	}
+	var x index
+	x.init()
+	if err := db.buildIndex(pdb, &x); err != nil {
+		return err
+	}
+	next, err := getUint(pdb, metaNextUser)
+	if err != nil {
+		return err
+	}
+	db.nextUser = max(next, 1)
+	db.idx.mu.Lock()
+	db.idx.sessions, db.idx.queues, db.idx.msgs, db.idx.bytes = x.sessions, x.queues, x.msgs, x.bytes
+	db.idx.mu.Unlock()
+	return nil
+}
+
+// buildIndex fills x from the session and queue keyspaces of pdb.
+func (db *DB) buildIndex(pdb *pebble.DB, x *index) error {
 	lo, hi := spaceBounds(spaceSession)
-	err := db.scan(lo, hi, func(k, v []byte) error {
-		var s Session
-		if err := decodeSession(v, &s); err != nil {
-			return corrupt(k, err)
-		}
-		x.sessions[string(k[prefixLen:])] = sessionMeta{s.ExpiryInterval, s.DisconnectedAt}
+	err := scan(pdb, lo, hi, func(k, v []byte) error {
+		x.sessions[string(k[prefixLen:])] = struct{}{}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
 	lo, hi = spaceBounds(spaceQueue)
-	// Entries of one client gather in scratch (keys come in client, seq
+	// Entries of one session gather in scratch (keys come in session, seq
 	// order) and are copied once into an exact-size slice: one allocation
 	// per queue instead of a growing append.
 	var scratch []qent
@@ -182,8 +188,8 @@ func (db *DB) loadIndex() error {
 		scratch, bytes = scratch[:0], 0
 	}
 	ttl := db.opts.QueueTTL
-	err = db.scan(lo, hi, func(k, v []byte) error {
-		client, seq, ok := splitQueueKey(k)
+	err = scan(pdb, lo, hi, func(k, v []byte) error {
+		session, seq, ok := splitQueueKey(k)
 		if !ok {
 			return fmt.Errorf("%w: bad queue key %q", ErrCorrupt, k)
 		}
@@ -191,9 +197,9 @@ func (db *DB) loadIndex() error {
 		if err != nil {
 			return corrupt(k, err)
 		}
-		if string(client) != string(curID) {
+		if string(session) != string(curID) {
 			flush()
-			curID = append(curID[:0], client...)
+			curID = append(curID[:0], session...)
 		}
 		scratch = append(scratch, qent{seq: seq, deadline: deadline(created, expiry, ttl), size: uint32(len(v)), live: true})
 		bytes += int64(len(v))
@@ -217,9 +223,10 @@ func deadline(created, expiry int64, ttl time.Duration) int64 {
 	return d
 }
 
-// scan calls fn for every key in [lo, hi). k and v are valid only during fn.
-func (db *DB) scan(lo, hi []byte, fn func(k, v []byte) error) error {
-	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+// scan calls fn for every key in [lo, hi) of pdb. k and v are valid only
+// during fn.
+func scan(pdb *pebble.DB, lo, hi []byte, fn func(k, v []byte) error) error {
+	it, err := pdb.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return readError(err)
 	}

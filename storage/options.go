@@ -3,6 +3,7 @@ package storage
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/cockroachdb/pebble/vfs"
@@ -71,22 +72,42 @@ type Options struct {
 	// MaxQueuedBytesPerSession caps the encoded bytes queued for one
 	// session. Default 64 MiB.
 	MaxQueuedBytesPerSession int64
-	// QueueFullPolicy: DropOldest (default) or RejectNew.
+	// QueueFullPolicy: DropOldest (default) or RejectNew. Either way the
+	// batch that hit the cap reports it (Batch.QueueEvents) and Stats
+	// counts it.
 	QueueFullPolicy QueueFullPolicy
-	// SweepInterval is how often the sweeper removes expired messages and
-	// sessions. Default 1 minute; negative disables the background sweeper
-	// (DB.Sweep still works).
+	// SweepInterval is how often the sweeper removes queued messages past
+	// QueueTTL or their own Expiry (from the in-memory index: cheap).
+	// Default 1 minute; negative disables the background sweeper (DB.Sweep
+	// still works).
 	SweepInterval time.Duration
-	// OnSessionExpired, if set, is called from the sweeper goroutine for each
-	// session the sweeper deleted, after the delete is durable. It may block
-	// the sweeper (and Close, which waits for the sweeper) but nothing else.
-	// A client may resume the session concurrently; the broker should check
-	// and re-put a live session.
-	OnSessionExpired func(clientID string)
+	// HistoryTTL is how long a history message is kept, counted from its
+	// Created time. Default 30 days; negative keeps history forever.
+	HistoryTTL time.Duration
+	// DedupTTL is how long a dedup record (Batch.Dedup) answers for its
+	// client message id. Default 24 hours.
+	DedupTTL time.Duration
+	// RetentionSweepInterval is how often the sweeper also scans the disk
+	// for history past HistoryTTL and dedup records past DedupTTL (one seek
+	// per conversation plus what expired, and one pass over the dedup
+	// records). Default 10 minutes; negative disables it in the background.
+	RetentionSweepInterval time.Duration
+	// OnSweep, if set, is called from the sweeper goroutine after each
+	// background sweep, once its deletes are durable. The broker drops its
+	// in-memory copies of the queued messages listed in Expired. It may
+	// block the sweeper (and Close, which waits for the sweeper) but
+	// nothing else.
+	OnSweep func(SweepResult)
+
+	// RetryDelay is the first wait before reopening the store after a
+	// failed write (Health reports the failure meanwhile); each failed
+	// attempt doubles it up to MaxRetryDelay. Defaults 100ms and 10s.
+	RetryDelay    time.Duration
+	MaxRetryDelay time.Duration
 
 	// Logger receives storage and Pebble messages. Default slog.Default().
 	Logger *slog.Logger
-	// Now is the clock for TTLs and session expiry. Default time.Now; tests
+	// Now is the clock for TTLs and record times. Default time.Now; tests
 	// set it.
 	Now func() time.Time
 }
@@ -102,6 +123,11 @@ const (
 	DefaultMaxQueuedPerSession      = 100000
 	DefaultMaxQueuedBytesPerSession = 64 << 20
 	DefaultSweepInterval            = time.Minute
+	DefaultHistoryTTL               = 30 * 24 * time.Hour
+	DefaultDedupTTL                 = 24 * time.Hour
+	DefaultRetentionSweepInterval   = 10 * time.Minute
+	DefaultRetryDelay               = 100 * time.Millisecond
+	DefaultMaxRetryDelay            = 10 * time.Second
 )
 
 // EnsureDefaults fills zero fields with their defaults and returns o.
@@ -142,6 +168,21 @@ func (o *Options) EnsureDefaults() *Options {
 	if o.SweepInterval == 0 {
 		o.SweepInterval = DefaultSweepInterval
 	}
+	if o.HistoryTTL == 0 {
+		o.HistoryTTL = DefaultHistoryTTL
+	}
+	if o.DedupTTL == 0 {
+		o.DedupTTL = DefaultDedupTTL
+	}
+	if o.RetentionSweepInterval == 0 {
+		o.RetentionSweepInterval = DefaultRetentionSweepInterval
+	}
+	if o.RetryDelay == 0 {
+		o.RetryDelay = DefaultRetryDelay
+	}
+	if o.MaxRetryDelay == 0 {
+		o.MaxRetryDelay = DefaultMaxRetryDelay
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -166,16 +207,29 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("%w: CacheSize %d (want >= 0)", ErrOptions, o.CacheSize)
 	case o.MemTableSize < 1<<20 || o.MemTableSize >= 4<<30:
 		return fmt.Errorf("%w: MemTableSize %d (want 1 MiB to 4 GiB)", ErrOptions, o.MemTableSize)
+	case o.DedupTTL < 0:
+		return fmt.Errorf("%w: DedupTTL %v (want > 0)", ErrOptions, o.DedupTTL)
+	case o.RetryDelay < 0 || o.MaxRetryDelay < o.RetryDelay:
+		return fmt.Errorf("%w: RetryDelay %v, MaxRetryDelay %v (want 0 < RetryDelay <= MaxRetryDelay)", ErrOptions, o.RetryDelay, o.MaxRetryDelay)
 	case o.FS == nil || o.Logger == nil || o.Now == nil:
 		return fmt.Errorf("%w: FS, Logger and Now must be set (call EnsureDefaults)", ErrOptions)
 	}
 	return nil
 }
 
-// limit turns the "negative means none" convention into a comparable bound.
-func limit[T int | int64](v T) T {
+// limitInt and limitInt64 turn the "negative means none" convention into a
+// comparable bound (separate functions: a generic one cannot name the
+// largest value of int on both 32- and 64-bit targets).
+func limitInt(v int) int {
 	if v < 0 {
-		return T(^uint64(0) >> 1)
+		return math.MaxInt
+	}
+	return v
+}
+
+func limitInt64(v int64) int64 {
+	if v < 0 {
+		return math.MaxInt64
 	}
 	return v
 }

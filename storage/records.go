@@ -7,9 +7,9 @@ import "fmt"
 // breaking old data (a missing key decodes as the zero value). omitempty keeps
 // zero fields off disk. The struct tags are the schema: Session, Sub and
 // Message are encoded and decoded by hand (encode.go, decode.go) to match
-// them, Account by the msgpack library.
+// them, Account and Group by the msgpack library.
 
-// Protocol values of Session.Protocol.
+// Protocol values of Session.Protocol and of the first byte of SessionKey.
 const (
 	ProtocolMQTT   byte = 1
 	ProtocolNative byte = 2
@@ -18,19 +18,24 @@ const (
 // NeverExpire as Session.ExpiryInterval keeps a disconnected session forever.
 const NeverExpire uint32 = 0xFFFFFFFF
 
-// Session is a persistent session, stored at s␀<clientID>.
+// Session is a persistent session, stored at s␀<SessionKey(Protocol, ClientID)>.
 type Session struct {
+	// ClientID is the MQTT client id, or the native user id as a string.
 	ClientID string `msgpack:"c"`
 	Protocol byte   `msgpack:"p"` // ProtocolMQTT or ProtocolNative
 	Version  byte   `msgpack:"v,omitempty"`
 	Subs     []Sub  `msgpack:"s,omitempty"`
 	// ExpiryInterval is in seconds from DisconnectedAt; NeverExpire never.
+	// The broker times and enforces it (storage keeps it for recovery).
 	ExpiryInterval uint32 `msgpack:"e,omitempty"`
-	// DisconnectedAt is unix ms; 0 while connected (a connected session never expires).
+	// DisconnectedAt is unix ms; 0 while connected.
 	DisconnectedAt int64  `msgpack:"d,omitempty"`
 	Node           string `msgpack:"n,omitempty"` // node that last owned the session
 	NextSeq        uint64 `msgpack:"q,omitempty"` // next queue seq the broker will assign
 }
+
+// Key is the session's key: SessionKey(s.Protocol, s.ClientID).
+func (s *Session) Key() string { return SessionKey(s.Protocol, s.ClientID) }
 
 // Sub is one subscription of a Session.
 type Sub struct {
@@ -42,8 +47,12 @@ type Sub struct {
 	ID                uint32 `msgpack:"i,omitempty"` // subscription identifier (MQTT 5)
 }
 
-// Message is a queued (o␀), retained (r␀), history (h␀) or delayed (d␀) message.
+// Message is a queued (o␀), retained (r␀), history (h␀) or delayed (d␀)
+// message. Which fields a keyspace uses is the broker's business; storage
+// reads Created and Expiry (TTLs), ID (the history and delayed keys) and
+// Payload (history search).
 type Message struct {
+	// ID is the server message id. History and delayed messages are keyed by it.
 	ID      uint64 `msgpack:"i,omitempty"`
 	Topic   string `msgpack:"t"`
 	Payload []byte `msgpack:"p,omitempty"`
@@ -58,6 +67,15 @@ type Message struct {
 	// means it went out and is unacknowledged (for QoS 2: PUBREL stage).
 	PacketID uint16 `msgpack:"k,omitempty"`
 	Sent     bool   `msgpack:"s,omitempty"`
+	// SenderID and SenderName identify a native sender (history, offline
+	// and delayed messages carry them to the receiver).
+	SenderID   uint64 `msgpack:"u,omitempty"`
+	SenderName string `msgpack:"n,omitempty"`
+	// ClientMsgID is the sender's own id for the message (native QoS 1).
+	ClientMsgID string `msgpack:"m,omitempty"`
+	// SubIDs are the MQTT 5 subscription identifiers a queued message is
+	// delivered with.
+	SubIDs []uint32 `msgpack:"si,omitempty"`
 }
 
 // Account is a registered user, stored at a␀<userID> (and n␀<Name> -> ID).
@@ -65,7 +83,17 @@ type Account struct {
 	ID      uint64 `msgpack:"i"`
 	Name    string `msgpack:"n"`
 	Created int64  `msgpack:"c,omitempty"` // unix ms
-	Hash    []byte `msgpack:"h,omitempty"` // credential hash
+	// Hash is the credential hash (the broker computes it, e.g. bcrypt);
+	// storage keeps the bytes. Nil: no password.
+	Hash []byte `msgpack:"h,omitempty"`
+}
+
+// Group is a named group, stored at g␀<Name>; its members at
+// p␀<Name>␀<userID> and u␀<userID>␀<Name>.
+type Group struct {
+	Name    string `msgpack:"n"`
+	Owner   uint64 `msgpack:"o,omitempty"` // user id of the creator
+	Created int64  `msgpack:"c,omitempty"` // unix ms
 }
 
 // corrupt marks a record that failed to decode: every value in the store

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -25,7 +26,7 @@ func fullMessage() *Message {
 	return &Message{
 		ID: 1<<63 + 5, Topic: "cim/g/devs", Payload: []byte{0, 1, 2, 0xff}, QoS: 2, Retain: true,
 		From: "alice", Created: 1700000000000, Expiry: 1700000060000, Props: []byte{0x26, 0, 1, 'k', 0, 1, 'v'},
-		PacketID: 65535, Sent: true,
+		PacketID: 65535, Sent: true, SenderID: 1 << 40, SenderName: "Zoë", ClientMsgID: "c-17", SubIDs: []uint32{1, 268435455},
 	}
 }
 
@@ -39,24 +40,24 @@ func TestRecordRoundTrip(t *testing.T) {
 	mustCommit(t, db, func(b *Batch) {
 		b.PutSession(s)
 		b.PutSession(empty)
-		b.PutQueued("dev-1", 3, m)
+		b.PutQueued(mk("dev-1"), 3, m)
 		b.PutRetained(m)
 	})
 	var got []*Session
 	if err := db.LoadSessions(func(s *Session) error { got = append(got, s); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if want := []*Session{empty, s}; !reflect.DeepEqual(got, want) { // client id order
+	if want := []*Session{s, empty}; !reflect.DeepEqual(got, want) { // session key order: MQTT first
 		t.Fatalf("sessions:\n got %+v\nwant %+v", got, want)
 	}
-	gs, err := db.GetSession("dev-1")
+	gs, err := db.GetSession(mk("dev-1"))
 	if err != nil || !reflect.DeepEqual(gs, s) {
 		t.Fatalf("GetSession = %+v, %v", gs, err)
 	}
-	if _, err := db.GetSession("nobody"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("GetSession(nobody) err = %v, want ErrNotFound", err)
+	if _, err := db.GetSession(mk("nobody")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetSession(mk(nobody)) err = %v, want ErrNotFound", err)
 	}
-	seqs, msgs := loadQueue(t, db, "dev-1")
+	seqs, msgs := loadQueue(t, db, mk("dev-1"))
 	if !reflect.DeepEqual(seqs, []uint64{3}) || !reflect.DeepEqual(msgs[0], m) {
 		t.Fatalf("queue: %v %+v", seqs, msgs)
 	}
@@ -84,7 +85,7 @@ func TestRecordRoundTrip(t *testing.T) {
 func TestMessageEncodingIsCompact(t *testing.T) {
 	db, _ := openMem(t, nil)
 	b := db.NewBatch()
-	b.PutQueued("c", 1, &Message{Topic: "t/1", Payload: make([]byte, 64), QoS: 1, Created: 1700000000000})
+	b.PutQueued(mk("c"), 1, &Message{Topic: "t/1", Payload: make([]byte, 64), QoS: 1, Created: 1700000000000})
 	o := b.ops[0]
 	if o.valLen > 90 { // 64 payload + ~20 of map header, tags, topic, qos, compact int
 		t.Fatalf("64-byte message encodes to %d bytes", o.valLen)
@@ -127,39 +128,42 @@ func TestKeys(t *testing.T) {
 	if _, _, ok := splitQueueKey([]byte("s\x00abc")); ok {
 		t.Error("session key parsed as queue key")
 	}
-	if got, want := DelayedKey(256, 1), []byte("d\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01"); !bytes.Equal(got, want) {
-		t.Errorf("DelayedKey = %q, want %q", got, want)
+	if got, want := delayedKey(nil, 256, 1), []byte("d\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01"); !bytes.Equal(got, want) {
+		t.Errorf("delayedKey = %q, want %q", got, want)
 	}
-	if got := string(HistoryKey("g1", 2)); got != "h\x00g1\x00\x00\x00\x00\x00\x00\x00\x00\x02" {
-		t.Errorf("HistoryKey = %q", got)
+	if got := string(appendNameSeqKey(nil, spaceHistory, "g1", 2)); got != "h\x00g1\x00\x00\x00\x00\x00\x00\x00\x00\x02" {
+		t.Errorf("history key = %q", got)
 	}
-	if got := string(AccountKey(1)); got != "a\x00\x00\x00\x00\x00\x00\x00\x00\x01" {
-		t.Errorf("AccountKey = %q", got)
+	if got := string(appendIDKey(nil, spaceAccount, 1)); got != "a\x00\x00\x00\x00\x00\x00\x00\x00\x01" {
+		t.Errorf("account key = %q", got)
 	}
-	if got := string(NameKey("bob")); got != "n\x00bob" {
-		t.Errorf("NameKey = %q", got)
+	if got := string(appendNameKey(nil, spaceName, "bob")); got != "n\x00bob" {
+		t.Errorf("name key = %q", got)
 	}
 }
 
 func TestInvalidKeysFailTheBatch(t *testing.T) {
 	db, c := openMem(t, nil)
 	for name, fill := range map[string]func(*Batch){
-		"empty client": func(b *Batch) { b.PutQueued("", 1, qmsg(c, "x")) },
-		"nul client":   func(b *Batch) { b.DeleteSession("a\x00b") },
+		"empty client": func(b *Batch) { b.PutQueued(mk(""), 1, qmsg(c, "x")) },
+		"nul client":   func(b *Batch) { b.DeleteSession(mk("a\x00b")) },
 		"nul topic":    func(b *Batch) { b.PutRetained(&Message{Topic: "a\x00"}) },
 		"empty topic":  func(b *Batch) { b.DeleteRetained("") },
 		"nil session":  func(b *Batch) { b.PutSession(nil) },
-		"nil message":  func(b *Batch) { b.PutQueued("c", 1, nil) },
+		"nil message":  func(b *Batch) { b.PutQueued(mk("c"), 1, nil) },
+		"bare id":      func(b *Batch) { b.PutQueued("alice", 1, qmsg(c, "x")) }, // not from SessionKey
+		"no protocol":  func(b *Batch) { b.PutSession(&Session{ClientID: "x"}) },
+		"long name":    func(b *Batch) { b.PutRetained(&Message{Topic: strings.Repeat("t", MaxNameLen+1)}) },
 	} {
 		b := db.NewBatch()
-		b.PutSession(&Session{ClientID: "ok"})
+		b.PutSession(&Session{ClientID: "ok", Protocol: ProtocolMQTT})
 		fill(b)
 		err := db.Commit(b, func(error) { t.Errorf("%s: done called", name) })
 		if !errors.Is(err, ErrInvalidKey) && !errors.Is(err, ErrInvalidRecord) {
 			t.Errorf("%s: Commit err = %v", name, err)
 		}
 	}
-	if _, err := db.GetSession("ok"); !errors.Is(err, ErrNotFound) {
+	if _, err := db.GetSession(mk("ok")); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("part of a failed batch was written: %v", err)
 	}
 }

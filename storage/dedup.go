@@ -1,0 +1,124 @@
+package storage
+
+import (
+	"fmt"
+	"math"
+)
+
+// Dedup records: i␀<sender>␀<clientMsgID> -> {server id, created}. A QoS 1
+// native send carries the sender's own id for the message; the broker
+// puts a Dedup op in the batch that stores the message. The committer
+// checks it first: if the pair was seen within DedupTTL, the batch is
+// skipped whole (nothing of it is written) and the result carries the
+// first copy's server id, so a resend after a reconnect or a restart is
+// acknowledged with the same id instead of stored twice. Use one batch per
+// client message: a batch with several Dedup ops is skipped if any of
+// them is a duplicate.
+//
+// Expired records are removed by the retention sweep (one pass over i␀);
+// until then a lookup ignores them.
+
+// DedupResult is the outcome of Dedup, filled in by the committer before
+// the batch's done runs.
+type DedupResult struct {
+	// ServerID is the id the message is known by: the one given to Dedup,
+	// or, for a duplicate, the first copy's.
+	ServerID uint64
+	// Duplicate: the pair was seen within DedupTTL; nothing in the batch
+	// was written.
+	Duplicate bool
+}
+
+// Dedup makes the batch conditional on (sender, clientMsgID) being new:
+// see the comment above. sender is an opaque name the broker builds (e.g.
+// a SessionKey or a user id); serverID is the id assigned to this copy.
+func (b *Batch) Dedup(sender, clientMsgID string, serverID uint64) *DedupResult {
+	r := &DedupResult{ServerID: serverID}
+	if err := checkName("dedup sender", sender); err != nil {
+		b.fail(err)
+		return r
+	}
+	if err := checkName("client message id", clientMsgID); err != nil {
+		b.fail(err)
+		return r
+	}
+	off := len(b.buf)
+	b.buf = dedupKey(b.buf, sender, clientMsgID)
+	b.addDecided(op{kind: opDedup}, off, len(b.buf), r)
+	return r
+}
+
+func dedupKey(dst []byte, sender, clientMsgID string) []byte {
+	return append(append(appendNameKey(dst, spaceDedup, sender), sep), clientMsgID...)
+}
+
+// checkDedup reports whether the Dedup op o finds a live record, and fills
+// in its result.
+func (db *DB) checkDedup(b *Batch, o *op, now int64) (bool, error) {
+	key := b.buf[o.off : o.off+o.keyLen]
+	v, ok, err := db.cget(key)
+	if err != nil || !ok {
+		return false, err
+	}
+	id, created, err := decodeDedup(v)
+	if err != nil || !db.dedupLive(created, now) {
+		return false, nil // damaged or expired: the new copy replaces it
+	}
+	r := b.res[o.aux].(*DedupResult)
+	r.ServerID, r.Duplicate = id, true
+	return true, nil
+}
+
+func (db *DB) dedupLive(created, now int64) bool {
+	return created > now-db.opts.DedupTTL.Milliseconds()
+}
+
+// GetDedup returns the server id recorded for (sender, clientMsgID) within
+// DedupTTL, or an error wrapping ErrNotFound. The broker may use it to
+// answer a resend without a commit; the decision that counts is the
+// committer's (Dedup).
+func (db *DB) GetDedup(sender, clientMsgID string) (uint64, error) {
+	if err := checkName("dedup sender", sender); err != nil {
+		return 0, err
+	}
+	if err := checkName("client message id", clientMsgID); err != nil {
+		return 0, err
+	}
+	key := dedupKey(nil, sender, clientMsgID)
+	what := fmt.Sprintf("dedup %q/%q", sender, clientMsgID)
+	v, err := db.get(key, what)
+	if err != nil {
+		return 0, err
+	}
+	id, created, err := decodeDedup(v)
+	if err != nil {
+		return 0, corrupt(key, err)
+	}
+	if !db.dedupLive(created, db.opts.Now().UnixMilli()) {
+		return 0, fmt.Errorf("%w: %s (expired)", ErrNotFound, what)
+	}
+	return id, nil
+}
+
+// appendDedup encodes a dedup record: the msgpack map {i: id, c: created}.
+func appendDedup(b []byte, id uint64, created int64) []byte {
+	b = append(b, 0x82)
+	b = appendUint(appendStr(b, "i"), id)
+	return appendInt(appendStr(b, "c"), created)
+}
+
+func decodeDedup(v []byte) (id uint64, created int64, err error) {
+	r := mpReader{b: v}
+	created = math.MinInt64
+	for n := r.mapLen(); n > 0 && r.err == nil; n-- {
+		switch string(r.raw()) {
+		case "i":
+			id = r.uint()
+		case "c":
+			created = r.int()
+		default:
+			r.skip()
+		}
+	}
+	return id, created, r.end()
+}
