@@ -61,8 +61,8 @@ func (s *session) allocTagLocked() uint16 {
 // buffer have room. REQUIRES: s.mu held.
 func (s *session) pumpLocked(now int64) {
 	ep := s.ep
-	if s.diskUpTo != 0 || !s.ready {
-		return // older messages are still on disk (see loadQueue), or not logged in yet
+	if !s.ready {
+		return // not logged in yet
 	}
 	for ep != nil && len(s.queue) > 0 && len(s.inflight) < int(s.window) {
 		if ep.tr().overBound() {
@@ -82,6 +82,7 @@ func (s *session) pumpLocked(now int64) {
 	if len(s.queue) == 0 {
 		s.queue = nil // release the backing array
 	}
+	s.pageInLocked()
 }
 
 // resumeLocked resends the in-flight window in order (the message again,

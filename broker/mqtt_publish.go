@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"strings"
 
 	"github.com/cimgo/cim/broker/mqtt"
@@ -98,7 +99,14 @@ func (c *mqttConn) ackPublish(qos byte, pid uint16, reason byte, err error) {
 	if qos == 0 {
 		return
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, errQueueFull):
+		if c.version < 5 {
+			c.kick(reasonQuota) // v3 has no way to say it but to disconnect
+			return
+		}
+		reason = packets.ErrQuotaExceeded.Code
+	case err != nil:
 		c.loop.srv.notePublishFailure(err)
 		if c.version < 5 {
 			c.kick(reasonProtocolError)

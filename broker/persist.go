@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,6 +25,12 @@ import (
 //     or failing), it and every later one are retried in order until the
 //     store takes them, so a refused write is never just logged and lost.
 //
+//   - The store's caps per session (messages, bytes) are the only thing that
+//     discards a queued message once acknowledged; what it drops or refuses
+//     is reported per batch (queueEvents), counted and logged once per
+//     session. Below the caps, memory holds a window of the queue and the
+//     rest waits on disk (spill.go).
+//
 // Not done yet: the QoS 2 packet id of a message in flight and the inbound
 // QoS 2 ids awaiting PUBREL are kept in memory only, so a crash during a
 // QoS 2 exchange may deliver that message once more.
@@ -31,7 +39,7 @@ import (
 func (s *session) persistentLocked() bool { return s.srv.store != nil && s.expiry != 0 }
 
 // storeKey is the session's key in the store.
-func (k skey) storeKey() string { return k.id }
+func (k skey) storeKey() string { return storage.SessionKey(k.proto, k.id) }
 
 // asyncWriter commits writes nobody waits for, in order, retrying those
 // the store refused.
@@ -136,6 +144,9 @@ func (srv *Server) noteStoreOK() {
 func (srv *Server) notePublishFailure(err error) { srv.noteStoreFailure(err) }
 
 func (srv *Server) logCommit(err error) {
+	if errors.Is(err, errQueueFull) {
+		return // counted and logged once per session (queueEvents)
+	}
 	if err != nil {
 		srv.noteStoreFailure(err)
 	} else {
@@ -190,13 +201,13 @@ func (s *session) saveLocked(disconnectedAt int64) {
 
 // storeMessage is m as a storage record.
 // For a queued message QoS and Retain are those it is delivered with.
-func storeMessage(m *Message) *storage.Message {
+func storeMessage(m *Message) *storage.Message { // (SubIDs: set by the caller for a queued copy)
 	return &storage.Message{ID: m.ID, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain,
 		From: m.From, Created: m.Created * 1000, Expiry: m.Expiry * 1000, Props: m.Props}
 }
 
 // loadMessage is the inverse of storeMessage.
-func loadMessage(r *storage.Message) *Message {
+func loadMessage(r *storage.Message) *Message { // (SubIDs: read by the caller into its queued entry)
 	return &Message{ID: r.ID, Topic: r.Topic, Payload: r.Payload, QoS: r.QoS, Retain: r.Retain,
 		From: r.From, Created: r.Created / 1000, Expiry: r.Expiry / 1000, Props: r.Props}
 }
@@ -211,31 +222,49 @@ func (s *session) dropQueuedLocked(seq uint64) {
 	s.srv.async.commit(func(b *storage.Batch) { b.DeleteQueued(key, seq) })
 }
 
-// loadQueue reads the queue s left on disk before a restart, puts it ahead
-// of what was queued since, and resumes s if its client is connected.
-// It runs on its own goroutine: never on a loop.
-func (srv *Server) loadQueue(s *session) {
-	s.mu.Lock()
-	upTo, key := s.diskUpTo, s.key.storeKey()
-	s.mu.Unlock()
-	var old []*queued
-	err := srv.store.LoadQueue(key, func(seq uint64, r *storage.Message) error {
-		if seq <= upTo {
-			old = append(old, &queued{m: loadMessage(r), qos: r.QoS, retain: r.Retain, seq: seq, offline: true})
-		}
-		return nil
-	})
-	if err != nil {
-		srv.log.Error("loading a stored queue", "client", s.key.id, "err", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ended || s.diskUpTo != upTo {
+// queueEvents hears what the store's caps did to a committed batch: each
+// dropped (drop-oldest) or refused message is counted, and dropped from the
+// session's memory queue too, so "oldest dropped" holds for the queue as a
+// whole; the first drop for a session is logged, once per session. Any
+// goroutine.
+func (srv *Server) queueEvents(events []storage.QueueEvent) {
+	if len(events) == 0 {
 		return
 	}
-	s.diskUpTo = 0
-	s.queue = append(old, s.queue...)
-	if s.ep != nil && s.ready {
-		s.resumeLocked(srv.now())
+	bySession := map[string]map[uint64]bool{}
+	for _, e := range events {
+		switch e.Reason {
+		case storage.QueueDropped, storage.QueueExpired:
+			srv.stats.QueueDropped.Add(1)
+		case storage.QueueRejected:
+			srv.stats.QueueRejected.Add(1)
+		}
+		if bySession[e.Key] == nil {
+			bySession[e.Key] = map[uint64]bool{}
+		}
+		bySession[e.Key][e.Seq] = e.Reason != storage.QueueExpired
+	}
+	for key, seqs := range bySession {
+		p, id, ok := storage.SplitSessionKey(key)
+		if !ok {
+			continue
+		}
+		s := srv.sessions.lookup(skey{p, id})
+		if s == nil {
+			continue
+		}
+		s.mu.Lock()
+		s.queue = slices.DeleteFunc(s.queue, func(q *queued) bool { _, gone := seqs[q.seq]; return gone })
+		warn := false
+		for _, capped := range seqs {
+			warn = warn || capped
+		}
+		first := warn && !s.capped
+		s.capped = s.capped || warn
+		s.mu.Unlock()
+		if first {
+			srv.log.Warn("session queue at the store's cap: the oldest messages are dropped (counted in $SYS/broker/messages/dropped)",
+				"client", id, "protocol", protoName(p))
+		}
 	}
 }

@@ -94,7 +94,7 @@ func TestRestartKeepsRetainedAndSubscriptions(t *testing.T) {
 		t.Fatalf("retained: got %q retain=%v", m.Payload, m.FixedHeader.Retain)
 	}
 	// The clean session with expiry 0 was never kept.
-	if _, err := s.store.GetSession("keeper"); err == nil {
+	if _, err := s.store.GetSession(mqttKey("keeper").storeKey()); err == nil {
 		t.Fatal("a session with expiry 0 was stored")
 	}
 }
@@ -109,9 +109,9 @@ func TestExpiredSessionGoneFromStore(t *testing.T) {
 		Connect:    packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: "short", Keepalive: 30},
 		Properties: packets.Properties{SessionExpiryInterval: 1, SessionExpiryIntervalFlag: true}})
 	c.read() // CONNACK
-	waitFor(t, "session stored", func() bool { _, err := s.store.GetSession("short"); return err == nil })
+	waitFor(t, "session stored", func() bool { _, err := s.store.GetSession(mqttKey("short").storeKey()); return err == nil })
 	c.c.Close()
-	waitFor(t, "session expired and deleted", func() bool { _, err := s.store.GetSession("short"); return err != nil })
+	waitFor(t, "session expired and deleted", func() bool { _, err := s.store.GetSession(mqttKey("short").storeKey()); return err != nil })
 }
 
 // An acknowledged message's stored copy is deleted by its queue seq, also

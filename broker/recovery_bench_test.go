@@ -39,7 +39,7 @@ func TestRecoveryTime(t *testing.T) {
 			ExpiryInterval: storage.NeverExpire, NextSeq: perSession + 1, DisconnectedAt: time.Now().UnixMilli(),
 			Subs: []storage.Sub{{Filter: "devices/" + id + "/cmd", QoS: 1}}})
 		for seq := uint64(1); seq <= perSession; seq++ {
-			b.PutQueued(id, seq, &storage.Message{Topic: "devices/" + id + "/cmd", Payload: payload, QoS: 1, Created: time.Now().UnixMilli()})
+			b.PutQueued(mqttKey(id).storeKey(), seq, &storage.Message{Topic: "devices/" + id + "/cmd", Payload: payload, QoS: 1, Created: time.Now().UnixMilli()})
 		}
 		for {
 			err := db.Commit(b, func(err error) { done <- err })

@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -193,8 +195,9 @@ func (j *join) finish(n int, err error) {
 // lazyBatch is a storage batch made on first use, so routing that stores
 // nothing (QoS 0, clean sessions) costs no batch.
 type lazyBatch struct {
-	db *storage.DB // nil without a store
-	b  *storage.Batch
+	db      *storage.DB // nil without a store
+	b       *storage.Batch
+	spilled []spilled // disk-only messages in b, told when it commits (spill.go)
 }
 
 func (lb *lazyBatch) get() *storage.Batch {
@@ -218,7 +221,24 @@ func (srv *Server) commit(lb *lazyBatch, done func(error)) {
 	if done == nil {
 		done = srv.logCommit
 	}
-	if err := srv.store.Commit(lb.get(), done); err != nil {
+	b, spilled := lb.get(), lb.spilled
+	inner := done
+	done = func(err error) {
+		events := b.QueueEvents()
+		srv.queueEvents(events)
+		if err == nil && slices.ContainsFunc(events, func(e storage.QueueEvent) bool { return e.Reason == storage.QueueRejected }) {
+			err = errQueueFull // the publisher is told (MQTT 5: PUBACK 0x97)
+		}
+		for _, sp := range spilled {
+			sp.s.saved(sp.seq, err)
+		}
+		inner(err)
+	}
+	if err := srv.store.Commit(b, done); err != nil {
 		done(err)
 	}
 }
+
+// errQueueFull: a subscriber's stored queue refused the message (the store's
+// reject-new policy at its cap).
+var errQueueFull = errors.New("broker: a subscriber's queue is full")

@@ -33,6 +33,7 @@ type session struct {
 	retrying bool                 // REQUIRES: mu held. on a loop's retry list
 	stored   bool                 // REQUIRES: mu held. has a record in the store
 	ended    bool                 // REQUIRES: mu held. removed from the registry
+	capped   bool                 // REQUIRES: mu held. the store dropped messages of its queue (logged once)
 	version  byte                 // REQUIRES: mu held. protocol version of the last connection
 	window   uint16               // REQUIRES: mu held. max in flight to the client
 	nextTag  uint16               // REQUIRES: mu held
@@ -45,7 +46,7 @@ type session struct {
 	queue    []*queued            // REQUIRES: mu held. FIFO
 	rx       map[uint16]struct{}  // REQUIRES: mu held. MQTT: inbound QoS 2 ids awaiting PUBREL (mqtt_publish.go)
 	seq      uint64               // REQUIRES: mu held. last queue seq assigned (stored sessions)
-	diskUpTo uint64               // REQUIRES: mu held. seqs up to this are queued on disk and not yet loaded (0: none)
+	disk     *spill               // REQUIRES: mu held. the queue's disk-only part (spill.go); nil when none
 	off      *offline             // REQUIRES: mu held. deadlines while offline (will.go, deadline.go); nil when none
 }
 
@@ -120,23 +121,32 @@ func (s *session) deliverShared(m *Message, qos byte, retain bool, subIDs []uint
 		s.seq++
 		q.seq = s.seq
 		rec := storeMessage(m)
-		rec.QoS, rec.Retain = qos, retain
-		lb.get().PutQueued(s.key.id, q.seq, rec)
+		rec.QoS, rec.Retain, rec.SubIDs = qos, retain, subIDs
+		lb.get().PutQueued(s.key.storeKey(), q.seq, rec)
+		if s.disk != nil {
+			s.spillLocked(q, lb) // behind messages on disk only: it waits there too (spill.go)
+			return
+		}
 	}
-	if ep := s.ep; ep != nil && s.ready && len(s.queue) == 0 && s.diskUpTo == 0 && len(s.inflight) < int(s.window) {
+	if ep := s.ep; ep != nil && s.ready && len(s.queue) == 0 && len(s.inflight) < int(s.window) {
 		if !ep.tr().overBound() {
 			s.sendLocked(ep, q, now, shared)
 			return
 		}
 		s.retryLocked(ep)
 	}
-	s.enqueueLocked(q)
+	s.enqueueLocked(q, lb)
 }
 
-// enqueueLocked appends q, dropping the oldest past MaxQueued.
+// enqueueLocked appends q. Past MaxQueued a stored message waits on disk
+// only (spill.go); a session without a store drops its oldest (counted).
 // REQUIRES: s.mu held.
-func (s *session) enqueueLocked(q queued) {
+func (s *session) enqueueLocked(q queued, lb *lazyBatch) {
 	if len(s.queue) >= s.srv.opts.MaxQueued {
+		if q.seq != 0 {
+			s.spillLocked(q, lb)
+			return
+		}
 		s.dropQueuedLocked(s.queue[0].seq)
 		s.queue[0] = nil
 		s.queue = s.queue[1:]
@@ -163,11 +173,7 @@ func (s *session) start(ep endpoint, now int64) {
 		return // taken over meanwhile
 	}
 	s.ready = true
-	if s.diskUpTo != 0 {
-		go s.srv.loadQueue(s) // disk I/O: off the loop; it resumes s when done
-		return
-	}
-	s.resumeLocked(now)
+	s.resumeLocked(now) // pages the disk part in as the queue drains (spill.go)
 }
 
 // addSubLocked records a subscription (replacing one on the same filter).

@@ -20,9 +20,10 @@ type Snapshot struct {
 	// Queue holds the queued and in-flight messages in delivery order, with
 	// their queue seq; an in-flight one has Sent set (for QoS 2: PUBREC came).
 	Queue []QueuedMessage
-	// OnDisk: the queue's entries up to this seq are still in this node's
-	// store and not in Queue (recovery reads them when the client returns).
-	OnDisk uint64
+	// DiskFrom, if not 0: the queue's entries from this seq on are in this
+	// node's store and not in Queue (recovery: read when the client returns;
+	// DiskTail is the last of them).
+	DiskFrom, DiskTail uint64
 }
 
 // QueuedMessage is one entry of a Snapshot's queue.
@@ -37,7 +38,10 @@ type QueuedMessage struct {
 func (srv *Server) restore(snap *Snapshot) *session {
 	r := &snap.Session
 	s := &session{key: skey{r.Protocol, r.ClientID}, srv: srv, expiry: r.ExpiryInterval, version: r.Version,
-		seq: max(r.NextSeq, 1) - 1, diskUpTo: snap.OnDisk}
+		seq: max(r.NextSeq, 1) - 1}
+	if snap.DiskFrom != 0 {
+		s.disk = &spill{from: snap.DiskFrom}
+	}
 	if s.key.proto == 0 {
 		s.key.proto = storage.ProtocolMQTT // written before sessions had a protocol
 	}
@@ -55,7 +59,7 @@ func (srv *Server) restore(snap *Snapshot) *session {
 		s.queue = append(s.queue, &queued{m: loadMessage(&e.Message), qos: e.Message.QoS, retain: e.Message.Retain, seq: e.Seq, offline: true})
 		s.seq = max(s.seq, e.Seq)
 	}
-	s.seq = max(s.seq, snap.OnDisk)
+	s.seq = max(s.seq, snap.DiskTail)
 	s.stored = srv.store != nil && s.expiry != 0
 	now := srv.now()
 	if gone := r.DisconnectedAt / 1000; s.expiry != foreverExpiry {
@@ -70,7 +74,7 @@ func (srv *Server) restore(snap *Snapshot) *session {
 }
 
 // recover rebuilds retained messages, sessions and subscriptions from the
-// store; queues stay on disk until their client returns (loadQueue), so a
+// store; queues stay on disk until their client returns (spill.go), so a
 // node with millions queued serves again at once. It runs before the
 // listeners open.
 func (srv *Server) recover() error {
@@ -95,10 +99,9 @@ func (srv *Server) recover() error {
 	}
 	nq := 0
 	for _, snap := range snaps {
-		key := snap.Session.ClientID
-		if tail := db.QueueTail(key); tail != 0 {
-			snap.OnDisk = tail
-			nq += db.QueueLen(key)
+		if qi := db.QueueInfo(snap.Session.Key()); qi.Count > 0 {
+			snap.DiskFrom, snap.DiskTail = qi.Head, qi.Tail
+			nq += qi.Count
 		}
 		srv.sessions.insert(srv.restore(snap))
 	}
@@ -136,7 +139,11 @@ func (srv *Server) handOff(key skey) (*Snapshot, bool) {
 	for _, q := range s.queue {
 		snap.Queue = append(snap.Queue, QueuedMessage{Seq: q.seq, Message: *queuedRecord(q)})
 	}
-	upTo, stored := s.diskUpTo, s.stored
+	var diskFrom uint64
+	if s.disk != nil {
+		diskFrom = s.disk.from
+	}
+	stored := s.stored
 	srv.unsubscribeAllLocked(s)
 	s.queue, s.inflight, s.rx = nil, nil, nil
 	s.ended, s.stored = true, false
@@ -148,15 +155,24 @@ func (srv *Server) handOff(key skey) (*Snapshot, bool) {
 	if !stored {
 		return snap, true
 	}
-	if upTo != 0 {
-		var disk []QueuedMessage
+	if diskFrom != 0 {
+		// The disk part comes after everything in memory. Messages routed to
+		// the session just before it ended may still be on their way to the
+		// store: wait (briefly) until their batches committed.
+		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			s.mu.Lock()
+			pending := s.disk != nil && len(s.disk.unsaved) > 0
+			s.mu.Unlock()
+			if !pending {
+				break
+			}
+		}
 		_ = srv.store.LoadQueue(key.storeKey(), func(seq uint64, m *storage.Message) error {
-			if seq <= upTo {
-				disk = append(disk, QueuedMessage{Seq: seq, Message: *m})
+			if seq >= diskFrom {
+				snap.Queue = append(snap.Queue, QueuedMessage{Seq: seq, Message: *m})
 			}
 			return nil
 		})
-		snap.Queue = append(disk, snap.Queue...)
 	}
 	sk := key.storeKey()
 	srv.async.commit(func(b *storage.Batch) { b.DeleteSession(sk) })

@@ -11,7 +11,8 @@ type Stats struct {
 	BytesIn          atomic.Int64
 	BytesOut         atomic.Int64
 	Dropped          atomic.Int64 // QoS 0 dropped at a full outbound buffer, or too large for the client
-	QueueDropped     atomic.Int64 // QoS 1/2 dropped from a full session queue
+	QueueDropped     atomic.Int64 // QoS 1/2 dropped from a full session queue (memory-only sessions, or the store's cap)
+	QueueRejected    atomic.Int64 // QoS 1/2 the store refused for a full session queue (reject-new)
 	Expired          atomic.Int64 // messages whose expiry passed before delivery
 	Retained         atomic.Int64 // retained messages held
 	Sessions         atomic.Int64 // sessions held, online or not
@@ -24,9 +25,9 @@ type Stats struct {
 
 // StatsSnapshot is a copy of Stats at one moment.
 type StatsSnapshot struct {
-	ClientsConnected, ClientsTotal, MessagesIn, MessagesOut, BytesIn, BytesOut int64
-	Dropped, QueueDropped, Expired, Retained, Sessions, Subscriptions          int64
-	ProtocolErrors, InputTimeouts, InputShed, StoreErrors                      int64
+	ClientsConnected, ClientsTotal, MessagesIn, MessagesOut, BytesIn, BytesOut       int64
+	Dropped, QueueDropped, QueueRejected, Expired, Retained, Sessions, Subscriptions int64
+	ProtocolErrors, InputTimeouts, InputShed, StoreErrors                            int64
 }
 
 // Snapshot copies the counters.
@@ -35,7 +36,7 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		ClientsConnected: s.ClientsConnected.Load(), ClientsTotal: s.ClientsTotal.Load(),
 		MessagesIn: s.MessagesIn.Load(), MessagesOut: s.MessagesOut.Load(),
 		BytesIn: s.BytesIn.Load(), BytesOut: s.BytesOut.Load(),
-		Dropped: s.Dropped.Load(), QueueDropped: s.QueueDropped.Load(), Expired: s.Expired.Load(),
+		Dropped: s.Dropped.Load(), QueueDropped: s.QueueDropped.Load(), QueueRejected: s.QueueRejected.Load(), Expired: s.Expired.Load(),
 		Retained: s.Retained.Load(), Sessions: s.Sessions.Load(), Subscriptions: s.Subscriptions.Load(),
 		ProtocolErrors: s.ProtocolErrors.Load(), InputTimeouts: s.InputTimeouts.Load(), InputShed: s.InputShed.Load(),
 		StoreErrors: s.StoreErrors.Load(),

@@ -38,6 +38,16 @@ type Config struct {
 	LogFormat  string `yaml:"log_format"` // text (default) or json
 	Pprof      string `yaml:"pprof"`      // host:port serving /debug/pprof; default off
 
+	// The store's caps on one session's queue (what is kept for a client
+	// that is away): messages (default 100000), bytes (default 64 MiB), what
+	// happens at the cap (drop-oldest, the default, or reject-new: the
+	// publisher gets PUBACK 0x97), and how long a queued message is kept
+	// (default 7 days).
+	StoreMaxQueued      int           `yaml:"store_max_queued"`
+	StoreMaxQueuedBytes int64         `yaml:"store_max_queued_bytes"`
+	QueueFullPolicy     string        `yaml:"queue_full_policy"`
+	QueueTTL            time.Duration `yaml:"queue_ttl"`
+
 	NativeAddr  string   `yaml:"native_addr"`   // native protocol listener (default :9000); not supported yet
 	HTTPAddr    string   `yaml:"http_addr"`     // HTTP API, /metrics, /healthz (default :8083); not supported yet
 	ClusterAddr string   `yaml:"cluster_addr"`  // gossip, tcp+udp (default :7946); not supported yet
@@ -63,13 +73,13 @@ func (c *Config) authOptions() broker.AuthOptions {
 		ACLDefault: c.ACLDefault, DenyFilters: c.DenyFilters}
 }
 
-// storageOptions is what storage.Open gets.
+// storageOptions is what storage.Open gets. The store's caps per session
+// are its own keys: max_queued is only the broker's in-memory window (what
+// does not fit waits on disk), not a limit on what is kept.
 func (c *Config) storageOptions() storage.Options {
-	o := storage.Options{Durability: storage.Durability(c.Durability)}
-	if c.MaxQueued > 0 {
-		o.MaxQueuedPerSession = c.MaxQueued
-	}
-	return o
+	return storage.Options{Durability: storage.Durability(c.Durability),
+		MaxQueuedPerSession: c.StoreMaxQueued, MaxQueuedBytesPerSession: c.StoreMaxQueuedBytes,
+		QueueFullPolicy: storage.QueueFullPolicy(c.QueueFullPolicy), QueueTTL: c.QueueTTL}
 }
 
 // errConfig is wrapped by every configuration error (exit status 2).
@@ -519,6 +529,7 @@ func checkConfig(c *Config) []problem {
 	oneOf("log_level", strings.ToLower(c.LogLevel), "debug", "info", "warn", "error")
 	oneOf("log_format", c.LogFormat, "text", "json")
 	oneOf("acl_default", c.ACLDefault, "allow", "deny")
+	oneOf("queue_full_policy", c.QueueFullPolicy, "drop-oldest", "reject-new")
 	for key, v := range map[string]string{"mqtt_addr": c.MQTTAddr, "native_addr": c.NativeAddr, "http_addr": c.HTTPAddr,
 		"cluster_addr": c.ClusterAddr, "peer_addr": c.PeerAddr, "tls_addr": c.TLSAddr, "pprof": c.Pprof} {
 		if v != "" {
@@ -602,7 +613,8 @@ func splitKeyed(s string) (string, string) {
 // goFieldKeys maps Go field names of the options structs to their keys,
 // so that a Validate message never speaks Go ("ACLDefault").
 var goFieldKeys = func() map[string]string {
-	m := map[string]string{"Durability": "durability", "MaxQueuedPerSession": "max_queued"}
+	m := map[string]string{"Durability": "durability", "MaxQueuedPerSession": "store_max_queued",
+		"MaxQueuedBytesPerSession": "store_max_queued_bytes", "QueueFullPolicy": "queue_full_policy", "QueueTTL": "queue_ttl"}
 	t := reflect.TypeOf(broker.Options{})
 	for i := range t.NumField() {
 		f := t.Field(i)

@@ -97,10 +97,10 @@ func TestStorageLogsThroughOurLogger(t *testing.T) {
 		}
 		if m["msg"] == "storage opened" {
 			found = true
-			if _, ok := m["index_build_ms"].(float64); !ok {
-				t.Errorf("index_build is not a number of ms: %s", line)
+			if _, ok := m["open_ms"].(float64); !ok {
+				t.Errorf("open is not a number of ms: %s", line)
 			}
-			if _, ok := m["index_build"]; ok {
+			if _, ok := m["open"]; ok {
 				t.Errorf("bare duration key left: %s", line)
 			}
 		}
