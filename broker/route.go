@@ -226,8 +226,11 @@ func (srv *Server) commit(lb *lazyBatch, done func(error)) {
 	done = func(err error) {
 		events := b.QueueEvents()
 		srv.queueEvents(events)
-		if err == nil && slices.ContainsFunc(events, func(e storage.QueueEvent) bool { return e.Reason == storage.QueueRejected }) {
-			err = errQueueFull // the publisher is told (MQTT 5: PUBACK 0x97)
+		if err == nil {
+			srv.noteStoreOK()
+			if slices.ContainsFunc(events, func(e storage.QueueEvent) bool { return e.Reason == storage.QueueRejected }) {
+				err = errQueueFull // the publisher is told (MQTT 5: PUBACK 0x97)
+			}
 		}
 		for _, sp := range spilled {
 			sp.s.saved(sp.seq, err)
