@@ -3,6 +3,8 @@ package broker
 import (
 	"cmp"
 	"slices"
+
+	"github.com/cimgo/cim/storage"
 )
 
 // The in-flight window: QoS 1/2 messages sent to a client and not yet
@@ -31,7 +33,7 @@ type inflight struct {
 
 // sendLocked assigns a tag and sends q. REQUIRES: s.mu held.
 func (s *session) sendLocked(ep endpoint, q queued, now int64, shared *encodeOnce) {
-	tag := s.allocTagLocked()
+	tag := s.tagForLocked(q)
 	d := delivery{m: q.m, subIDs: q.subIDs, now: now, tag: tag, qos: q.qos, retain: q.retain, offline: q.offline, shared: shared}
 	if !ep.deliver(d) {
 		s.dropQueuedLocked(q.seq)
@@ -43,6 +45,33 @@ func (s *session) sendLocked(ep endpoint, q queued, now int64, shared *encodeOnc
 	s.sendSeq++
 	s.inflight[tag] = &inflight{queued: q, order: s.sendSeq, tag: tag}
 }
+
+// tagForLocked picks q's tag. A stored QoS 2 message takes the tag its
+// queue seq gives, so that after a crash its resend carries the same MQTT
+// packet id and the receiver knows it [MQTT-4.3.3]; if that tag is taken,
+// the one it gets is recorded with it. REQUIRES: s.mu held.
+func (s *session) tagForLocked(q queued) uint16 {
+	if q.qos != 2 || q.seq == 0 || !s.persistentLocked() {
+		return s.allocTagLocked()
+	}
+	if q.tag != 0 {
+		if _, used := s.inflight[q.tag]; !used {
+			return q.tag // as recorded before a restart
+		}
+	}
+	tag := seqTag(q.seq)
+	if _, used := s.inflight[tag]; !used {
+		return tag
+	}
+	tag = s.allocTagLocked()
+	key, seq, rec := s.key.storeKey(), q.seq, queuedRecord(&q)
+	rec.PacketID = tag
+	s.srv.async.commit(func(b *storage.Batch) { b.PutQueued(key, seq, rec) })
+	return tag
+}
+
+// seqTag is the tag a stored QoS 2 message's seq gives: 1..65535.
+func seqTag(seq uint64) uint16 { return uint16(seq%65535) + 1 }
 
 // allocTagLocked returns a tag not in flight. REQUIRES: s.mu held.
 func (s *session) allocTagLocked() uint16 {
@@ -120,7 +149,9 @@ func (s *session) ack(tag uint16, step ackStep, now int64) bool {
 			return false
 		}
 		f.rel = true
-		f.m = nil // the payload is no longer needed
+		if f.queued.seq == 0 {
+			f.m = nil // the payload is no longer needed (a stored one still names its topic)
+		}
 		return true
 	case stepRefused:
 		if f.qos != 2 || f.rel {

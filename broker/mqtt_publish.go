@@ -6,6 +6,7 @@ import (
 
 	"github.com/cimgo/cim/broker/mqtt"
 	"github.com/cimgo/cim/broker/topic"
+	"github.com/cimgo/cim/storage"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -81,14 +82,25 @@ func (c *mqttConn) handlePublish(pk *packets.Packet) {
 		c.loop.srv.route(newMessage(pk, name, c.clientID(), c.loop.srv.now()), s, nil)
 	default:
 		// Acknowledged once stored (persist.go); a v5 publisher learns when
-		// nobody was subscribed.
-		c.loop.srv.route(newMessage(pk, name, c.clientID(), c.loop.srv.now()), s, func(matched int, err error) {
+		// nobody was subscribed. A QoS 2 id is stored with the message, so
+		// that a resend after a restart is known [MQTT-4.3.3-10].
+		var fill func(*storage.Batch)
+		if qos == 2 {
+			s.mu.Lock()
+			if s.persistentLocked() {
+				s.stored = true
+				rec := s.recordLocked(0)
+				fill = func(b *storage.Batch) { b.PutSession(rec) }
+			}
+			s.mu.Unlock()
+		}
+		c.loop.srv.routeWith(newMessage(pk, name, c.clientID(), c.loop.srv.now()), s, func(matched int, err error) {
 			reason := byte(0)
 			if matched == 0 && v >= 5 {
 				reason = packets.CodeNoMatchingSubscribers.Code
 			}
 			c.ackPublish(qos, pid, reason, err)
-		})
+		}, fill)
 	}
 }
 
@@ -133,10 +145,19 @@ func (c *mqttConn) handlePubrec(pk *packets.Packet) {
 	if pk.ReasonCode >= 0x80 {
 		step = stepRefused // the receiver ends the exchange [MQTT-4.3.3-4]
 	}
-	ok := c.sess.ack(pk.PacketID, step, c.loop.srv.now())
+	s := c.sess
+	ok := s.ack(pk.PacketID, step, c.loop.srv.now())
 	switch {
 	case ok && step == stepReceived:
-		c.appendRaw(func(b []byte) []byte { return mqtt.AppendAck(b, c.version, packets.Pubrel, pk.PacketID, 0) })
+		pid, v := pk.PacketID, c.version
+		pubrel := func() { c.appendRaw(func(b []byte) []byte { return mqtt.AppendAck(b, v, packets.Pubrel, pid, 0) }) }
+		s.mu.Lock()
+		if f := s.inflight[pid]; f != nil {
+			s.releasedLocked(f, pubrel) // the PUBREL goes out once its stage is durable
+		} else {
+			pubrel()
+		}
+		s.mu.Unlock()
 	case !ok && c.version >= 5:
 		c.appendRaw(func(b []byte) []byte {
 			return mqtt.AppendAck(b, c.version, packets.Pubrel, pk.PacketID, packets.ErrPacketIdentifierNotFound.Code)
@@ -147,13 +168,23 @@ func (c *mqttConn) handlePubrec(pk *packets.Packet) {
 // handlePubrel completes an inbound QoS 2 exchange.
 func (c *mqttConn) handlePubrel(pk *packets.Packet) {
 	s := c.sess
+	pid, v := pk.PacketID, c.version
 	s.mu.Lock()
-	_, ok := s.rx[pk.PacketID]
-	delete(s.rx, pk.PacketID)
-	s.mu.Unlock()
+	_, ok := s.rx[pid]
+	delete(s.rx, pid)
 	reason := byte(0)
 	if !ok {
 		reason = packets.ErrPacketIdentifierNotFound.Code
 	}
-	c.appendRaw(func(b []byte) []byte { return mqtt.AppendAck(b, c.version, packets.Pubcomp, pk.PacketID, reason) })
+	pubcomp := func() {
+		c.appendRaw(func(b []byte) []byte { return mqtt.AppendAck(b, v, packets.Pubcomp, pid, reason) })
+	}
+	if ok {
+		// Once PUBCOMP is out the client may reuse the id for a new message:
+		// a restart must not remember it by then.
+		s.saveNowLocked(pubcomp)
+	} else {
+		pubcomp()
+	}
+	s.mu.Unlock()
 }

@@ -170,7 +170,64 @@ func (s *session) recordLocked(disconnectedAt int64) *storage.Session {
 		rec.Subs[i] = storage.Sub{Filter: e.filter, QoS: e.sub.QoS, NoLocal: e.sub.NoLocal,
 			RetainAsPublished: e.sub.RetainAsPublished, RetainHandling: e.sub.RetainHandling, ID: e.sub.ID}
 	}
+	for id := range s.rx {
+		rec.Rx = append(rec.Rx, id)
+	}
+	slices.Sort(rec.Rx)
 	return rec
+}
+
+// saveNow stores s's record and calls then once it is durable (or at once
+// for a session that is not stored): an acknowledgement that must not go
+// out before the state it reports (MQTT QoS 2's PUBREL and PUBCOMP).
+// REQUIRES: s.mu held; then runs without it, possibly on another goroutine.
+func (s *session) saveNowLocked(then func()) {
+	if !s.persistentLocked() || s.ended {
+		then()
+		return
+	}
+	s.stored = true
+	rec := s.recordLocked(0)
+	b := s.srv.store.NewBatch()
+	b.PutSession(rec)
+	retry := func(err error) { // in order, until the store takes it (asyncWriter)
+		s.srv.async.refused(func(b *storage.Batch) { b.PutSession(rec) }, err)
+	}
+	if err := s.srv.store.Commit(b, func(err error) {
+		if err != nil {
+			retry(err)
+		}
+		then()
+	}); err != nil {
+		retry(err)
+		then()
+	}
+}
+
+// releasedLocked records that the in-flight QoS 2 delivery f reached its
+// second phase, and calls then once that is durable, so that after a crash
+// the broker resends the release, not the message [MQTT-4.4.0-1].
+// REQUIRES: s.mu held; then runs without it.
+func (s *session) releasedLocked(f *inflight, then func()) {
+	if f.queued.seq == 0 || !s.persistentLocked() {
+		then()
+		return
+	}
+	key, seq := s.key.storeKey(), f.queued.seq
+	rec := &storage.Message{Topic: f.queued.m.Topic, QoS: 2, PacketID: f.tag, Sent: true}
+	f.m = nil // the payload is no longer needed
+	fill := func(b *storage.Batch) { b.PutQueued(key, seq, rec) }
+	b := s.srv.store.NewBatch()
+	fill(b)
+	if err := s.srv.store.Commit(b, func(err error) {
+		if err != nil {
+			s.srv.async.refused(fill, err)
+		}
+		then()
+	}); err != nil {
+		s.srv.async.refused(fill, err)
+		then()
+	}
 }
 
 // save stores s once after a change of its subscriptions. Any goroutine.

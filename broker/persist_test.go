@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -166,4 +167,33 @@ func TestAckedAfterRestartStaysAcked(t *testing.T) {
 	sub = dialRaw(t, s)
 	sub.connect(4, "acker", false, 0)
 	sub.expectNone() // nothing acknowledged comes back
+}
+
+// Subscription identifiers of queued messages are stored with them and
+// delivered after a restart.
+func TestSubscriptionIDsSurviveRestart(t *testing.T) {
+	fs := vfs.NewMem()
+	s, stop := restartable(t, fs)
+	sub := dialRaw(t, s)
+	sub.connect5("ids", false, packets.Properties{SessionExpiryInterval: 300, SessionExpiryIntervalFlag: true})
+	sub.subscribe(1, 7, packets.Subscription{Filter: "ids/+", Qos: 1})
+	sub.subscribe(2, 9, packets.Subscription{Filter: "ids/#", Qos: 1})
+	sub.send(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}, ProtocolVersion: 5})
+	sub.expectClosed()
+	waitOffline(t, s, "ids")
+	pub := dialRaw(t, s)
+	pub.connect(4, "ids-pub", true, 0)
+	pub.publish("ids/x", []byte("queued"), 1, 1, false, packets.Properties{})
+	pub.expect(packets.Puback)
+	stop()
+	s, stop = restartable(t, fs)
+	defer stop()
+	sub = dialRaw(t, s)
+	sub.connect5("ids", false, packets.Properties{SessionExpiryInterval: 300, SessionExpiryIntervalFlag: true})
+	p := sub.expect(packets.Publish)
+	ids := p.Properties.SubscriptionIdentifier
+	slices.Sort(ids)
+	if string(p.Payload) != "queued" || !slices.Equal(ids, []int{7, 9}) {
+		t.Fatalf("got %q with subscription ids %v, want [7 9]", p.Payload, ids)
+	}
 }

@@ -120,6 +120,12 @@ func pickOnline(s *session) bool { return s.online.Load() }
 // goroutine; never blocks on I/O; never with a session
 // or shard lock held (it takes the lock of every matching session).
 func (srv *Server) route(m *Message, from *session, done func(matched int, err error)) int {
+	return srv.routeWith(m, from, done, nil)
+}
+
+// routeWith is route with fill adding more records to the same batch, so
+// they are durable exactly when m is (MQTT: an inbound QoS 2 packet id).
+func (srv *Server) routeWith(m *Message, from *session, done func(matched int, err error), fill func(*storage.Batch)) int {
 	if m.Retain {
 		srv.retain(m)
 	}
@@ -128,6 +134,9 @@ func (srv *Server) route(m *Message, from *session, done func(matched int, err e
 	srv.subs.Match(m.Topic, pickOnline, r.visit)
 	now := srv.now()
 	lb := lazyBatch{db: srv.store}
+	if fill != nil && srv.store != nil {
+		fill(lb.get())
+	}
 	if srv.store != nil && m.Retain && !strings.HasPrefix(m.Topic, "$SYS/") { // $SYS is rebuilt on start
 		if len(m.Payload) == 0 {
 			lb.get().DeleteRetained(m.Topic)

@@ -47,6 +47,12 @@ func (srv *Server) restore(snap *Snapshot) *session {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for _, id := range r.Rx {
+		if s.rx == nil {
+			s.rx = make(map[uint16]struct{})
+		}
+		s.rx[id] = struct{}{}
+	}
 	for _, sub := range r.Subs {
 		if topic.ValidFilter(sub.Filter) != nil {
 			continue

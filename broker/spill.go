@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"cmp"
 	"errors"
 	"slices"
 	"time"
@@ -88,12 +89,17 @@ var errPageFull = errors.New("broker: page full")
 // pageIn reads at most max messages of s's disk part, seqs from..upTo, and
 // appends them to its memory queue. Off the event loops (disk I/O).
 func (srv *Server) pageIn(s *session, from, upTo uint64, max int) {
-	var page []*queued
+	var page, released []*queued
 	_, err := srv.store.ReadQueue(s.key.storeKey(), from, max, func(seq uint64, r *storage.Message) error {
 		if seq > upTo {
 			return errPageFull
 		}
-		page = append(page, &queued{m: loadMessage(r), subIDs: r.SubIDs, qos: r.QoS, retain: r.Retain, seq: seq, offline: true})
+		q := &queued{m: loadMessage(r), subIDs: r.SubIDs, qos: r.QoS, retain: r.Retain, seq: seq, tag: r.PacketID, offline: true}
+		if r.QoS == 2 && r.Sent {
+			released = append(released, q) // its PUBREC came before a restart: only the release is due
+		} else {
+			page = append(page, q)
+		}
 		return nil
 	})
 	if errors.Is(err, errPageFull) {
@@ -116,7 +122,10 @@ func (srv *Server) pageIn(s *session, from, upTo uint64, max int) {
 		}()
 		return
 	}
+	s.restoreReleasedLocked(released)
 	s.queue = append(s.queue, page...)
+	page = append(page, released...) // for the count below
+	slices.SortFunc(page, func(a, b *queued) int { return cmp.Compare(a.seq, b.seq) })
 	next := upTo + 1 // everything up to upTo was read or is gone
 	if len(page) == max {
 		next = page[len(page)-1].seq + 1 // a full page: more may follow
@@ -127,4 +136,26 @@ func (srv *Server) pageIn(s *session, from, upTo uint64, max int) {
 		d.from = next
 	}
 	s.pumpLocked(srv.now())
+}
+
+// restoreReleasedLocked puts QoS 2 deliveries whose first phase completed
+// before a restart back in flight, released, under their recorded tag, and
+// resends their release if the client is there. REQUIRES: s.mu held.
+func (s *session) restoreReleasedLocked(list []*queued) {
+	for _, q := range list {
+		if _, used := s.inflight[q.tag]; used || q.tag == 0 {
+			s.dropQueuedLocked(q.seq) // cannot be resumed under its id: the receiver has the message
+			continue
+		}
+		if s.inflight == nil {
+			s.inflight = make(map[uint16]*inflight)
+		}
+		s.sendSeq++
+		f := &inflight{queued: *q, order: s.sendSeq, tag: q.tag, rel: true}
+		f.m = nil
+		s.inflight[q.tag] = f
+		if s.ep != nil && s.ready {
+			s.ep.deliver(delivery{tag: f.tag, qos: 2, dup: true, released: true})
+		}
+	}
 }

@@ -373,6 +373,16 @@ func decodeSession(b []byte, s *Session) error {
 			s.Node = r.str()
 		case "q":
 			s.NextSeq = r.uint()
+		case "x":
+			k := r.arrayLen()
+			if k > len(r.b) {
+				r.fail(errShort)
+				break
+			}
+			s.Rx = make([]uint16, k)
+			for i := range s.Rx {
+				s.Rx[i] = uint16(r.uintMax(math.MaxUint16))
+			}
 		default:
 			r.skip()
 		}

@@ -91,6 +91,12 @@ func appendSession(b []byte, s *Session) []byte {
 	if s.NextSeq != 0 {
 		b, n = appendUint(appendStr(b, "q"), s.NextSeq), n+1
 	}
+	if len(s.Rx) > 0 {
+		b, n = appendArrayLen(appendStr(b, "x"), len(s.Rx)), n+1
+		for _, id := range s.Rx {
+			b = appendUint(b, uint64(id))
+		}
+	}
 	b[at] |= byte(n)
 	return b
 }

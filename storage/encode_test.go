@@ -54,6 +54,9 @@ func randSession(r *rand.Rand) *Session {
 		ExpiryInterval: uint32(pick(r, testUint)), DisconnectedAt: pick(r, testInt), Node: randStr(r),
 		NextSeq: pick(r, testUint),
 	}
+	for range pick(r, []int{0, 1, 2, 16}) {
+		s.Rx = append(s.Rx, uint16(r.IntN(65536)))
+	}
 	for range pick(r, []int{0, 1, 2, 15, 16, 17}) {
 		s.Subs = append(s.Subs, Sub{Filter: randStr(r), QoS: byte(r.IntN(3)), NoLocal: r.IntN(2) == 1,
 			RetainAsPublished: r.IntN(2) == 1, RetainHandling: byte(r.IntN(3)), ID: uint32(pick(r, testUint))})

@@ -32,6 +32,10 @@ type Session struct {
 	DisconnectedAt int64  `msgpack:"d,omitempty"`
 	Node           string `msgpack:"n,omitempty"` // node that last owned the session
 	NextSeq        uint64 `msgpack:"q,omitempty"` // next queue seq the broker will assign
+	// Rx are the MQTT packet ids of inbound QoS 2 messages the session
+	// accepted and whose PUBREL has not come yet: a resend of one after a
+	// restart is known as a duplicate.
+	Rx []uint16 `msgpack:"x,omitempty"`
 }
 
 // Key is the session's key: SessionKey(s.Protocol, s.ClientID).

@@ -19,6 +19,7 @@ func fullSession() *Session {
 			{Filter: "cim/u/alice", QoS: 2},
 		},
 		ExpiryInterval: NeverExpire, DisconnectedAt: 1700000000123, Node: "node-a", NextSeq: 1 << 40,
+		Rx: []uint16{1, 65535},
 	}
 }
 
