@@ -30,10 +30,10 @@ import (
 //     is reported per batch (queueEvents), counted and logged once per
 //     session. Below the caps, memory holds a window of the queue and the
 //     rest waits on disk (spill.go).
-//
-// Not done yet: the QoS 2 packet id of a message in flight and the inbound
-// QoS 2 ids awaiting PUBREL are kept in memory only, so a crash during a
-// QoS 2 exchange may deliver that message once more.
+//   - QoS 2 survives a crash at any step: inbound ids awaiting PUBREL are
+//     stored with the message and forgotten only once PUBCOMP may go out;
+//     an outbound message keeps its packet id (derived from its queue seq)
+//     and its PUBREL stage is stored before PUBREL is sent.
 
 // persistentLocked reports whether s is stored. REQUIRES: s.mu held.
 func (s *session) persistentLocked() bool { return s.srv.store != nil && s.expiry != 0 }
