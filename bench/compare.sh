@@ -288,6 +288,7 @@ ROWS=(
 	"pairs0|tool_cpu_per_msg_us|us|load tool (cim bench) CPU per delivered msg, pairs QoS 0"
 	"conn|rss_per_conn_bytes|bytes|RSS per idle connection at $CONNS (lower is better)"
 	"conn|connect_rate|rate|connect rate to $CONNS, conns/s"
+	"conn|cpu_per_connect_us|us|broker CPU per connection accepted (lower is better)"
 )
 
 echo
