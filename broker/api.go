@@ -73,7 +73,7 @@ func (s *Server) Publish(ctx context.Context, name string, payload []byte, o Pub
 		return 0, errors.New("broker: QoS above 2")
 	}
 	now := s.now()
-	m := &Message{ID: s.nextID(), Topic: strings.Clone(name), Payload: slices.Clone(payload), From: o.From,
+	m := &Message{ID: s.newID(), Topic: strings.Clone(name), Payload: slices.Clone(payload), From: o.From,
 		Created: now, QoS: o.QoS, Retain: o.Retain}
 	if o.Expiry > 0 {
 		m.Expiry = now + int64(max(o.Expiry/time.Second, 1))

@@ -33,7 +33,7 @@ type Server struct {
 	store     *storage.DB          // nil: memory only
 
 	clock   atomic.Int64 // unix seconds, refreshed every tick
-	ids     atomic.Uint64
+	ids     idGen
 	started time.Time
 	// partialBytes is the buffer space of every conn's unfinished inbound
 	// frame (input.go), bounded by MaxPartialBytes.
@@ -80,6 +80,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s.sessions = newRegistry(s)
 	s.async.srv = s
+	s.ids.node = nodeBits(opts.NodeName)
 	s.clock.Store(opts.Now().Unix())
 	s.listeners = []listener{{proto: storage.ProtocolMQTT, addr: opts.MQTTAddr}}
 	auth := opts.Auth
@@ -191,7 +192,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // now is the coarse clock: unix seconds, refreshed once a second.
 func (s *Server) now() int64 { return s.clock.Load() }
 
-func (s *Server) nextID() uint64 { return s.ids.Add(1) }
+// newID is a new server message id (ids.go).
+func (s *Server) newID() uint64 { return s.ids.next(s.opts.Now()) }
 
 func (s *Server) loopOf(el gnet.EventLoop) *loop {
 	s.loopsMu.Lock()

@@ -54,5 +54,5 @@ func (s *Server) sysOnce() {
 
 // publishInternal routes a retained QoS 0 message from the broker itself.
 func (s *Server) publishInternal(topic string, payload []byte, now int64) {
-	s.route(&Message{ID: s.nextID(), Topic: topic, Payload: payload, Created: now, Retain: true}, nil, nil)
+	s.route(&Message{ID: s.newID(), Topic: topic, Payload: payload, Created: now, Retain: true}, nil, nil)
 }

@@ -12,7 +12,7 @@ package broker
 // publishWill routes a will message as if its client had published it.
 // Any goroutine; never with a session or shard lock held.
 func (srv *Server) publishWill(m *Message, now int64) {
-	m.ID = srv.nextID()
+	m.ID = srv.newID()
 	if m.Expiry != 0 {
 		m.Expiry = now + (m.Expiry - m.Created) // the interval runs from publication
 	}
