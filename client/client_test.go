@@ -916,3 +916,43 @@ func TestBackoff(t *testing.T) {
 		t.Fatalf("default Delay(1000) = %v", d)
 	}
 }
+
+func TestStaleTokenFallsBackToPassword(t *testing.T) {
+	checkLeaks(t)
+	s := newFakeServer(t, "alice")
+	o := fastOptions(s, "alice")
+	o.Token = "stale"
+	c := dial(t, o)
+	var logins []wire.Login
+	s.get(func(s *fakeServer) { logins = s.mu.logins })
+	if len(logins) != 2 || logins[0].Token != "stale" || logins[0].Password != "" || logins[1].Password != "pw-alice" || logins[1].Token != "" {
+		t.Fatalf("logins %+v", logins)
+	}
+	if c.Info().Token != "tok-1" {
+		t.Fatalf("token %q", c.Info().Token)
+	}
+	// Without a password a refused token is final.
+	o.Password = ""
+	if _, err := Dial(ctx(t), o); !errors.Is(err, ErrAccountMismatch) {
+		t.Fatalf("Dial with a stale token only = %v", err)
+	}
+	// A good token alone works.
+	o.Token = "tok-1"
+	dial(t, o)
+}
+
+// A send over the server's announced frame limit is refused before it is
+// written.
+func TestSendOverServerMaxFrame(t *testing.T) {
+	checkLeaks(t)
+	s := newFakeServer(t, "alice")
+	s.set(func(s *fakeServer) { s.mu.maxFrame = 1000 })
+	c := dial(t, fastOptions(s, "alice"))
+	_, err := c.Send(ctx(t), Everyone(), make([]byte, 2000))
+	if !errors.Is(err, wire.CodeFrameTooLarge) {
+		t.Fatalf("Send of 2000 bytes = %v", err)
+	}
+	if _, err := c.Send(ctx(t), Everyone(), make([]byte, 900)); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -22,7 +22,7 @@ type Sent struct {
 	c     *Client
 	first uint64 // client message id of the first message
 	qos0  bool
-	frame []byte     // the encoded Send, for sending again
+	frame []byte // the encoded Send, for sending again
 	cb    func([]Ack, error)
 	done  chan struct{}
 
