@@ -1,0 +1,440 @@
+package wire
+
+// Hand-written codecs for the frames of the message path: Send, SendAck,
+// Deliver, DeliverAck, Ping and Pong. They produce exactly what the msgpack
+// struct tags in frame.go describe (a map of the non-zero fields, in field
+// order, integers in their shortest form; TestHotMatchesLibrary holds them
+// to it) and decode any encoding of it. They are written by hand because
+// the library's reflection cost several times the rest of a send
+// (BenchmarkSend/BenchmarkDeliver in bench_test.go; numbers in doc.go).
+// Decoded strings and byte slices alias the frame buffer.
+
+func appendPrefix(dst []byte, n int) []byte {
+	for n >= 0x80 {
+		dst = append(dst, byte(n)|0x80)
+		n >>= 7
+	}
+	return append(dst, byte(n))
+}
+
+// grow makes room for n more bytes at once, so a frame costs at most one
+// allocation.
+func grow(dst []byte, n int) []byte {
+	if cap(dst)-len(dst) < n {
+		nb := make([]byte, len(dst), len(dst)+n)
+		copy(nb, dst)
+		dst = nb
+	}
+	return dst
+}
+
+func sizeTarget(t *Target) (n, fields int) {
+	if t.Kind != 0 {
+		n, fields = n+2+sizeUint(uint64(t.Kind)), fields+1
+	}
+	if t.User != 0 {
+		n, fields = n+2+sizeUint(t.User), fields+1
+	}
+	if t.Name != "" {
+		n, fields = n+2+sizeStr(len(t.Name)), fields+1
+	}
+	return n, fields
+}
+
+func appendTarget(b []byte, t *Target) []byte {
+	if t.Kind != 0 {
+		b = appendUint(append(b, 0xa1, 'k'), uint64(t.Kind))
+	}
+	if t.User != 0 {
+		b = appendUint(append(b, 0xa1, 'u'), t.User)
+	}
+	if t.Name != "" {
+		b = appendStr(append(b, 0xa1, 't'), t.Name)
+	}
+	return b
+}
+
+func sizeSend(s *Send) (n, fields int) {
+	if s.ID != 0 {
+		n, fields = n+2+sizeUint(s.ID), fields+1
+	}
+	tn, tf := sizeTarget(&s.Target)
+	n, fields = n+tn, fields+tf
+	if s.QoS != 0 {
+		n, fields = n+2+sizeUint(uint64(s.QoS)), fields+1
+	}
+	if s.Delay != 0 {
+		n, fields = n+2+sizeUint(s.Delay), fields+1
+	}
+	if len(s.Body) > 0 {
+		n, fields = n+2+sizeBin(len(s.Body)), fields+1
+	}
+	if len(s.Batch) > 0 {
+		n += 2 + sizeLen(len(s.Batch))
+		for _, m := range s.Batch {
+			n += sizeBatchElem(m)
+		}
+		fields++
+	}
+	return n, fields
+}
+
+func sizeBatchElem(m []byte) int {
+	if m == nil {
+		return 1
+	}
+	return sizeBin(len(m))
+}
+
+func appendSend(dst []byte, s *Send) ([]byte, error) {
+	n, fields := sizeSend(s)
+	bodyLen := 1 + sizeLen(fields) + n
+	if err := checkSize(TypeSend, bodyLen); err != nil {
+		return dst, err
+	}
+	dst = grow(dst, 4+bodyLen)
+	dst = append(appendPrefix(dst, bodyLen), byte(TypeSend))
+	dst = appendMapLen(dst, fields)
+	if s.ID != 0 {
+		dst = appendUint(append(dst, 0xa1, 'i'), s.ID)
+	}
+	dst = appendTarget(dst, &s.Target)
+	if s.QoS != 0 {
+		dst = appendUint(append(dst, 0xa1, 'q'), uint64(s.QoS))
+	}
+	if s.Delay != 0 {
+		dst = appendUint(append(dst, 0xa1, 'd'), s.Delay)
+	}
+	if len(s.Body) > 0 {
+		dst = appendBin(append(dst, 0xa1, 'b'), s.Body)
+	}
+	if len(s.Batch) > 0 {
+		dst = appendArrayLen(append(dst, 0xa1, 'a'), len(s.Batch))
+		for _, m := range s.Batch {
+			if m == nil {
+				dst = append(dst, 0xc0) // as the library writes a nil slice
+			} else {
+				dst = appendBin(dst, m)
+			}
+		}
+	}
+	return dst, nil
+}
+
+func appendSendAck(dst []byte, a *SendAck) ([]byte, error) {
+	n, fields := 2+sizeUint(uint64(a.Code)), 1
+	if a.ID != 0 {
+		n, fields = n+2+sizeUint(a.ID), fields+1
+	}
+	if a.MsgID != 0 {
+		n, fields = n+2+sizeUint(a.MsgID), fields+1
+	}
+	if a.Time != 0 {
+		n, fields = n+3+sizeInt(a.Time), fields+1
+	}
+	if a.Text != "" {
+		n, fields = n+2+sizeStr(len(a.Text)), fields+1
+	}
+	bodyLen := 1 + sizeLen(fields) + n
+	if err := checkSize(TypeSendAck, bodyLen); err != nil {
+		return dst, err
+	}
+	dst = grow(dst, 4+bodyLen)
+	dst = append(appendPrefix(dst, bodyLen), byte(TypeSendAck))
+	dst = appendMapLen(dst, fields)
+	if a.ID != 0 {
+		dst = appendUint(append(dst, 0xa1, 'i'), a.ID)
+	}
+	if a.MsgID != 0 {
+		dst = appendUint(append(dst, 0xa1, 's'), a.MsgID)
+	}
+	dst = appendUint(append(dst, 0xa1, 'c'), uint64(a.Code))
+	if a.Time != 0 {
+		dst = appendInt(append(dst, 0xa2, 't', 's'), a.Time)
+	}
+	if a.Text != "" {
+		dst = appendStr(append(dst, 0xa1, 'm'), a.Text)
+	}
+	return dst, nil
+}
+
+func appendDeliver(dst []byte, d *Deliver) ([]byte, error) {
+	n, fields := sizeTarget(&d.Target)
+	if d.MsgID != 0 {
+		n, fields = n+2+sizeUint(d.MsgID), fields+1
+	}
+	if d.From != 0 {
+		n, fields = n+2+sizeUint(d.From), fields+1
+	}
+	if d.FromName != "" {
+		n, fields = n+2+sizeStr(len(d.FromName)), fields+1
+	}
+	if len(d.Body) > 0 {
+		n, fields = n+2+sizeBin(len(d.Body)), fields+1
+	}
+	if d.Time != 0 {
+		n, fields = n+3+sizeInt(d.Time), fields+1
+	}
+	if d.QoS != 0 {
+		n, fields = n+2+sizeUint(uint64(d.QoS)), fields+1
+	}
+	if d.Offline {
+		n, fields = n+3, fields+1
+	}
+	bodyLen := 1 + sizeLen(fields) + n
+	if err := checkSize(TypeDeliver, bodyLen); err != nil {
+		return dst, err
+	}
+	dst = grow(dst, 4+bodyLen)
+	dst = append(appendPrefix(dst, bodyLen), byte(TypeDeliver))
+	dst = appendMapLen(dst, fields)
+	if d.MsgID != 0 {
+		dst = appendUint(append(dst, 0xa1, 'i'), d.MsgID)
+	}
+	if d.From != 0 {
+		dst = appendUint(append(dst, 0xa1, 'f'), d.From)
+	}
+	if d.FromName != "" {
+		dst = appendStr(append(dst, 0xa1, 'n'), d.FromName)
+	}
+	dst = appendTarget(dst, &d.Target)
+	if len(d.Body) > 0 {
+		dst = appendBin(append(dst, 0xa1, 'b'), d.Body)
+	}
+	if d.Time != 0 {
+		dst = appendInt(append(dst, 0xa2, 't', 's'), d.Time)
+	}
+	if d.QoS != 0 {
+		dst = appendUint(append(dst, 0xa1, 'q'), uint64(d.QoS))
+	}
+	if d.Offline {
+		dst = append(dst, 0xa1, 'o', 0xc3)
+	}
+	return dst, nil
+}
+
+func appendDeliverAck(dst []byte, a *DeliverAck) []byte {
+	if a.MsgID == 0 {
+		return append(dst, 2, byte(TypeDeliverAck), 0x80)
+	}
+	bodyLen := 1 + 1 + 2 + sizeUint(a.MsgID)
+	dst = append(dst, byte(bodyLen), byte(TypeDeliverAck), 0x81, 0xa1, 'i')
+	return appendUint(dst, a.MsgID)
+}
+
+// mapKey reads a map key (a str) aliasing b.
+func mapKey(b []byte, p int) (string, int, error) {
+	k, q, str, err := readBytes(b, p)
+	if err != nil {
+		return "", p, err
+	}
+	if !str {
+		return "", p, errKey
+	}
+	return bytesToString(k), q, nil
+}
+
+// skipValue skips (and validates) a value whose key this version does not
+// know: a newer peer's field.
+func skipValue(b []byte, p int) (int, error) { return scan(b, p, 1) }
+
+// readTargetField decodes key k into t if it is one of Target's keys.
+func readTargetField(b []byte, p int, k string, t *Target) (int, bool, error) {
+	var err error
+	switch k {
+	case "k":
+		var v uint64
+		v, p, err = readUintMax(b, p, 0xff)
+		t.Kind = Kind(v)
+	case "u":
+		t.User, p, err = readUint(b, p)
+	case "t":
+		t.Name, p, err = readStr(b, p)
+	default:
+		return p, false, nil
+	}
+	return p, true, err
+}
+
+func decodeSend(b []byte, s *Send) error {
+	*s = Send{Batch: s.Batch[:0]}
+	n, p, err := readMapLen(b, 0)
+	if err != nil {
+		return err
+	}
+	for i := 0; i < n; i++ {
+		var k string
+		if k, p, err = mapKey(b, p); err != nil {
+			return err
+		}
+		var ok bool
+		if p, ok, err = readTargetField(b, p, k, &s.Target); ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		switch k {
+		case "i":
+			s.ID, p, err = readUint(b, p)
+		case "q":
+			var v uint64
+			v, p, err = readUintMax(b, p, 0xff)
+			s.QoS = uint8(v)
+		case "d":
+			s.Delay, p, err = readUint(b, p)
+		case "b":
+			s.Body, p, err = readBin(b, p)
+		case "a":
+			var m int
+			if m, p, err = readArrayLen(b, p); err != nil {
+				return err
+			}
+			s.Batch = s.Batch[:0]
+			for j := 0; j < m && err == nil; j++ {
+				var v []byte
+				v, p, err = readBin(b, p)
+				s.Batch = append(s.Batch, v)
+			}
+		default:
+			p, err = skipValue(b, p)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if len(s.Body) == 0 {
+		s.Body = nil
+	}
+	return end(b, p)
+}
+
+func decodeSendAck(b []byte, a *SendAck) error {
+	*a = SendAck{}
+	n, p, err := readMapLen(b, 0)
+	if err != nil {
+		return err
+	}
+	for i := 0; i < n; i++ {
+		var k string
+		if k, p, err = mapKey(b, p); err != nil {
+			return err
+		}
+		switch k {
+		case "i":
+			a.ID, p, err = readUint(b, p)
+		case "s":
+			a.MsgID, p, err = readUint(b, p)
+		case "c":
+			var v uint64
+			v, p, err = readUintMax(b, p, 0xffff)
+			a.Code = Code(v)
+		case "ts":
+			a.Time, p, err = readInt(b, p)
+		case "m":
+			a.Text, p, err = readStr(b, p)
+		default:
+			p, err = skipValue(b, p)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return end(b, p)
+}
+
+func decodeDeliver(b []byte, d *Deliver) error {
+	*d = Deliver{}
+	n, p, err := readMapLen(b, 0)
+	if err != nil {
+		return err
+	}
+	for i := 0; i < n; i++ {
+		var k string
+		if k, p, err = mapKey(b, p); err != nil {
+			return err
+		}
+		var ok bool
+		if p, ok, err = readTargetField(b, p, k, &d.Target); ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		switch k {
+		case "i":
+			d.MsgID, p, err = readUint(b, p)
+		case "f":
+			d.From, p, err = readUint(b, p)
+		case "n":
+			d.FromName, p, err = readStr(b, p)
+		case "b":
+			d.Body, p, err = readBin(b, p)
+		case "ts":
+			d.Time, p, err = readInt(b, p)
+		case "q":
+			var v uint64
+			v, p, err = readUintMax(b, p, 0xff)
+			d.QoS = uint8(v)
+		case "o":
+			d.Offline, p, err = readBool(b, p)
+		default:
+			p, err = skipValue(b, p)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if len(d.Body) == 0 {
+		d.Body = nil
+	}
+	return end(b, p)
+}
+
+func decodeDeliverAck(b []byte, a *DeliverAck) error {
+	*a = DeliverAck{}
+	n, p, err := readMapLen(b, 0)
+	if err != nil {
+		return err
+	}
+	for i := 0; i < n; i++ {
+		var k string
+		if k, p, err = mapKey(b, p); err != nil {
+			return err
+		}
+		if k == "i" {
+			a.MsgID, p, err = readUint(b, p)
+		} else {
+			p, err = skipValue(b, p)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return end(b, p)
+}
+
+// decodeEmpty decodes Ping and Pong: a map whose fields (a newer peer's)
+// are all skipped.
+func decodeEmpty(b []byte) error {
+	n, p, err := readMapLen(b, 0)
+	if err != nil {
+		return err
+	}
+	for i := 0; i < n; i++ {
+		if _, p, err = mapKey(b, p); err != nil {
+			return err
+		}
+		if p, err = skipValue(b, p); err != nil {
+			return err
+		}
+	}
+	return end(b, p)
+}
+
+func end(b []byte, p int) error {
+	if p != len(b) {
+		return errTrailing
+	}
+	return nil
+}
