@@ -21,11 +21,15 @@ type Message struct {
 	From  string // publisher's client id ("" for the server itself)
 	// Origin is the node the message was published on, "" for this one; a
 	// message from a peer is never forwarded again.
-	Origin  string
-	Created int64 // unix seconds
-	Expiry  int64 // unix seconds, 0 = never
-	QoS     byte
-	Retain  bool
+	Origin string
+	// Sender and SenderName name a native user who sent it (0, "": an MQTT
+	// client, named by From).
+	Sender     uint64
+	SenderName string
+	Created    int64 // unix seconds
+	Expiry     int64 // unix seconds, 0 = never
+	QoS        byte
+	Retain     bool
 }
 
 // expired reports whether m's expiry has passed at now (unix seconds).

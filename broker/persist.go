@@ -260,13 +260,15 @@ func (s *session) saveLocked(disconnectedAt int64) {
 // For a queued message QoS and Retain are those it is delivered with.
 func storeMessage(m *Message) *storage.Message { // (SubIDs: set by the caller for a queued copy)
 	return &storage.Message{ID: m.ID, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain,
-		From: m.From, Created: m.Created * 1000, Expiry: m.Expiry * 1000, Props: m.Props}
+		From: m.From, Created: m.Created * 1000, Expiry: m.Expiry * 1000, Props: m.Props,
+		SenderID: m.Sender, SenderName: m.SenderName}
 }
 
 // loadMessage is the inverse of storeMessage.
 func loadMessage(r *storage.Message) *Message { // (SubIDs: read by the caller into its queued entry)
 	return &Message{ID: r.ID, Topic: r.Topic, Payload: r.Payload, QoS: r.QoS, Retain: r.Retain,
-		From: r.From, Created: r.Created / 1000, Expiry: r.Expiry / 1000, Props: r.Props}
+		From: r.From, Created: r.Created / 1000, Expiry: r.Expiry / 1000, Props: r.Props,
+		Sender: r.SenderID, SenderName: r.SenderName}
 }
 
 // dropQueuedLocked deletes the stored copy of a queued entry once it is

@@ -224,3 +224,23 @@ func TestGroups(t *testing.T) {
 		t.Fatalf("GetGroup(nope) = %v", err)
 	}
 }
+
+func TestLoadGroups(t *testing.T) {
+	db, _ := openMem(t, nil)
+	mustCommit(t, db, func(b *Batch) {
+		b.CreateGroup("devs", 1)
+		b.JoinGroup("devs", 1)
+		b.JoinGroup("devs", 2)
+		b.CreateGroup("ops", 2)
+		b.JoinGroup("ops", 2)
+	})
+	var groups []string
+	members := map[string][]uint64{}
+	if err := db.LoadGroups(func(g *Group) error { groups = append(groups, g.Name); return nil },
+		func(g string, u uint64) error { members[g] = append(members[g], u); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(groups) != "[devs ops]" || fmt.Sprint(members["devs"]) != "[1 2]" || fmt.Sprint(members["ops"]) != "[2]" {
+		t.Fatalf("groups %v members %v", groups, members)
+	}
+}

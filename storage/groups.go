@@ -184,3 +184,27 @@ func decodeInt(v []byte) (int64, error) {
 	n := r.int()
 	return n, r.end()
 }
+
+// LoadGroups calls fn for every group and then member for every
+// membership (group name, user id), each in key order: what a broker keeps
+// in memory to check membership without reading the disk. Startup only.
+func (db *DB) LoadGroups(fn func(*Group) error, member func(group string, userID uint64) error) error {
+	lo, hi := spaceBounds(spaceGroup)
+	if err := db.read(lo, hi, func(k, v []byte) error {
+		g := new(Group)
+		if err := msgpack.Unmarshal(v, g); err != nil {
+			return corrupt(k, err)
+		}
+		return fn(g)
+	}); err != nil {
+		return err
+	}
+	lo, hi = spaceBounds(spaceMember)
+	return db.read(lo, hi, func(k, v []byte) error {
+		name, user, ok := splitNameSeqKey(spaceMember, k)
+		if !ok {
+			return fmt.Errorf("%w: bad member key %q", ErrCorrupt, k)
+		}
+		return member(string(name), user)
+	})
+}
