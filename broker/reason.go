@@ -17,6 +17,7 @@ const (
 	reasonInputBudget                      // too much unfinished input held broker-wide
 	reasonQuota                            // a limit of the client's was exceeded
 	reasonNotAuthorized                    // the client lost the right to stay connected
+	reasonLoginTimeout                     // no login (MQTT CONNECT) in time
 )
 
 var reasonNames = [...]string{
@@ -30,6 +31,7 @@ var reasonNames = [...]string{
 	reasonInputBudget:   "too much unfinished input",
 	reasonQuota:         "quota exceeded",
 	reasonNotAuthorized: "not authorized",
+	reasonLoginTimeout:  "no login in time",
 }
 
 func (r closeReason) String() string {

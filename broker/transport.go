@@ -235,9 +235,7 @@ func (t *transport) checkDeadline(now int64) {
 		t.close(reasonKeepalive, nil)
 		return
 	}
-	t.loop.srv.log.Debug("no login in time", "remote", t.gc.RemoteAddr())
-	t.state = stateClosing
-	_ = t.gc.Close()
+	t.close(reasonLoginTimeout, nil) // (MQTT has nothing to say before CONNACK)
 }
 
 // onTraffic applies every whole frame gnet read, in place; the start of an

@@ -195,3 +195,10 @@ func (r Raw) Unmarshal(v any) error {
 	}
 	return nil
 }
+
+// AppendDeliver is Append for a Deliver, without the interface: the hot
+// path of a server's deliveries (the value stays on the caller's stack).
+func AppendDeliver(dst []byte, d *Deliver) ([]byte, error) { return appendDeliver(dst, d) }
+
+// AppendSendAck is Append for a SendAck, without the interface.
+func AppendSendAck(dst []byte, a *SendAck) ([]byte, error) { return appendSendAck(dst, a) }
