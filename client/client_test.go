@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"slices"
 	"strings"
@@ -955,4 +956,36 @@ func TestSendOverServerMaxFrame(t *testing.T) {
 	if _, err := c.Send(ctx(t), Everyone(), make([]byte, 900)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Random bytes from the server, then a close: whatever they decode to, the
+// client neither panics nor stops; it reconnects.
+func TestRandomServerBytes(t *testing.T) {
+	checkLeaks(t)
+	s := newFakeServer(t, "alice")
+	o := fastOptions(s, "alice")
+	o.MaxFrameSize = 1 << 12
+	o.OnMessage = func(*Message) {}
+	c := dial(t, o)
+	r := rand.New(rand.NewPCG(7, 7))
+	for i := 0; i < 30; i++ {
+		b := make([]byte, r.IntN(64)+1)
+		for j := range b {
+			b[j] = byte(r.Uint32())
+		}
+		if i%3 == 0 { // a plausible frame start: a short length and a known type
+			b[0], b[1%len(b)] = byte(len(b)-1), byte(r.IntN(0x11))
+		}
+		waitFor(t, "ready", func() bool { return c.State() == Ready && s.conn(1) != nil })
+		var before int
+		s.get(func(s *fakeServer) { before = len(s.mu.logins) })
+		s.raw(1, b)
+		s.drop(1)
+		waitFor(t, "a reconnect", func() bool {
+			var n int
+			s.get(func(s *fakeServer) { n = len(s.mu.logins) })
+			return n > before
+		})
+	}
+	waitFor(t, "ready at the end", func() bool { return c.State() == Ready })
 }

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -65,7 +66,7 @@ func (s *Sent) Result() ([]Ack, error) {
 }
 
 // ErrPending: Result was called before Done.
-var ErrPending = fmt.Errorf("client: send still pending")
+var ErrPending = errors.New("client: send still pending")
 
 // finish completes the send (once): err, or the acks' verdict.
 func (s *Sent) finish(err error) {

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -304,7 +305,7 @@ func randomBody(r *rand.Rand, ty Type) Body {
 		if r.IntN(4) == 0 {
 			return nil
 		}
-		return bytes.Repeat([]byte{byte(r.Uint32())}, r.IntN(70000)>>r.IntN(12))
+		return bytes.Repeat([]byte{byte(r.Uint32())}, r.IntN(70000)>>(2+r.IntN(12)))
 	}
 	tg := func() Target { return Target{Kind: Kind(u()), User: u(), Name: s()} }
 	switch ty {
@@ -331,9 +332,19 @@ func randomBody(r *rand.Rand, ty Type) Body {
 // the other's output to the same struct.
 func TestHotMatchesLibrary(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	for n := 0; n < 3000; n++ {
+	big := bytes.Repeat([]byte{9}, 70000) // bin 32, str 16
+	fixed := []Body{
+		&Deliver{MsgID: 1 << 40, FromName: string(big[:300]), Target: ToTopic(string(big[:40])), Body: big, Time: -1 << 40},
+		&Send{ID: 1, Target: ToGroup("g"), Batch: [][]byte{big, nil, {}, big[:256]}},
+	}
+	for n := 0; n < 1200+len(fixed); n++ {
 		ty := []Type{TypeSend, TypeSendAck, TypeDeliver, TypeDeliverAck, TypePing, TypePong}[n%6]
-		body := randomBody(r, ty)
+		var body Body
+		if n < len(fixed) {
+			body, ty = fixed[n], fixed[n].Type()
+		} else {
+			body = randomBody(r, ty)
+		}
 		hand, err := Append(nil, body)
 		if err != nil {
 			t.Fatal(err)
@@ -406,7 +417,8 @@ func TestAppendErrors(t *testing.T) {
 	if CodeOf(err) != CodeFrameTooLarge || string(out) != "keep" {
 		t.Errorf("deliver over MaxFrameSize: %v", err)
 	}
-	out, err = Append(dst, &Response{Text: string(huge)})
+	// The same bytes as a string, without copying 256 MiB.
+	out, err = Append(dst, &Response{Text: unsafe.String(&huge[0], len(huge))})
 	if CodeOf(err) != CodeFrameTooLarge || string(out) != "keep" {
 		t.Errorf("response over MaxFrameSize: %v", err)
 	}

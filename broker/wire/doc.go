@@ -176,10 +176,10 @@
 // in it may alias the buffer (they do for send, send-ack and deliver): a
 // caller that keeps any of them after the buffer is reused calls
 // Frame.Detach, or copies just what it keeps. Measured (BenchmarkDecode,
-// 64-byte body, on a shared 2-core machine): a deliver decodes in 250 ns
-// with no allocation aliased, 440 ns and one allocation detached; send 130
-// ns against 190 ns. The aliasing decode is the default because a server
-// keeps only part of what it decodes.
+// 64-byte body, on a shared 2-core machine): a deliver decodes in 165 ns
+// with no allocation aliased, 224 ns and one allocation detached; a send in
+// 111 ns against 150 ns. The aliasing decode is the default because a
+// server keeps only part of what it decodes.
 //
 // # Why some frames are encoded by hand
 //
@@ -191,11 +191,12 @@
 // BenchmarkDecode (64-byte body, same run, shared 2-core machine):
 //
 //	                   by hand               msgpack reflection
-//	append send        76 ns,  0 allocs      1800 ns,  9 allocs   (24x)
-//	append deliver     105 ns, 0 allocs      2940 ns, 11 allocs   (28x)
-//	decode send        129 ns, 0 allocs      1140 ns,  3 allocs   (9x)
-//	decode deliver     247 ns, 0 allocs      2090 ns,  5 allocs   (8x)
+//	append send         50 ns, 0 allocs      1030 ns,  9 allocs   (21x)
+//	append deliver      60 ns, 0 allocs      1460 ns, 11 allocs   (24x)
+//	decode send        111 ns, 0 allocs       826 ns,  3 allocs   (7x)
+//	decode deliver     165 ns, 0 allocs       968 ns,  5 allocs   (6x)
 //
+// (An earlier run on a busier machine gave 21-28x and 8-9x.)
 // At a million deliveries a second, reflection alone would take two
 // cores.
 package wire
