@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/cim
 PKGS    := ./...
 # Packages where concurrency lives run under the race detector.
-RACE    := ./broker/... ./storage/... ./bench/...
+RACE    := ./broker/... ./storage/... ./bench/... ./client/...
 
 # The version `cim version` prints; without git (or tags) cim falls back to
 # what the Go toolchain recorded (see cmd/cim/version.go).
@@ -59,6 +59,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzAppendPublish -fuzztime $(FUZZTIME) ./broker/mqtt
 	$(GO) test -run '^$$' -fuzz FuzzMQTTClientRead -fuzztime $(FUZZTIME) ./bench
 	$(GO) test -run '^$$' -fuzz FuzzValidString -fuzztime $(FUZZTIME) ./broker/mqtt
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./broker/wire
 	$(GO) test -run '^$$' -fuzz FuzzAgentFrame -fuzztime $(FUZZTIME) ./bench
 	$(GO) test -run '^$$' -fuzz FuzzDecodeHist -fuzztime $(FUZZTIME) ./bench
 

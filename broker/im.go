@@ -81,6 +81,14 @@ func checkName(what, name string) error {
 	return nil
 }
 
+// imState is the IM server's part of a Server.
+type imState struct {
+	dir     *directory
+	tokens  tokenSigner
+	recent  dedupCache
+	delayed *delayedSched
+}
+
 // Account is a registered user.
 type Account struct {
 	ID      uint64

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 
+	"github.com/cimgo/cim/broker/wire"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/panjf2000/gnet/v2"
 )
@@ -30,6 +31,7 @@ type loop struct {
 	partials []*transport   // holding an unfinished inbound frame (input.go)
 	closing  []*transport   // draining input before they close (close.go)
 	pk       packets.Packet // MQTT decode scratch
+	wf       wire.Frame     // native decode scratch
 	msg      Message        // QoS 0 routing scratch (see handlePublish)
 }
 

@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/cimgo/cim/broker/mqtt"
 	"github.com/cimgo/cim/broker/topic"
@@ -44,6 +45,10 @@ func (c *mqttConn) handlePublish(pk *packets.Packet) {
 	c.loop.srv.stats.MessagesIn.Add(1)
 	qos, pid := pk.FixedHeader.Qos, pk.PacketID
 	s := c.sess
+	if delay, target, ok := parseDelayedTopic(name); ok && qos < 2 {
+		c.publishDelayed(pk, target, delay)
+		return
+	}
 	if qos == 2 {
 		s.mu.Lock()
 		_, dup := s.rx[pid]
@@ -187,4 +192,24 @@ func (c *mqttConn) handlePubrel(pk *packets.Packet) {
 		pubcomp()
 	}
 	s.mu.Unlock()
+}
+
+// publishDelayed schedules a publish to "$delayed/<seconds>/<topic>" for
+// later (delayed.go) and acknowledges it once stored. Without a store, or
+// to a topic the client may not publish to, it is refused. Loop only.
+func (c *mqttConn) publishDelayed(pk *packets.Packet, target string, delay time.Duration) {
+	srv := c.loop.srv
+	qos, pid := pk.FixedHeader.Qos, pk.PacketID
+	if err := topic.ValidName(target); err != nil || srv.store == nil {
+		c.ackPublish(qos, pid, packets.ErrTopicNameInvalid.Code, nil)
+		return
+	}
+	if !srv.auth.Load().Allowed(c.id, c.clientID(), target, AccessWrite) {
+		c.ackPublish(qos, pid, packets.ErrNotAuthorized.Code, nil)
+		return
+	}
+	m := newMessage(pk, target, c.clientID(), srv.now())
+	m.ID = srv.newID()
+	due := srv.opts.Now().Add(delay).UnixMilli()
+	srv.im.delayed.schedule(storeMessage(m), due, func(*storage.Batch) {}, func(err error) { c.ackPublish(qos, pid, 0, err) })
 }

@@ -15,6 +15,16 @@ import (
 type Options struct {
 	// MQTTAddr is the MQTT TCP listener, host:port. Default ":1883".
 	MQTTAddr string `yaml:"mqtt_addr"`
+	// NativeAddr, if set, is the native protocol's TCP listener, host:port,
+	// on the same event loops as MQTT. Default "": none (cim server sets
+	// ":9000").
+	NativeAddr string `yaml:"native_addr"`
+	// TokenKey signs native login tokens (HMAC-SHA256; cim server keeps it
+	// in the data dir). Default: a random key, so tokens last as long as
+	// the process.
+	TokenKey []byte `yaml:"-"`
+	// TokenTTL is how long a native login token is valid. Default 7 days.
+	TokenTTL time.Duration `yaml:"token_ttl"`
 	// NodeName names this node in stored sessions and to a cluster.
 	// Default: the host name.
 	NodeName string `yaml:"node_name"`
@@ -116,6 +126,9 @@ func (o *Options) EnsureDefaults() {
 	}
 	if o.MaxKeepalive == 0 {
 		o.MaxKeepalive = 65535
+	}
+	if o.TokenTTL == 0 {
+		o.TokenTTL = 7 * 24 * time.Hour
 	}
 	if o.NodeName == "" {
 		o.NodeName, _ = os.Hostname()

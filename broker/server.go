@@ -30,6 +30,7 @@ type Server struct {
 	filters   filterCounts
 	async     asyncWriter
 	auth      atomic.Pointer[Auth] // who may log in and what they may do; swapped by SetAuth
+	im        *imState             // the IM server's state (im.go)
 	store     *storage.DB          // nil: memory only
 
 	clock   atomic.Int64 // unix seconds, refreshed every tick
@@ -83,6 +84,10 @@ func New(opts Options) (*Server, error) {
 	s.ids.node = nodeBits(opts.NodeName)
 	s.clock.Store(opts.Now().Unix())
 	s.listeners = []listener{{proto: storage.ProtocolMQTT, addr: opts.MQTTAddr}}
+	if opts.NativeAddr != "" {
+		s.listeners = append(s.listeners, listener{proto: storage.ProtocolNative, addr: opts.NativeAddr})
+	}
+	s.im = &imState{dir: newDirectory(), tokens: newTokenSigner(opts.TokenKey, opts.TokenTTL), delayed: newDelayedSched(s)}
 	auth := opts.Auth
 	if auth == nil {
 		a, err := NewAuth(AuthOptions{PasswordFile: opts.PasswordFile, ACL: opts.ACL, ACLDefault: opts.ACLDefault, DenyFilters: opts.DenyFilters})
@@ -94,6 +99,9 @@ func New(opts Options) (*Server, error) {
 	s.auth.Store(auth)
 	if opts.Store != nil {
 		s.store = opts.Store
+		if err := s.im.dir.load(s.store); err != nil {
+			return nil, fmt.Errorf("%w: recover accounts and groups: %w", ErrServer, err)
+		}
 		if err := s.recover(); err != nil {
 			return nil, err
 		}
@@ -106,11 +114,14 @@ func New(opts Options) (*Server, error) {
 // one from binding (naming its address).
 func (s *Server) Start() error {
 	addrs := make([]string, len(s.listeners))
-	for i, l := range s.listeners {
-		if err := checkBindable(l.addr); err != nil {
+	for i := range s.listeners {
+		l := &s.listeners[i]
+		addr, err := checkBindable(l.addr)
+		if err != nil {
 			return err
 		}
-		addrs[i] = "tcp://" + l.addr
+		l.addr = addr
+		addrs[i] = "tcp://" + addr
 	}
 	go func() {
 		err := gnet.Rotate(handler{s}, addrs,
@@ -136,6 +147,9 @@ func (s *Server) Start() error {
 	if s.opts.SysInterval > 0 {
 		go s.publishSys()
 	}
+	if s.store != nil {
+		go s.im.delayed.run(s.sysStop)
+	}
 	for _, l := range s.listeners {
 		s.log.Info(protoName(l.proto)+" listening", "addr", l.bound.String(), "loops", s.opts.Loops)
 	}
@@ -143,13 +157,21 @@ func (s *Server) Start() error {
 }
 
 // checkBindable tries addr before gnet does, so that a port in use is
-// reported with its address (gnet's error does not name it).
-func checkBindable(addr string) error {
+// reported with its address (gnet's error does not name it). A port 0 is
+// resolved to the free port the kernel picked, so that several listeners
+// asking for any port stay apart (gnet knows listeners by address).
+func checkBindable(addr string) (string, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("%w: cannot listen on %s: %w", ErrServer, addr, err)
+		return "", fmt.Errorf("%w: cannot listen on %s: %w", ErrServer, addr, err)
 	}
-	return ln.Close()
+	defer ln.Close()
+	if _, port, _ := net.SplitHostPort(addr); port == "0" {
+		host, _, _ := net.SplitHostPort(addr)
+		_, picked, _ := net.SplitHostPort(ln.Addr().String())
+		return net.JoinHostPort(host, picked), nil
+	}
+	return addr, nil
 }
 
 func protoName(p byte) string {
@@ -278,6 +300,10 @@ func (h handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	l := s.loopOf(gc.EventLoop())
 	var ep endpoint
 	switch s.protoAt(gc) {
+	case storage.ProtocolNative:
+		c := &nativeConn{}
+		c.init(gc, l, c)
+		ep = c
 	default:
 		c := &mqttConn{}
 		c.init(gc, l, c)
