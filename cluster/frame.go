@@ -73,12 +73,13 @@ var fieldCount = [...]int{frameHello: 6, frameHelloAck: 8, frameAuth: 3, framePi
 
 // frameEncoder appends frames to a buffer.
 type frameEncoder struct {
+	self string // the Origin of publishes that name none
 	body bytes.Buffer
 	enc  *msgpack.Encoder
 }
 
-func newFrameEncoder() *frameEncoder {
-	e := &frameEncoder{}
+func newFrameEncoder(self string) *frameEncoder {
+	e := &frameEncoder{self: self}
 	e.enc = msgpack.NewEncoder(&e.body)
 	return e
 }
@@ -116,7 +117,11 @@ func (fe *frameEncoder) append(dst []byte, f *frame) []byte {
 		_ = e.EncodeUint(p.ID)
 		_ = e.EncodeInt(p.Created)
 		_ = e.EncodeInt(p.Expiry)
-		_ = e.EncodeString(p.Origin)
+		origin := p.Origin
+		if origin == "" {
+			origin = fe.self
+		}
+		_ = e.EncodeString(origin)
 	case frameAck:
 		_ = e.EncodeUint(f.seq)
 	case frameRequest:

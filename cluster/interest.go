@@ -253,3 +253,10 @@ func (t *interest) counts() (local, remote int) {
 	}
 	return len(t.refs), remote
 }
+
+// isDirty reports whether the local set changed since the last state.
+func (t *interest) isDirty() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.dirty
+}

@@ -295,3 +295,10 @@ func (t *owners) counts() (total, mine int) {
 	defer t.mu.Unlock()
 	return len(t.table), len(t.byNode[t.self])
 }
+
+// dirty reports whether our own entries changed since the last state.
+func (t *owners) dirty() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.stateDirty
+}

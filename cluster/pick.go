@@ -58,6 +58,9 @@ func (c *Cluster) Pick(userID string) (Member, error) {
 func (c *Cluster) PickWith(s PickStrategy, userID string) (Member, error) {
 	var alive, suspect []Member
 	for _, m := range c.members.list() {
+		if m.Meta.Leaving {
+			continue
+		}
 		switch m.State {
 		case StateAlive:
 			alive = append(alive, m)
