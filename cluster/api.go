@@ -109,7 +109,7 @@ func (c *Cluster) ForgetNode(node string) error {
 	if node == c.self || c.members.live(node) {
 		return fmt.Errorf("%w: %s is live", ErrInvalidOptions, node)
 	}
-	c.postOwnerChanges(c.owners.forget(node))
+	c.owners.forget(node)
 	return nil
 }
 

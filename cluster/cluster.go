@@ -95,7 +95,9 @@ func New(opts Options) (*Cluster, error) {
 	_, _ = rand.Read(inc[:])
 	c.incarnation = binary.LittleEndian.Uint64(inc[:]) | 1
 	c.owners = newOwners(c.self, c.clock)
+	c.owners.emit = c.postOwnerChanges
 	c.interest = newInterest(c.self, c.clock)
+	c.interest.emit = c.postInterest
 	c.links = newLinks(c)
 	if err := c.start(); err != nil {
 		c.events.stop()

@@ -62,7 +62,7 @@ func TestFrameEmptyOriginIsSender(t *testing.T) {
 	p := samplePublish()
 	p.Origin = ""
 	buf := newFrameEncoder("me").append(nil, &frame{typ: framePublish, seq: 1, pub: p})
-	f, _, err := newFrameDecoder(1<<20).Decode(buf)
+	f, _, err := newFrameDecoder(1 << 20).Decode(buf)
 	if err != nil || f.pub.Origin != "me" {
 		t.Fatalf("origin %q, %v", f.pub.Origin, err)
 	}
@@ -73,7 +73,7 @@ func TestFrameEmptyOriginIsSender(t *testing.T) {
 
 func TestFramePublishOwnsBytes(t *testing.T) {
 	buf := encodeAll([]frame{{typ: framePublish, seq: 1, pub: samplePublish()}})
-	f, _, err := newFrameDecoder(1<<20).Decode(buf)
+	f, _, err := newFrameDecoder(1 << 20).Decode(buf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,14 +94,14 @@ func TestFrameDecodeErrors(t *testing.T) {
 		}
 	}
 	cases := map[string][]byte{
-		"too large":    {0x80, 0x01},
-		"zero length":  {0x00},
-		"overflow":     bytes.Repeat([]byte{0xff}, 11),
-		"not an array": {0x01, 0x05},
-		"bad type":     {0x02, 0x91, 0x63},
-		"few fields":   {0x02, 0x91, 0x05},
-		"trailing":     append([]byte{0x03}, 0x91, 0x04, 0x00),
-		"qos 3":        encodeAll([]frame{{typ: framePublish, seq: 1, pub: &Publish{QoS: 3}}}),
+		"too large":     {0x80, 0x01},
+		"zero length":   {0x00},
+		"overflow":      bytes.Repeat([]byte{0xff}, 11),
+		"not an array":  {0x01, 0x05},
+		"bad type":      {0x02, 0x91, 0x63},
+		"few fields":    {0x02, 0x91, 0x05},
+		"trailing":      append([]byte{0x03}, 0x91, 0x04, 0x00),
+		"qos 3":         encodeAll([]frame{{typ: framePublish, seq: 1, pub: &Publish{QoS: 3}}}),
 		"qos0 with seq": encodeAll([]frame{{typ: framePublish, seq: 1, pub: &Publish{QoS: 0}}}),
 	}
 	for name, b := range cases {
@@ -141,7 +141,7 @@ func FuzzFrameDecode(f *testing.F) {
 					fr.pub.Origin = "" // encoder would substitute self ""
 				}
 				re := enc.append(nil, &fr)
-				if again, _, err := newFrameDecoder(1<<16).Decode(re); err != nil || !reflect.DeepEqual(normal(again), normal(fr)) {
+				if again, _, err := newFrameDecoder(1 << 16).Decode(re); err != nil || !reflect.DeepEqual(normal(again), normal(fr)) {
 					t.Fatalf("re-encode mismatch: %v\n%+v\n%+v", err, again, fr)
 				}
 				buf = buf[n:]

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -88,7 +89,6 @@ func startCluster(t testing.TB, count int, mod func(*Options)) []*node {
 	return nodes
 }
 
-
 // waitFor polls cond every 10ms until it holds or timeout passes.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -135,7 +135,7 @@ type recorder struct {
 	joins     []string
 	leaves    map[string]State
 	takenOver map[string]Owner
-	owners    map[string]Owner   // from NotifyOwnerChanged
+	owners    map[string]Owner // from NotifyOwnerChanged
 	interest  map[string]map[string]bool
 	resets    map[string]int
 	pubs      map[string][]*Publish // by sender node
@@ -143,6 +143,7 @@ type recorder struct {
 	acks      map[uint64]int
 	ackErrs   map[uint64]error
 	handler   func(from string, body []byte, r Reply)
+	log       []string
 	onPublish func(from string, p *Publish)
 }
 
@@ -184,6 +185,7 @@ func (r *recorder) NotifyOwnerChanged(key string, old, new Owner) {
 func (r *recorder) NotifyInterest(node string, live, dead []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.log = append(r.log, fmt.Sprintf("delta %s live=%v dead=%v", node, live, dead))
 	s := r.interest[node]
 	if s == nil {
 		s = map[string]bool{}
@@ -200,6 +202,7 @@ func (r *recorder) NotifyInterestReset(node string, filters []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.resets[node]++
+	r.log = append(r.log, fmt.Sprintf("reset %s %v", node, filters))
 	s := map[string]bool{}
 	for _, f := range filters {
 		s[f] = true

@@ -27,6 +27,10 @@ type interest struct {
 	dirty   bool           // local set changed since the last encoded state; REQUIRES: mu held
 	// remote
 	nodes map[string]*remoteInterest // REQUIRES: mu held
+	gone  map[string]bool            // dead or left: ignored; REQUIRES: mu held
+	// emit reports a change; called with mu held so that changes reach
+	// the delegate in the order they were made.
+	emit func(interestChange)
 }
 
 type remoteInterest struct {
@@ -56,7 +60,8 @@ type interestChange struct {
 }
 
 func newInterest(self string, clock *hlc) *interest {
-	return &interest{self: self, clock: clock, refs: make(map[string]int), nodes: make(map[string]*remoteInterest)}
+	return &interest{self: self, clock: clock, refs: make(map[string]int), nodes: make(map[string]*remoteInterest),
+		gone: make(map[string]bool), emit: func(interestChange) {}}
 }
 
 // add counts one more local holder of f; it returns the delta to gossip
@@ -130,8 +135,15 @@ func (t *interest) applyDeltas(node string, ds []interestDelta) ([]interestDelta
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.gone[node] {
+		return nil, ch
+	}
+	defer func() { t.report(ch) }()
 	r := t.remote(node)
 	var fresh []interestDelta
+	// A batch may change one filter several times: report only the net
+	// change of each, so live and dead never share a filter.
+	var before map[string]bool
 	for _, d := range ds {
 		if d.ver <= r.floor {
 			continue
@@ -142,14 +154,30 @@ func (t *interest) applyDeltas(node string, ds []interestDelta) ([]interestDelta
 		}
 		t.clock.Observe(d.ver)
 		fresh = append(fresh, d)
+		if before == nil {
+			before = make(map[string]bool)
+		}
+		if _, seen := before[d.filter]; !seen {
+			before[d.filter] = ok && cur.live
+		}
 		r.filters[d.filter] = ival{ver: d.ver, live: d.live}
-		wasLive := ok && cur.live
-		switch {
+		switch wasLive := ok && cur.live; {
 		case d.live && !wasLive:
 			r.live++
-			ch.live = append(ch.live, d.filter)
 		case !d.live && wasLive:
 			r.live--
+		}
+	}
+	for _, d := range fresh {
+		was, pending := before[d.filter]
+		if !pending {
+			continue
+		}
+		delete(before, d.filter)
+		switch now := r.filters[d.filter].live; {
+		case now && !was:
+			ch.live = append(ch.live, d.filter)
+		case !now && was:
 			ch.dead = append(ch.dead, d.filter)
 		}
 	}
@@ -166,10 +194,14 @@ func (t *interest) applyState(node string, v Epoch, set []string) interestChange
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.gone[node] {
+		return ch
+	}
 	r := t.remote(node)
 	if v < r.floor {
 		return ch
 	}
+	defer func() { t.report(ch) }()
 	t.clock.Observe(v)
 	r.floor = v
 	in := make(map[string]struct{}, len(set))
@@ -200,6 +232,8 @@ func (t *interest) applyState(node string, v Epoch, set []string) interestChange
 			ch.live = append(ch.live, f)
 		}
 	}
+	sort.Strings(ch.live)
+	sort.Strings(ch.dead)
 	if !r.seeded {
 		r.seeded = true
 		ch.reset = true
@@ -220,14 +254,31 @@ func (r *remoteInterest) liveList() []string {
 	return out
 }
 
-// drop forgets node's interest (it died or left); had reports whether
-// anything was known.
-func (t *interest) drop(node string) (had bool) {
+// REQUIRES: mu held.
+func (t *interest) report(ch interestChange) {
+	if ch.reset || len(ch.live) > 0 || len(ch.dead) > 0 {
+		t.emit(ch)
+	}
+}
+
+// drop forgets node's interest (it died or left) and ignores it until
+// revive; a reset to nothing is reported if anything was known.
+func (t *interest) drop(node string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	r, ok := t.nodes[node]
 	delete(t.nodes, node)
-	return ok && r.live > 0
+	t.gone[node] = true
+	if ok && r.live > 0 {
+		t.emit(interestChange{node: node, reset: true})
+	}
+}
+
+// revive accepts node's interest again (it is alive).
+func (t *interest) revive(node string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.gone, node)
 }
 
 // of returns node's live filters, sorted (this node's too).

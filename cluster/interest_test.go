@@ -53,11 +53,19 @@ func TestInterestDeltasRaceState(t *testing.T) {
 	if ch := in.applyState("b", 25, []string{"zzz"}); len(ch.live) != 0 {
 		t.Fatalf("older state applied: %+v", ch)
 	}
-	if !in.drop("b") || len(in.of("b")) != 0 {
-		t.Fatal("drop")
+	var emitted []interestChange
+	in.emit = func(ch interestChange) { emitted = append(emitted, ch) }
+	in.drop("b")
+	if len(in.of("b")) != 0 || len(emitted) != 1 || !emitted[0].reset || emitted[0].live != nil {
+		t.Fatalf("drop: %v %+v", in.of("b"), emitted)
 	}
-	// After a drop the next state is a reset again.
-	if ch := in.applyState("b", 30, []string{"k"}); !ch.reset {
-		t.Fatalf("state after drop: %+v", ch)
+	// A gone node's gossip is ignored until it is alive again; then its
+	// next state is a reset.
+	if ch := in.applyState("b", 40, []string{"k"}); ch.reset || len(in.of("b")) != 0 {
+		t.Fatalf("state of a gone node applied: %+v", ch)
+	}
+	in.revive("b")
+	if ch := in.applyState("b", 30, []string{"k"}); !ch.reset || len(emitted) != 2 {
+		t.Fatalf("state after revive: %+v", ch)
 	}
 }

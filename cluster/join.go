@@ -129,7 +129,7 @@ func (c *Cluster) maintainLoop() {
 		for _, name := range c.members.expire(now, c.opts.DeadNodeTTL) {
 			c.log.Info("forgetting departed node", "peer", name)
 			c.links.forget(name)
-			c.postOwnerChanges(c.owners.forget(name))
+			c.owners.forget(name)
 		}
 		if now.Sub(lastReconnect) < c.opts.ReconnectInterval {
 			continue

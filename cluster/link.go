@@ -116,10 +116,10 @@ type LinkStats struct {
 func newLink(c *Cluster, peer, addr string, recvInc, delivered uint64) *link {
 	return &link{
 		c: c, peer: peer, addr: addr, dialer: c.self < peer,
-		wake:   make(chan struct{}, 1),
-		attach: make(chan *peerConn),
-		done:   make(chan struct{}),
-		calls:  make(map[uint64]*call),
+		wake:    make(chan struct{}, 1),
+		attach:  make(chan *peerConn),
+		done:    make(chan struct{}),
+		calls:   make(map[uint64]*call),
 		recvInc: recvInc, delivered: delivered,
 	}
 }

@@ -26,11 +26,11 @@ import (
 // cannot be replayed. The frames after it are authenticated only by the
 // TCP connection: they are not encrypted or MAC'd (docs/cluster.md).
 const (
-	roleAcceptor  = "acceptor"
-	roleDialer    = "dialer"
-	nonceLen      = 16
-	handshakeMax  = 4096
-	readChunk     = 64 << 10
+	roleAcceptor = "acceptor"
+	roleDialer   = "dialer"
+	nonceLen     = 16
+	handshakeMax = 4096
+	readChunk    = 64 << 10
 )
 
 func newNonce() []byte {

@@ -72,8 +72,8 @@ func (e *mlEvents) NotifyLeave(n *memberlist.Node) {
 		return
 	}
 	// Synchronously, so deltas from the gone node stop applying now.
-	had := c.interest.drop(name)
-	c.events.post(func() { c.onLeave(m, had) })
+	c.interest.drop(name)
+	c.events.post(func() { c.onLeave(m) })
 }
 
 // NotifyAlive refuses members whose metadata we cannot use.
@@ -127,11 +127,8 @@ func (c *Cluster) onUpdate(m Member) {
 	}
 }
 
-func (c *Cluster) onLeave(m Member, hadInterest bool) {
+func (c *Cluster) onLeave(m Member) {
 	c.links.remove(m.Name, ErrPeerGone)
-	if d := c.opts.Interest; d != nil && hadInterest {
-		d.NotifyInterestReset(m.Name, nil)
-	}
 	if d := c.opts.Members; d != nil {
 		d.NotifyLeave(m)
 	}
@@ -161,20 +158,19 @@ func (c *Cluster) handleBroadcast(msg []byte) {
 				fresh = append(fresh, e)
 			}
 		}
+		if len(changes) > 0 {
+			c.owners.emit(changes)
+		}
 		c.owners.mu.Unlock()
 		if len(fresh) > 0 {
 			c.bc.queueRelay(kind, node, fresh)
 		}
-		c.postOwnerChanges(changes)
 	case msgInterest:
-		if c.members.gone(node) {
-			return
-		}
 		ds := make([]interestDelta, len(entries))
 		for i, e := range entries {
 			ds[i] = interestDelta{filter: e.s, ver: e.epoch, live: e.flag != 0}
 		}
-		fresh, ch := c.interest.applyDeltas(node, ds)
+		fresh, _ := c.interest.applyDeltas(node, ds)
 		if len(fresh) > 0 {
 			rel := make([]gossipEntry, len(fresh))
 			for i, d := range fresh {
@@ -185,7 +181,6 @@ func (c *Cluster) handleBroadcast(msg []byte) {
 			}
 			c.bc.queueRelay(kind, node, rel)
 		}
-		c.postInterest(ch)
 	}
 }
 
@@ -215,9 +210,9 @@ func (c *Cluster) mergeState(buf []byte) {
 		c.log.Debug("dropped remote state", "err", err)
 		return
 	}
-	c.postOwnerChanges(c.owners.applyState(s.node, s.hwm, s.entries))
-	if s.node != c.self && !c.members.gone(s.node) {
-		c.postInterest(c.interest.applyState(s.node, s.ver, s.interests))
+	c.owners.applyState(s.node, s.hwm, s.entries)
+	if s.node != c.self {
+		c.interest.applyState(s.node, s.ver, s.interests)
 	}
 }
 

@@ -55,6 +55,9 @@ type owners struct {
 	floor  map[string]Epoch               // REQUIRES: mu held
 	// stateDirty: our own entries changed since the last encoded state.
 	stateDirty bool // REQUIRES: mu held
+	// emit reports changes; called with mu held so that they reach the
+	// delegate in the order they were made.
+	emit func([]ownerChange)
 }
 
 func newOwners(self string, clock *hlc) *owners {
@@ -63,6 +66,7 @@ func newOwners(self string, clock *hlc) *owners {
 		table:  make(map[string]Owner),
 		byNode: make(map[string]map[string]struct{}),
 		floor:  make(map[string]Epoch),
+		emit:   func([]ownerChange) {},
 	}
 }
 
@@ -239,6 +243,9 @@ func (t *owners) applyState(node string, hwm Epoch, entries []ownEntry) []ownerC
 	for _, e := range entries {
 		out, _ = t.applyClaim(node, e.key, e.epoch, false, out)
 	}
+	if len(out) > 0 {
+		t.emit(out)
+	}
 	return out
 }
 
@@ -274,6 +281,9 @@ func (t *owners) forget(node string) []ownerChange {
 		out = append(out, ownerChange{key: key, old: cur})
 	}
 	delete(t.floor, node)
+	if len(out) > 0 {
+		t.emit(out)
+	}
 	return out
 }
 
