@@ -130,8 +130,8 @@ func TestOwnershipAcrossFullPartition(t *testing.T) {
 	if o, _ := n3.Lookup("m/a"); o.Live || o.Node != "n1" {
 		t.Fatalf("entry of a dead node: %+v (want kept, not live)", o)
 	}
-	n3.Claim("m/a")     // taken over while n1 is away
-	n1.Claim("m/c")     // n1 works alone meanwhile
+	n3.Claim("m/a") // taken over while n1 is away
+	n1.Claim("m/c") // n1 works alone meanwhile
 	n1.Release("m/b")
 	cut.Store(false)
 	waitConverged(t, nodes, 20*time.Second)
