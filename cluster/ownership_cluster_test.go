@@ -124,8 +124,9 @@ func TestOwnershipAcrossFullPartition(t *testing.T) {
 	isoAddr.Store(n1.GossipAddr())
 	cut.Store(true)
 	waitFor(t, 15*time.Second, "n1 declared dead", func() bool {
-		m, _ := n2.Member("n1")
-		return m.State == StateDead
+		m2, _ := n2.Member("n1")
+		m3, _ := n3.Member("n1")
+		return m2.State == StateDead && m3.State == StateDead
 	})
 	if o, _ := n3.Lookup("m/a"); o.Live || o.Node != "n1" {
 		t.Fatalf("entry of a dead node: %+v (want kept, not live)", o)
