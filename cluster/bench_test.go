@@ -41,7 +41,7 @@ type countingDelegate struct {
 	pubs, acks atomic.Int64
 }
 
-func (d *countingDelegate) HandlePublish(string, *Publish)          { d.pubs.Add(1) }
+func (d *countingDelegate) HandlePublish(string, *Publish)        { d.pubs.Add(1) }
 func (d *countingDelegate) NotifyForwarded(string, uint64, error) { d.acks.Add(1) }
 
 // benchForward measures one link's throughput of forwarded 64-byte
