@@ -7,13 +7,13 @@
 // interest_delegate.go, publish_delegate.go, forward_delegate.go,
 // request_delegate.go) and calls the Cluster's methods.
 //
-//	            gossip (UDP packets + TCP push/pull, AES-GCM, cluster label)
-//	   node A <──────────────────────────────────────────────────────> node B
-//	     │  membership · metadata · ownership claims · interest deltas  │
-//	     │  full states (own entries only) every PushPullInterval       │
-//	     │                                                              │
-//	     └─────────────── peer link (TCP, A < B dials) ─────────────────┘
-//	        hello/auth (HMAC of the secret) · publish · ack · request · response
+//	         gossip (UDP packets + TCP push/pull, AES-GCM, cluster label)
+//	node A <──────────────────────────────────────────────────────> node B
+//	  │  membership · metadata · ownership claims · interest deltas  │
+//	  │  full states (own entries only) every PushPullInterval       │
+//	  │                                                              │
+//	  └─────────────── peer link (TCP, A < B dials) ─────────────────┘
+//	     hello/auth (HMAC of the secret) · publish · ack · request · response
 //
 // What travels where:
 //   - memberlist carries membership, node metadata (Meta: MQTT, native,

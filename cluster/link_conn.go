@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 )
 
@@ -77,22 +78,41 @@ func (l *link) dial() (*peerConn, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.Link.HandshakeTimeout)
 	defer cancel()
+	// Stopping the link interrupts the dial and the handshake.
+	var mu sync.Mutex
+	var conn net.Conn
+	finished := make(chan struct{})
+	defer close(finished)
 	go func() {
 		select {
 		case <-l.done:
 			cancel()
-		case <-ctx.Done():
+			mu.Lock()
+			if conn != nil {
+				conn.Close()
+			}
+			mu.Unlock()
+		case <-finished:
 		}
 	}()
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	cn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	pc, err := c.handshakeDial(conn, l)
+	mu.Lock()
+	conn = cn
+	mu.Unlock()
+	pc, err := c.handshakeDial(cn, l)
 	if err != nil {
-		conn.Close()
+		cn.Close()
 		return nil, err
+	}
+	select {
+	case <-l.done:
+		cn.Close()
+		return nil, ErrPeerGone
+	default:
 	}
 	return pc, nil
 }
@@ -165,6 +185,15 @@ func (c *Cluster) acceptLoop() {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
+			done := make(chan struct{})
+			defer close(done)
+			go func() { // Close interrupts a handshake in progress
+				select {
+				case <-c.stop:
+					conn.Close()
+				case <-done:
+				}
+			}()
 			if err := c.handshakeAccept(conn); err != nil {
 				conn.Close()
 				c.log.Debug("peer link refused", "remote", conn.RemoteAddr().String(), "err", err)

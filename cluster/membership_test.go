@@ -166,3 +166,21 @@ func TestNodeKilledIsDead(t *testing.T) {
 		t.Fatalf("picked %+v %v", pm, err)
 	}
 }
+
+// TestCloseInterruptsHandshakes: a peer-link connection that never says
+// hello must not hold Close for the handshake timeout.
+func TestCloseInterruptsHandshakes(t *testing.T) {
+	n := startNode(t, "n1", func(o *Options) { o.Link.HandshakeTimeout = time.Minute })
+	conn, err := net.Dial("tcp", n.PeerAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	done := make(chan struct{})
+	go func() { n.Close(time.Second); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close waited for a silent handshake")
+	}
+}

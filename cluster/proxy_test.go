@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -74,22 +73,20 @@ func (p *tcpProxy) pipe(dst, src net.Conn, stall, discard *atomic.Bool) {
 	defer src.Close()
 	buf := make([]byte, 32<<10)
 	for {
+		n, err := src.Read(buf)
+		// Bytes read while stalled are held, not passed on.
 		for stall != nil && stall.Load() {
 			time.Sleep(2 * time.Millisecond)
 			if p.isClosed(src) {
 				return
 			}
 		}
-		n, err := src.Read(buf)
 		if n > 0 && (discard == nil || !discard.Load()) {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
 		}
 		if err != nil {
-			if err != io.EOF {
-				return
-			}
 			return
 		}
 	}
