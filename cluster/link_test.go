@@ -72,6 +72,10 @@ func TestRequestResponse(t *testing.T) {
 			r.Fail(errors.New("no such session"))
 		case "slow":
 			go func() { time.Sleep(50 * time.Millisecond); r.Respond([]byte("late")) }()
+		case "big":
+			if err := r.Respond(make([]byte, 16<<20)); !errors.Is(err, ErrTooLarge) {
+				t.Errorf("oversize response: %v", err)
+			}
 		case "never":
 		}
 	}
@@ -82,6 +86,9 @@ func TestRequestResponse(t *testing.T) {
 	var re *RemoteError
 	if _, err := a.Call(context.Background(), "b", []byte("fail")); !errors.As(err, &re) {
 		t.Fatalf("not a RemoteError: %T", err)
+	}
+	if _, err := a.Call(context.Background(), "b", []byte("big")); !errors.As(err, &re) {
+		t.Fatalf("oversize response: %v", err)
 	}
 	if resp, err := a.Call(context.Background(), "b", []byte("slow")); err != nil || string(resp) != "late" {
 		t.Fatalf("slow: %q %v", resp, err)

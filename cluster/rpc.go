@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -20,6 +21,10 @@ type Reply struct {
 func (r Reply) Respond(body []byte) error {
 	if r.l == nil {
 		return ErrUnknownPeer
+	}
+	if len(body)+64 > r.l.c.opts.Link.MaxFrameSize {
+		_ = r.Fail(fmt.Errorf("response of %d bytes over the frame limit", len(body)))
+		return ErrTooLarge
 	}
 	return r.l.enqueue(outFrame{typ: frameResponse, id: r.id, body: body, size: len(body) + 16}, false, true)
 }
