@@ -236,12 +236,9 @@ func (c *Cluster) advertised(addr string) string {
 	return net.JoinHostPort(h, p)
 }
 
-func (c *Cluster) numMembers() int {
-	if c.ml == nil {
-		return 1
-	}
-	return c.ml.NumMembers()
-}
+// numMembers sizes the broadcast retransmit limits. It reads our own
+// table, not memberlist (which calls it, and may before c.ml is set).
+func (c *Cluster) numMembers() int { return max(1, c.members.liveCount()) }
 
 // Name is this node's name.
 func (c *Cluster) Name() string { return c.self }

@@ -151,12 +151,17 @@ func (t *memberTable) live(name string) bool {
 	return ok && m.Live()
 }
 
-// gone reports whether name is known and dead or left.
-func (t *memberTable) gone(name string) bool {
+// liveCount is the number of alive or suspect members, this node included.
+func (t *memberTable) liveCount() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	m, ok := t.m[name]
-	return ok && !m.Live()
+	n := 0
+	for _, m := range t.m {
+		if m.Live() {
+			n++
+		}
+	}
+	return n
 }
 
 // list returns the members sorted by name.
