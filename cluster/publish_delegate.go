@@ -1,0 +1,17 @@
+package cluster
+
+// PublishDelegate receives publishes forwarded by other nodes.
+//
+// HandlePublish is called on the peer link's reader goroutine: calls for
+// one peer are sequential and in the order the peer forwarded them; calls
+// for different peers run concurrently. The delegate owns p and every slice
+// in it (they alias no buffer of this package).
+//
+// Returning means this node has the message: for QoS 1 and 2 the
+// acknowledgement to the sender is queued when HandlePublish returns, and a
+// frame that is sent again after a reconnect is not handed over twice. It
+// may block (e.g. while the broker stores the message), which slows only
+// this peer's link: nothing more is read from that peer meanwhile.
+type PublishDelegate interface {
+	HandlePublish(from string, p *Publish)
+}
