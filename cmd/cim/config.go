@@ -48,7 +48,6 @@ type Config struct {
 	QueueFullPolicy     string        `yaml:"queue_full_policy"`
 	QueueTTL            time.Duration `yaml:"queue_ttl"`
 
-	NativeAddr  string   `yaml:"native_addr"`   // native protocol listener (default :9000); not supported yet
 	HTTPAddr    string   `yaml:"http_addr"`     // HTTP API, /metrics, /healthz (default :8083); not supported yet
 	ClusterAddr string   `yaml:"cluster_addr"`  // gossip, tcp+udp (default :7946); not supported yet
 	PeerAddr    string   `yaml:"peer_addr"`     // peer links (default :7947); not supported yet
@@ -646,7 +645,6 @@ func unsupported(c *Config) []problem {
 		set bool
 		why string
 	}{
-		{"native_addr", c.NativeAddr != "", "the native protocol listener"},
 		{"http_addr", c.HTTPAddr != "", "the HTTP listener (/metrics, /healthz, API)"},
 		{"cluster_addr", c.ClusterAddr != "", "clustering"},
 		{"peer_addr", c.PeerAddr != "", "clustering"},

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"crypto/rand"
+	"path/filepath"
+
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/cockroachdb/pebble/vfs"
 	"io"
 	"net/http"
 	_ "net/http/pprof" // served only with --pprof
@@ -168,6 +172,12 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if cfg.DataDir == "" {
 		cfg.DataDir = "data"
 	}
+	if cfg.MQTTAddr == "" {
+		cfg.MQTTAddr = ":1883"
+	}
+	if cfg.NativeAddr == "" {
+		cfg.NativeAddr = ":9000"
+	}
 	if cfg.NodeName == "" {
 		cfg.NodeName, _ = os.Hostname()
 	}
@@ -192,10 +202,21 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}()
 	}
 
-	if !cfg.Memory {
+	{
+		// --memory keeps the store in memory: the IM server still has its
+		// accounts, groups and history, and nothing survives the process.
 		sopts := cfg.storageOptions()
 		sopts.Logger = log
-		db, err := storage.Open(cfg.DataDir, sopts)
+		dir := cfg.DataDir
+		if cfg.Memory {
+			sopts.FS, sopts.Durability, dir = vfs.NewMem(), storage.Async, "memory"
+		} else if key, err := tokenKey(cfg.DataDir); err != nil {
+			log.Error("cannot read or make the token key", "data_dir", cfg.DataDir, "err", err)
+			return 1
+		} else {
+			cfg.TokenKey = key
+		}
+		db, err := storage.Open(dir, sopts)
 		if err != nil {
 			code := 1
 			if errors.Is(err, storage.ErrOptions) {
@@ -223,11 +244,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 1
 	}
 	if err := srv.Start(); err != nil {
-		addr := cfg.MQTTAddr
-		if addr == "" {
-			addr = ":1883"
-		}
-		log.Error("cannot listen on mqtt_addr "+addr, "mqtt_addr", addr, "err", err)
+		log.Error("cannot start the listeners", "err", err) // the error names the address
 		return 1
 	}
 	<-ctx.Done()
@@ -247,4 +264,24 @@ func printProblems(w io.Writer, err error) {
 	for _, line := range strings.Split(strings.TrimPrefix(err.Error(), errConfig.Error()+": "), "\n") {
 		fmt.Fprintln(w, "cim server:", line)
 	}
+}
+
+// tokenKey reads the key that signs native login tokens from the data dir,
+// making it on first use, so that tokens outlive a restart.
+func tokenKey(dataDir string) ([]byte, error) {
+	path := filepath.Join(dataDir, "token.key")
+	if b, err := os.ReadFile(path); err == nil && len(b) >= 32 {
+		return b, nil
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, err
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, key, 0o600); err != nil {
+		return nil, err
+	}
+	return key, nil
 }
