@@ -55,6 +55,9 @@ func (s *Server) Register(ctx context.Context, name, password string) (acct Acco
 	if err != nil {
 		return Account{}, false, err
 	}
+	if cn := s.clusterNode(); cn != nil {
+		return cn.register(ctx, name, hash) // cluster hook (cluster_sync.go): the registrar decides
+	}
 	var r *storage.AccountResult
 	if err := s.commitWait(ctx, func(b *storage.Batch) { r = b.Register(name, hash) }); err != nil {
 		return Account{}, false, err
@@ -86,13 +89,20 @@ func (s *Server) LookupAccount(id uint64, name string) (Account, bool) {
 	return *a, true
 }
 
-// Online reports whether user has a connection to this node.
-func (s *Server) Online(user uint64) bool { return s.im.dir.isOnline(user) }
+// Online reports whether user has a connection to this node (in a
+// cluster: to any node).
+func (s *Server) Online(user uint64) bool { return s.userOnline(user) }
 
-// OnlineUsers lists users online on this node whose name starts with prefix
-// (Unicode case folding), by name, at most limit (0: all).
+// OnlineUsers lists users online on this node (in a cluster: on any node)
+// whose name starts with prefix (Unicode case folding), by name, at most
+// limit (0: all).
 func (s *Server) OnlineUsers(prefix string, limit int) (users []Account, more bool) {
-	list, more := s.im.dir.onlineUsers(prefix, limit)
+	var list []*Account
+	if cn := s.clusterNode(); cn != nil {
+		list, more = cn.onlineUsers(prefix, limit) // cluster hook (cluster_sync.go)
+	} else {
+		list, more = s.im.dir.onlineUsers(prefix, limit)
+	}
 	for _, a := range list {
 		users = append(users, *a)
 	}
@@ -127,6 +137,9 @@ func (s *Server) CreateGroup(ctx context.Context, name string, owner uint64) (Gr
 	if _, ok := s.im.dir.account(owner); !ok {
 		return GroupInfo{}, ErrNoSuchUser
 	}
+	if cn := s.clusterNode(); cn != nil {
+		return cn.createGroup(ctx, name, owner) // cluster hook (cluster_sync.go): the registrar decides
+	}
 	var created, joined *storage.GroupResult
 	if err := s.commitWait(ctx, func(b *storage.Batch) {
 		created = b.CreateGroup(name, owner)
@@ -160,6 +173,9 @@ func (s *Server) JoinGroup(ctx context.Context, name string, user uint64) (Group
 	if _, ok := s.groupInfo(name); !ok {
 		return GroupInfo{}, fmt.Errorf("%w: %s", ErrNoSuchGroup, name)
 	}
+	if cn := s.clusterNode(); cn != nil {
+		return cn.joinGroup(ctx, name, user) // cluster hook (cluster_sync.go): the registrar decides
+	}
 	var r *storage.GroupResult
 	if err := s.commitWait(ctx, func(b *storage.Batch) { r = b.JoinGroup(name, user) }); err != nil {
 		return GroupInfo{}, err
@@ -183,6 +199,9 @@ func (s *Server) LeaveGroup(ctx context.Context, name string, user uint64) error
 		return fmt.Errorf("%w: %s", ErrNoSuchGroup, name)
 	case !member:
 		return fmt.Errorf("%w: %s", ErrNotMember, name)
+	}
+	if cn := s.clusterNode(); cn != nil {
+		return cn.leaveGroup(ctx, name, user) // cluster hook (cluster_sync.go): the registrar decides
 	}
 	if err := s.commitWait(ctx, func(b *storage.Batch) { b.LeaveGroup(name, user) }); err != nil {
 		return err

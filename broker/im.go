@@ -106,6 +106,9 @@ type directory struct {
 	mine    map[uint64]map[string]bool // REQUIRES: mu held. user -> groups
 	online  map[uint64]int             // REQUIRES: mu held. user -> connections (one, but counted through takeovers)
 	folding cases.Caser                // REQUIRES: mu held (a Caser is not safe for concurrent use)
+	// onPresence, if set (a cluster, before Start: cluster_sync.go), hears
+	// a user come online or go offline here; called without mu held.
+	onPresence func(user uint64, online bool)
 }
 
 type group struct {
@@ -201,11 +204,16 @@ func (d *directory) groupsOf(user uint64) []string {
 // setOnline counts a connection of user coming (+1) or going (-1).
 func (d *directory) setOnline(user uint64, delta int) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
+	was := d.online[user] > 0
 	if n := d.online[user] + delta; n > 0 {
 		d.online[user] = n
 	} else {
 		delete(d.online, user)
+	}
+	now, hook := d.online[user] > 0, d.onPresence
+	d.mu.Unlock()
+	if hook != nil && was != now {
+		hook(user, now)
 	}
 }
 

@@ -108,7 +108,7 @@ func (srv *Server) imSend(r *sendReq, done func(sendResult)) {
 			return
 		}
 		name, conv, indexFor = inboxTopic(to.ID), privateConversation(r.from.ID, to.ID), []uint64{r.from.ID, to.ID}
-		routeQoS, receiverOffline = 1, !srv.im.dir.isOnline(to.ID)
+		routeQoS, receiverOffline = 1, !srv.userOnline(to.ID) // cluster-wide (cluster_sync.go)
 	case wire.KindGroup:
 		member, exists := srv.im.dir.isMember(r.target.Name, r.from.ID)
 		switch {

@@ -70,9 +70,10 @@ func (r *registry) attach(a attachment, ep endpoint, now int64) (*session, bool)
 		}
 	}
 	present := s != nil
+	fromPeer := false
 	if s == nil && a.moved != nil && !a.clean {
 		s = r.srv.restore(a.moved)
-		present = true
+		present, fromPeer = true, true
 	}
 	if s == nil {
 		s = &session{key: a.key, srv: r.srv}
@@ -88,6 +89,9 @@ func (r *registry) attach(a attachment, ep endpoint, now int64) (*session, bool)
 	s.version = a.version
 	s.saveLocked(0)
 	s.mu.Unlock()
+	if fromPeer {
+		r.srv.storeMoved(s, a.moved) // cluster hook (cluster_owner.go): its queue into this node's store
+	}
 	return s, present
 }
 
@@ -100,6 +104,7 @@ func (r *registry) endLocked(s *session) {
 	s.saveLocked(0) // deletes the stored session and its queue
 	s.online.Store(false)
 	r.srv.stats.Sessions.Add(-1)
+	r.srv.sessionEnded(s.key) // cluster hook (cluster_owner.go): its ownership entry goes
 }
 
 // detach is called when ep's connection is over. If ep still owns s, s

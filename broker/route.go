@@ -126,12 +126,22 @@ func (srv *Server) route(m *Message, from *session, done func(matched int, err e
 // routeWith is route with fill adding more records to the same batch, so
 // they are durable exactly when m is (MQTT: an inbound QoS 2 packet id).
 func (srv *Server) routeWith(m *Message, from *session, done func(matched int, err error), fill func(*storage.Batch)) int {
+	cn := srv.clusterNode() // cluster hook (cluster_forward.go): nil when not clustered
+	if cn != nil && m.ID == 0 && m.Origin == "" {
+		m.ID = srv.newID() // forwarded copies are known by id (hand-off dedup, acks)
+	}
 	if m.Retain {
 		srv.retain(m)
 	}
 	r := routerPool.Get().(*router)
 	r.m, r.from = m, from
-	srv.subs.Match(m.Topic, pickOnline, r.visit)
+	if cn != nil {
+		// A cluster serves each $share group on one node: skip the groups
+		// another node was given this message for.
+		srv.subs.MatchSkip(m.Topic, pickOnline, cn.shareSkip(m), r.visit)
+	} else {
+		srv.subs.Match(m.Topic, pickOnline, r.visit)
+	}
 	now := srv.now()
 	lb := lazyBatch{db: srv.store}
 	if fill != nil && srv.store != nil {

@@ -153,6 +153,9 @@ func (s *Server) Start() error {
 	for _, l := range s.listeners {
 		s.log.Info(protoName(l.proto)+" listening", "addr", l.bound.String(), "loops", s.opts.Loops)
 	}
+	if cn := s.clusterNode(); cn != nil {
+		cn.listening() // cluster hook (cluster.go): advertise the bound addresses
+	}
 	return nil
 }
 

@@ -53,6 +53,7 @@ func (n *node[K]) empty() bool {
 // message matching the filter goes to one member.
 type shareGroup[K comparable] struct {
 	name    string
+	filter  string // the whole "$share/<group>/<filter>", for MatchSkip
 	members subList[K]
 	sibling *shareGroup[K] // the next group on the same node
 	// next is the round-robin cursor. Match advances it under the read lock,
@@ -190,7 +191,7 @@ func (t *Trie[K]) Subscribe(filter string, key K, sub Subscription) (isNew bool)
 	} else {
 		g := n.group(group)
 		if g == nil {
-			g = &shareGroup[K]{name: strings.Clone(group), sibling: n.groups}
+			g = &shareGroup[K]{name: strings.Clone(group), filter: strings.Clone(filter), sibling: n.groups}
 			n.groups = g
 		}
 		isNew = g.members.set(key, sub)
@@ -316,6 +317,14 @@ func (t *Trie[K]) Len() int {
 // The same key may be visited more than once (overlapping filters); callers
 // merge. Match does not allocate.
 func (t *Trie[K]) Match(name string, pick func(K) bool, fn func(K, Subscription)) {
+	t.MatchSkip(name, pick, nil, fn)
+}
+
+// MatchSkip is Match, except that a $share group for which skip (when not
+// nil) reports true is passed over: no member gets the message. A cluster
+// uses it so that each shared subscription is served on one node only
+// (skip gets the whole "$share/<group>/<filter>").
+func (t *Trie[K]) MatchSkip(name string, pick func(K) bool, skip func(share string) bool, fn func(K, Subscription)) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	root := &t.mu.root
@@ -324,14 +333,14 @@ func (t *Trie[K]) Match(name string, pick func(K) bool, fn func(K, Subscription)
 	// starting with '$', so the root's '+' and '#' are skipped for them.
 	if name == "" || name[0] != '$' {
 		if root.hash != nil {
-			root.hash.emit(pick, fn)
+			root.hash.emit(pick, skip, fn)
 		}
 		if root.plus != nil {
-			root.plus.match(name, next, pick, fn)
+			root.plus.match(name, next, pick, skip, fn)
 		}
 	}
 	if c := root.children[level]; c != nil {
-		c.match(name, next, pick, fn)
+		c.match(name, next, pick, skip, fn)
 	}
 }
 
@@ -339,21 +348,21 @@ func (t *Trie[K]) Match(name string, pick func(K) bool, fn func(K, Subscription)
 // before i) for the levels name[i:]. Exact children are followed in a loop,
 // '+' children by recursion, so depth grows only with '+' levels.
 // REQUIRES: mu held for reading.
-func (n *node[K]) match(name string, i int, pick func(K) bool, fn func(K, Subscription)) {
+func (n *node[K]) match(name string, i int, pick func(K) bool, skip func(string) bool, fn func(K, Subscription)) {
 	for {
 		if i > len(name) {
-			n.emit(pick, fn)
+			n.emit(pick, skip, fn)
 			if n.hash != nil {
-				n.hash.emit(pick, fn) // "a/#" matches "a" [MQTT-4.7.1-2]
+				n.hash.emit(pick, skip, fn) // "a/#" matches "a" [MQTT-4.7.1-2]
 			}
 			return
 		}
 		level, next := nextLevel(name, i)
 		if n.hash != nil {
-			n.hash.emit(pick, fn)
+			n.hash.emit(pick, skip, fn)
 		}
 		if n.plus != nil {
-			n.plus.match(name, next, pick, fn)
+			n.plus.match(name, next, pick, skip, fn)
 		}
 		c := n.children[level] // a lookup in a nil map is fine
 		if c == nil {
@@ -365,13 +374,15 @@ func (n *node[K]) match(name string, i int, pick func(K) bool, fn func(K, Subscr
 
 // emit visits the subscriptions whose filter ends at n.
 // REQUIRES: mu held for reading.
-func (n *node[K]) emit(pick func(K) bool, fn func(K, Subscription)) {
+func (n *node[K]) emit(pick func(K) bool, skip func(string) bool, fn func(K, Subscription)) {
 	for i := range n.subs.items {
 		e := &n.subs.items[i]
 		fn(e.key, e.sub)
 	}
 	for g := n.groups; g != nil; g = g.sibling {
-		g.deliver(pick, fn)
+		if skip == nil || !skip(g.filter) {
+			g.deliver(pick, fn)
+		}
 	}
 }
 

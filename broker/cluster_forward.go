@@ -1,0 +1,646 @@
+package broker
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cimgo/cim/broker/topic"
+	"github.com/cimgo/cim/cluster"
+	"github.com/cimgo/cim/storage"
+)
+
+// Forwarding. Every node knows the live filters of every other node (the
+// cluster gossips them; NotifyInterest*), kept here in one trie keyed by
+// node name, so a publish is matched once and goes once to each node with
+// a matching filter, never to one without, and never back (a message from
+// a peer has Origin set and is not offered to the Forwarder again).
+//
+// Shared subscriptions are served once cluster-wide: this node's own
+// $share filters sit in the same trie under its own name, so the trie's
+// round robin over a group's members picks one node per message among all
+// nodes holding the group; the node picked serves it (route skips the
+// groups another node got, MatchSkip), and a forwarded copy names the
+// groups its receiver serves.
+//
+// Retained messages go to every live node (each keeps the retained set).
+//
+// Acknowledgements: a QoS 1/2 publish is acknowledged to its client once
+// it is stored here and every node it went to has it (stored there: the
+// receiver returns from HandlePublish after its commit). MQTT wants the
+// acks of one connection in the order of its PUBLISHes, and the route's
+// two halves complete on different goroutines, so the forward halves of one
+// publisher complete in order (ackQueue) and are handed to the route
+// through the store's committer (an empty batch is a barrier), whose
+// callbacks run in order on one goroutine, like the local halves.
+
+// interestTable is every node's live filters.
+type interestTable struct {
+	cn   *clusterNode
+	trie *topic.Trie[string] // node name -> filters; this node's own only for $share filters
+
+	mu      sync.Mutex
+	byNode  map[string]map[string]bool // REQUIRES: mu held. node -> filters in trie
+	downAt  map[string]time.Time       // REQUIRES: mu held. nodes down since (their filters kept for parking)
+	downSet atomic.Pointer[map[string]bool] // a copy of downAt's keys, read lock-free (Match callbacks)
+	nShared atomic.Int32 // $share entries of other nodes in trie
+
+	shareMu sync.RWMutex
+	shareID map[string]uint32 // REQUIRES: shareMu held. share filter -> id (Subscription.ID in trie)
+	shares  []string          // REQUIRES: shareMu held. id -> share filter
+}
+
+func (t *interestTable) init(cn *clusterNode) {
+	t.cn = cn
+	t.trie = topic.NewTrie[string]()
+	t.byNode = make(map[string]map[string]bool)
+	t.downAt = make(map[string]time.Time)
+	t.shareID = make(map[string]uint32)
+	t.shares = []string{""}
+	empty := map[string]bool{}
+	t.downSet.Store(&empty)
+}
+
+// sub is the trie entry for filter: a $share filter carries its id.
+func (t *interestTable) sub(filter string) topic.Subscription {
+	if !topicShared(filter) {
+		return topic.Subscription{}
+	}
+	t.shareMu.Lock()
+	defer t.shareMu.Unlock()
+	id, ok := t.shareID[filter]
+	if !ok {
+		id = uint32(len(t.shares))
+		t.shareID[filter] = id
+		t.shares = append(t.shares, filter)
+	}
+	return topic.Subscription{ID: id}
+}
+
+func (t *interestTable) shareName(id uint32) string {
+	t.shareMu.RLock()
+	defer t.shareMu.RUnlock()
+	if int(id) < len(t.shares) {
+		return t.shares[id]
+	}
+	return ""
+}
+
+// add and remove change node's filters (the trie outside mu: Match
+// callbacks read mu-free state only).
+func (t *interestTable) add(node string, filters []string) {
+	for _, f := range filters {
+		t.mu.Lock()
+		set := t.byNode[node]
+		if set == nil {
+			set = make(map[string]bool)
+			t.byNode[node] = set
+		}
+		isNew := !set[f]
+		set[f] = true
+		t.mu.Unlock()
+		if isNew {
+			t.trie.Subscribe(f, node, t.sub(f))
+			if node != t.cn.self && topicShared(f) {
+				t.nShared.Add(1)
+			}
+		}
+	}
+}
+
+func (t *interestTable) remove(node string, filters []string) {
+	for _, f := range filters {
+		t.mu.Lock()
+		set := t.byNode[node]
+		had := set[f]
+		delete(set, f)
+		if len(set) == 0 {
+			delete(t.byNode, node)
+		}
+		t.mu.Unlock()
+		if had {
+			t.trie.Unsubscribe(f, node)
+			if node != t.cn.self && topicShared(f) {
+				t.nShared.Add(-1)
+			}
+		}
+	}
+}
+
+// reset replaces node's filters with filters.
+func (t *interestTable) reset(node string, filters []string) {
+	want := make(map[string]bool, len(filters))
+	for _, f := range filters {
+		want[f] = true
+	}
+	t.mu.Lock()
+	var gone []string
+	for f := range t.byNode[node] {
+		if !want[f] {
+			gone = append(gone, f)
+		}
+	}
+	t.mu.Unlock()
+	t.remove(node, gone)
+	t.add(node, filters)
+}
+
+func (t *interestTable) setDown(node string, on bool, now time.Time) {
+	t.mu.Lock()
+	if on {
+		t.downAt[node] = now
+	} else {
+		delete(t.downAt, node)
+	}
+	m := make(map[string]bool, len(t.downAt))
+	for n := range t.downAt {
+		m[n] = true
+	}
+	t.mu.Unlock()
+	t.downSet.Store(&m)
+}
+
+func (t *interestTable) isDown(node string) bool { return (*t.downSet.Load())[node] }
+
+// down: node died or left; its filters stay, marked, while it may return.
+func (t *interestTable) down(node string) {
+	if t.cn.opts.ParkTTL < 0 {
+		t.reset(node, nil)
+		return
+	}
+	t.setDown(node, true, time.Now())
+}
+
+// up: node is alive again (its full state follows and resets its filters).
+func (t *interestTable) up(node string) { t.setDown(node, false, time.Time{}) }
+
+// expireDown drops the filters of nodes down longer than ttl: nothing is
+// parked for them any more.
+func (t *interestTable) expireDown(now time.Time, ttl time.Duration) {
+	t.mu.Lock()
+	var gone []string
+	for n, at := range t.downAt {
+		if now.Sub(at) >= ttl {
+			gone = append(gone, n)
+		}
+	}
+	t.mu.Unlock()
+	for _, n := range gone {
+		t.cn.log.Info("no longer parking messages for a node gone too long", "node", n)
+		t.reset(n, nil)
+		t.setDown(n, false, time.Time{})
+	}
+}
+
+// --- broker.Interest: this node's filters ---
+
+// FilterLive: a filter went live here; the cluster gossips it.
+func (cn *clusterNode) FilterLive(filter string) {
+	if !cn.started.Load() {
+		return // announced by StartCluster
+	}
+	if err := cn.c.AddInterest(filter); err != nil && !errors.Is(err, cluster.ErrClosed) {
+		cn.log.Warn("filter not announced", "filter", filter, "err", err)
+	}
+	if topicShared(filter) {
+		cn.interest.add(cn.self, []string{filter})
+	}
+}
+
+// FilterDead: the last local holder of filter left.
+func (cn *clusterNode) FilterDead(filter string) {
+	if !cn.started.Load() {
+		return
+	}
+	if err := cn.c.RemoveInterest(filter); err != nil && !errors.Is(err, cluster.ErrClosed) && !errors.Is(err, cluster.ErrNotLive) {
+		cn.log.Warn("filter not withdrawn", "filter", filter, "err", err)
+	}
+	if topicShared(filter) {
+		cn.interest.remove(cn.self, []string{filter})
+	}
+}
+
+// --- cluster.InterestDelegate: the other nodes' filters ---
+
+func (cn *clusterNode) NotifyInterest(node string, live, dead []string) {
+	cn.interest.remove(node, dead)
+	cn.interest.add(node, live)
+}
+
+// NotifyInterestReset: node's whole set. With nil because the node died or
+// left, its filters are kept (down) so that its messages are parked.
+func (cn *clusterNode) NotifyInterestReset(node string, filters []string) {
+	if filters == nil && cn.opts.ParkTTL >= 0 {
+		if m, ok := cn.c.Member(node); ok && !m.Live() {
+			return // NotifyLeave marks it down
+		}
+	}
+	cn.interest.reset(node, filters)
+}
+
+// --- planning: where a message goes ---
+
+// fwdPlan is where one message goes besides this node.
+type fwdPlan struct {
+	targets []fwdTarget
+	local   map[string]bool // $share groups this node serves for the message
+}
+
+type fwdTarget struct {
+	node   string
+	plain  bool     // the node has a matching filter: it routes the message
+	shares []string // groups it serves
+	relay  []string // sessions (store keys) it gets the message for, after a hand-off
+}
+
+func (p *fwdPlan) target(node string) *fwdTarget {
+	for i := range p.targets {
+		if p.targets[i].node == node {
+			return &p.targets[i]
+		}
+	}
+	p.targets = append(p.targets, fwdTarget{node: node})
+	return &p.targets[len(p.targets)-1]
+}
+
+// pickLive prefers nodes that are up for $share groups.
+func (cn *clusterNode) pickLive(node string) bool { return !cn.interest.isDown(node) }
+
+// plan matches m against every node's filters.
+func (cn *clusterNode) plan(m *Message) *fwdPlan {
+	p := &fwdPlan{}
+	cn.interest.trie.Match(m.Topic, cn.pickLive, func(node string, sub topic.Subscription) {
+		if sub.ID != 0 {
+			share := cn.interest.shareName(sub.ID)
+			if node == cn.self {
+				if p.local == nil {
+					p.local = make(map[string]bool)
+				}
+				p.local[share] = true
+			} else {
+				t := p.target(node)
+				t.shares = append(t.shares, share)
+			}
+			return
+		}
+		if node != cn.self {
+			p.target(node).plain = true
+		}
+	})
+	return p
+}
+
+// shareSkip is route's hook (route.go): the $share groups this node must
+// pass over for m, or nil for none. For a message of this node it plans
+// where m goes (the plan waits for Forward); for one from a peer, the
+// peer's envelope said which groups are ours.
+func (cn *clusterNode) shareSkip(m *Message) func(string) bool {
+	if m.Origin != "" {
+		if v, ok := cn.plans.Load(m); ok {
+			if mine, ok := v.(map[string]bool); ok {
+				return func(share string) bool { return !mine[share] }
+			}
+		}
+		return skipAll // a peer's message serves no group it did not name
+	}
+	if cn.interest.nShared.Load() == 0 {
+		return nil // no other node holds a shared group: ours decide alone
+	}
+	p := cn.plan(m)
+	cn.plans.Store(m, p)
+	return func(share string) bool { return !p.local[share] }
+}
+
+// --- broker.Forwarder ---
+
+// Forward sends m to the nodes that want it (and, if retained, to every
+// live node); done (QoS 1/2) hears when all have it. Never blocks.
+func (cn *clusterNode) Forward(m *Message, done func(nodes int, err error)) {
+	var p *fwdPlan
+	if v, ok := cn.plans.LoadAndDelete(m); ok {
+		p, _ = v.(*fwdPlan)
+	}
+	if !cn.started.Load() || strings.HasPrefix(m.Topic, "$SYS/") { // $SYS is each node's own
+		cn.acks.complete(cn, m, done)
+		return
+	}
+	if p == nil {
+		p = cn.plan(m)
+	}
+	if m.Retain {
+		for _, mem := range cn.c.Members() {
+			if !mem.Self && mem.Live() {
+				p.target(mem.Name)
+			}
+		}
+	}
+	cn.relays.addTargets(cn, m, p)
+	if len(p.targets) == 0 {
+		cn.acks.complete(cn, m, done)
+		return
+	}
+	if m.QoS == 0 && !m.Retain {
+		// A QoS 0 publish may alias its connection's read buffer (and the
+		// loop reuses the Message): the link writes it later.
+		m = ownedCopy(m)
+	}
+	if m.QoS == 0 || done == nil {
+		for i := range p.targets {
+			cn.send(&p.targets[i], m, nil)
+		}
+		return
+	}
+	e := cn.acks.add(cn, m, done, len(p.targets))
+	for i := range p.targets {
+		cn.send(&p.targets[i], m, e.finish)
+	}
+}
+
+// ownedCopy is m with its own bytes, in one allocation for topic+payload.
+func ownedCopy(m *Message) *Message {
+	c := *m
+	buf := make([]byte, len(m.Topic)+len(m.Payload))
+	copy(buf, m.Topic)
+	copy(buf[len(m.Topic):], m.Payload)
+	c.Topic, c.Payload = unsafeString(buf[:len(m.Topic)]), buf[len(m.Topic):]
+	if m.Props != nil {
+		c.Props = append([]byte(nil), m.Props...)
+	}
+	return &c
+}
+
+// send forwards m to one target; cb (QoS 1/2, may be nil) hears once when
+// the target has it, or why not. A target that is down gets m parked.
+func (cn *clusterNode) send(t *fwdTarget, m *Message, cb func(error)) {
+	// Parked: what the node's sessions would get. Not QoS 0, and not a
+	// message only for a $share group (another member is preferred).
+	parkable := m.QoS > 0 && (t.plain || len(t.relay) > 0) && cn.opts.ParkTTL >= 0
+	if cn.interest.isDown(t.node) {
+		if parkable {
+			cn.park.put(cn, t.node, m, cb)
+		} else if cb != nil {
+			cb(nil)
+		}
+		return
+	}
+	p, err := toPublish(m, t.shares, t.relay)
+	if err == nil {
+		err = cn.forward(t.node, p, m, parkable, cb)
+	}
+	if err != nil && cb != nil {
+		cb(err)
+	}
+}
+
+// forward hands p to the peer link. For QoS 1/2 cb is called once with
+// the outcome (from NotifyForwarded); an error returned means it was not
+// sent and cb will not be called.
+func (cn *clusterNode) forward(node string, p *cluster.Publish, m *Message, parkable bool, cb func(error)) error {
+	if p.QoS == 0 {
+		err := cn.c.Forward(node, p)
+		if err != nil && !errors.Is(err, cluster.ErrQueueFull) {
+			cn.log.Debug("QoS 0 forward failed", "node", node, "err", err)
+		}
+		return nil // QoS 0 is not waited for
+	}
+	k := fwdKey{node, p.ID}
+	cn.pending.add(k, func(err error) {
+		if errors.Is(err, cluster.ErrPeerGone) && parkable {
+			cn.park.put(cn, node, m, cb) // it died before it had it: keep it for its return
+			return
+		}
+		if cb != nil {
+			cb(err)
+		}
+	})
+	if err := cn.c.Forward(node, p); err != nil {
+		cn.pending.take(k)
+		if (errors.Is(err, cluster.ErrUnknownPeer) || errors.Is(err, cluster.ErrPeerGone)) && parkable {
+			cn.park.put(cn, node, m, cb)
+			return nil
+		}
+		return err
+	}
+	return nil
+}
+
+// --- cluster.ForwardDelegate ---
+
+type fwdKey struct {
+	node string
+	id   uint64
+}
+
+// pendingForwards are QoS 1/2 forwards waiting for their peer's ack.
+type pendingForwards struct {
+	mu sync.Mutex
+	m  map[fwdKey][]func(error) // REQUIRES: mu held
+}
+
+func (p *pendingForwards) add(k fwdKey, cb func(error)) {
+	p.mu.Lock()
+	p.m[k] = append(p.m[k], cb)
+	p.mu.Unlock()
+}
+
+// take removes and returns the oldest callback of k.
+func (p *pendingForwards) take(k fwdKey) func(error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	list := p.m[k]
+	if len(list) == 0 {
+		return nil
+	}
+	cb := list[0]
+	if len(list) == 1 {
+		delete(p.m, k)
+	} else {
+		p.m[k] = list[1:]
+	}
+	return cb
+}
+
+func (cn *clusterNode) NotifyForwarded(peer string, id uint64, err error) {
+	if cb := cn.pending.take(fwdKey{peer, id}); cb != nil {
+		cb(err)
+	}
+}
+
+// --- acknowledgements in order ---
+
+// ackQueues keeps, per publisher, the forward halves of its QoS 1/2
+// publishes in publish order.
+type ackQueues struct {
+	mu sync.Mutex
+	m  map[string]*ackQueue // REQUIRES: mu held
+}
+
+type ackQueue struct {
+	key string
+	q   []*ackEntry // REQUIRES: ackQueues.mu held
+}
+
+type ackEntry struct {
+	cn    *clusterNode
+	q     *ackQueue
+	done  func(int, error)
+	left  int
+	nodes int
+	err   error
+}
+
+// publisherKey names who published m, for the order of its acks.
+func publisherKey(m *Message) string {
+	if m.Sender != 0 {
+		return "n/" + strconv.FormatUint(m.Sender, 10)
+	}
+	return "m/" + m.From
+}
+
+// add queues the forward half of m, waiting for n nodes.
+func (a *ackQueues) add(cn *clusterNode, m *Message, done func(int, error), n int) *ackEntry {
+	key := publisherKey(m)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	q := a.m[key]
+	if q == nil {
+		q = &ackQueue{key: key}
+		a.m[key] = q
+	}
+	e := &ackEntry{cn: cn, q: q, done: done, left: n}
+	q.q = append(q.q, e)
+	return e
+}
+
+// complete is the forward half of a message that went to no node: done
+// at once, unless earlier ones of its publisher still wait.
+func (a *ackQueues) complete(cn *clusterNode, m *Message, done func(int, error)) {
+	if done == nil {
+		return
+	}
+	key := publisherKey(m)
+	a.mu.Lock()
+	if q := a.m[key]; q != nil {
+		q.q = append(q.q, &ackEntry{cn: cn, q: q, done: done})
+		a.mu.Unlock()
+		return
+	}
+	a.mu.Unlock()
+	done(0, nil)
+}
+
+// finish records one node's outcome and releases, in order, the entries
+// whose nodes all answered.
+func (e *ackEntry) finish(err error) {
+	a := &e.cn.acks
+	a.mu.Lock()
+	e.left--
+	if err != nil && e.err == nil {
+		e.err = err
+	}
+	if err == nil {
+		e.nodes++
+	}
+	q := e.q
+	var ready []*ackEntry
+	for len(q.q) > 0 && q.q[0].left <= 0 {
+		ready = append(ready, q.q[0])
+		q.q[0] = nil
+		q.q = q.q[1:]
+	}
+	if len(q.q) == 0 && a.m[q.key] == q {
+		delete(a.m, q.key)
+	}
+	// Released under the lock, so that two finishes cannot reorder them;
+	// release only queues work (a store barrier, or an append).
+	for _, r := range ready {
+		r.release()
+	}
+	a.mu.Unlock()
+}
+
+// release hands the outcome to the route: through the committer when
+// there is a store, so it is ordered with the local halves.
+func (e *ackEntry) release() {
+	db := e.cn.srv.store
+	nodes, err := e.nodes, e.err
+	if db == nil {
+		e.done(nodes, err)
+		return
+	}
+	if cerr := db.Commit(db.NewBatch(), func(error) { e.done(nodes, err) }); cerr != nil {
+		e.done(nodes, err)
+	}
+}
+
+// --- cluster.PublishDelegate: messages from peers ---
+
+// HandlePublish routes a peer's message here. For QoS 1/2 it returns once
+// the message is stored (the peer's publisher waits for that), and once
+// the sessions it was relayed on to have it.
+func (cn *clusterNode) HandlePublish(from string, p *cluster.Publish) {
+	m, env, err := fromPublish(p)
+	if err != nil {
+		cn.log.Warn("dropped a malformed publish from a peer", "peer", from, "err", err)
+		return
+	}
+	if m.Origin == "" {
+		m.Origin = from
+	}
+	routed := !(len(env.Relay) > 0 && !m.Retain && len(env.Shares) == 0 && !cn.hasPlain(m))
+	var wait []chan error
+	if routed {
+		mine := make(map[string]bool, len(env.Shares))
+		for _, s := range env.Shares {
+			mine[s] = true
+		}
+		cn.plans.Store(m, mine)
+		if m.QoS == 0 {
+			cn.srv.route(m, nil, nil)
+		} else {
+			ch := make(chan error, 1)
+			cn.srv.route(m, nil, func(_ int, err error) { ch <- err })
+			wait = append(wait, ch)
+		}
+		cn.plans.Delete(m)
+		// A session handed from here to another node moments ago: what
+		// still arrives for it goes on (one hop only).
+		if cn.relays.n.Load() > 0 {
+			wait = append(wait, cn.relays.onward(cn, m)...)
+		}
+	}
+	if len(env.Relay) > 0 {
+		if ch := cn.relays.deliverTo(cn, m, env.Relay); ch != nil {
+			wait = append(wait, ch)
+		}
+	}
+	for _, ch := range wait {
+		if err := <-ch; err != nil {
+			cn.log.Warn("a forwarded message could not be stored", "peer", from, "topic", m.Topic, "err", err)
+		}
+	}
+}
+
+func skipAll(string) bool { return true }
+
+// hasPlain reports whether a local session may match m (a relay-only
+// message then also needs routing). Cheap: the trie's read path.
+func (cn *clusterNode) hasPlain(m *Message) bool {
+	found := false
+	cn.srv.subs.MatchSkip(m.Topic, nil, skipAll, func(*session, topic.Subscription) { found = true })
+	return found
+}
+
+// storeBarrier calls done once everything committed so far is durable.
+func storeBarrier(db *storage.DB, done func(error)) {
+	if db == nil {
+		done(nil)
+		return
+	}
+	if err := db.Commit(db.NewBatch(), done); err != nil {
+		done(err)
+	}
+}

@@ -1,0 +1,597 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cimgo/cim/broker/topic"
+	"github.com/cimgo/cim/cluster"
+	"github.com/cimgo/cim/storage"
+)
+
+// Ownership. Every session has an owner node in the cluster's table, keyed
+// "m/<client id>" (MQTT) or "n/<user id>" (native), with an epoch; the
+// newest claim wins. A login on node B of a session owned by live node A:
+//
+//	B: Call(A, takeover X) ─▶ A: close X's connection ("session taken over"),
+//	                             wait for it to let go, hand the session off
+//	                             (subscriptions, in-flight and queued messages,
+//	                             in order; the store's part read in), remember
+//	                             it for a retry, relay late arrivals to B
+//	B ◀─ snapshot ──────────────
+//	B: Claim X, restore, store it, attach, CONNACK session present
+//
+// If B claims without asking (the owner was dead or unknown to B, or two
+// nodes raced), the cluster tells the loser NotifyTakenOver: it closes its
+// connection and merges what it held into the winner (the winner appends
+// the messages it does not have yet, by message id). A node that restarts
+// re-asserts the sessions it recovered at the lowest epoch, so any claim
+// made while it was away wins and its stale copy is merged the same way.
+//
+// Entries of a dead node are kept (not live) until it returns or
+// DeadNodeTTL passes: its sessions are on its disk only, so the entry is
+// the only trace of them, and a client that reconnects elsewhere just
+// claims afresh (its messages meanwhile are parked, cluster_park.go, and
+// merged when the dead node returns with its stored copy).
+
+func ownerKey(k skey) string {
+	if k.proto == storage.ProtocolNative {
+		return "n/" + k.id
+	}
+	return "m/" + k.id
+}
+
+func keyOfOwner(key string) (skey, bool) {
+	if len(key) < 3 || key[1] != '/' {
+		return skey{}, false
+	}
+	switch key[0] {
+	case 'm':
+		return skey{storage.ProtocolMQTT, key[2:]}, true
+	case 'n':
+		return skey{storage.ProtocolNative, key[2:]}, true
+	}
+	return skey{}, false
+}
+
+// Acquire is the broker's Owner: it makes this node the owner of the
+// session, fetching it from the node that had it. Off the loops; blocks on
+// the peer link until ctx is done.
+func (cn *clusterNode) Acquire(ctx context.Context, proto byte, id string) (*Snapshot, error) {
+	k := skey{proto, id}
+	key := ownerKey(k)
+	o, known := cn.c.Lookup(key)
+	var snap *Snapshot
+	if known && o.Node != cn.self && o.Live {
+		body, err := request(opTakeover, &takeoverReq{Proto: proto, ID: id})
+		if err != nil {
+			return nil, err
+		}
+		for {
+			resp, err := cn.c.Call(ctx, o.Node, body)
+			if err == nil {
+				if len(resp) > 0 {
+					if snap, err = decodeSnapshot(resp); err != nil {
+						return nil, err
+					}
+				}
+				break
+			}
+			if errors.Is(err, cluster.ErrPeerGone) || errors.Is(err, cluster.ErrUnknownPeer) {
+				// It went: start afresh; its copy merges in when it returns.
+				cn.log.Info("session owner gone; starting the session here", "client", id, "owner", o.Node)
+				break
+			}
+			var re *cluster.RemoteError
+			retry := errors.Is(err, cluster.ErrLinkDown) || errors.Is(err, cluster.ErrQueueFull) ||
+				errors.As(err, &re) && re.Msg == errBusy.Error()
+			if !retry || ctx.Err() != nil {
+				return nil, fmt.Errorf("%w: taking session %s over from %s: %w", ErrCluster, id, o.Node, err)
+			}
+			// The owner remembers what it handed over: asking again is safe.
+			select {
+			case <-time.After(50 * time.Millisecond):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+	}
+	if !known || o.Node != cn.self {
+		if _, _, err := cn.c.Claim(key); err != nil {
+			return nil, fmt.Errorf("%w: claim %s: %w", ErrCluster, id, err)
+		}
+	}
+	if snap != nil {
+		snap.Session.Node = cn.self
+	}
+	return snap, nil
+}
+
+// errBusy: the session's connection did not let go in time.
+var errBusy = errors.New("session busy")
+
+// HandleRequest answers a peer's request; each op runs on a goroutine of
+// its own (they may read the store or wait for a connection to close).
+func (cn *clusterNode) HandleRequest(from string, body []byte, r cluster.Reply) {
+	if len(body) == 0 {
+		_ = r.Fail(errWire)
+		return
+	}
+	op, body := body[0], body[1:]
+	switch op {
+	case opPresence: // in order, cheap: not on a goroutine
+		cn.presence.apply(cn, from, body, r)
+		return
+	case opDirApply: // in order: the registrar's decisions
+		cn.dir.applyRequest(cn, from, body, r)
+		return
+	}
+	go func() {
+		var resp []byte
+		var err error
+		switch op {
+		case opTakeover:
+			resp, err = cn.serveTakeover(from, body)
+		case opMerge:
+			err = cn.serveMerge(from, body)
+		case opRetained:
+			resp, err = cn.serveRetained(body)
+		case opDirSync:
+			resp, err = cn.dir.serveSync(cn, body)
+		case opDirCall:
+			resp, err = cn.dir.serveCall(cn, from, body)
+		default:
+			err = fmt.Errorf("%w: unknown op %d", errWire, op)
+		}
+		if err != nil {
+			_ = r.Fail(err)
+			return
+		}
+		if err := r.Respond(resp); err != nil {
+			cn.log.Debug("answer not sent", "peer", from, "op", op, "err", err)
+		}
+	}()
+}
+
+// serveTakeover hands session k over to node to.
+func (cn *clusterNode) serveTakeover(to string, body []byte) ([]byte, error) {
+	var req takeoverReq
+	if err := decodeBody(body, &req); err != nil {
+		return nil, err
+	}
+	k := skey{req.Proto, req.ID}
+	snap, err := cn.release(k)
+	if err != nil {
+		return nil, err
+	}
+	if snap == nil {
+		// Handed over already (the answer was lost and the peer asks
+		// again), or there is none.
+		return cn.relays.handedTo(k, to), nil
+	}
+	b, err := encodeSnapshot(snap)
+	if err != nil {
+		cn.putBack(snap)
+		return nil, err
+	}
+	cn.relays.handed(k, to, b, snap, cn.opts.RelayTTL)
+	cn.log.Debug("session handed over", "client", k.id, "to", to, "queued", len(snap.Queue))
+	return b, nil
+}
+
+// release closes k's connection (if any), waits for it to let go, and
+// takes the session out of this node: nil if there is none. Off the loops.
+func (cn *clusterNode) release(k skey) (*Snapshot, error) {
+	s := cn.srv.sessions.lookup(k)
+	if s == nil {
+		return nil, nil
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		s.mu.Lock()
+		ep := s.ep
+		s.mu.Unlock()
+		if ep == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, errBusy
+		}
+		ep.tr().kick(reasonTakenOver) // [MQTT-3.1.4-3] across nodes
+		time.Sleep(2 * time.Millisecond)
+	}
+	snap, ok := cn.srv.handOff(k)
+	if !ok {
+		if cn.srv.sessions.lookup(k) != nil {
+			return nil, errBusy // a new connection took it here meanwhile
+		}
+		return nil, nil // it ended (expiry 0) as its connection closed
+	}
+	return snap, nil
+}
+
+// putBack restores a session that could not be handed over.
+func (cn *clusterNode) putBack(snap *Snapshot) {
+	r := cn.srv.sessions
+	k := skey{snap.Session.Protocol, snap.Session.ClientID}
+	sh := &r.shards[r.shard(k)]
+	sh.mu.Lock()
+	if sh.m[k] != nil {
+		sh.mu.Unlock()
+		cn.log.Error("a session that could not be handed over was replaced meanwhile; its messages are merged", "client", k.id)
+		cn.mergeLocal(k, snap)
+		return
+	}
+	s := cn.srv.restore(snap)
+	sh.m[k] = s
+	sh.mu.Unlock()
+	cn.srv.storeMoved(s, snap)
+}
+
+// storeMoved writes a session that came from another node to this node's
+// store: its record and its queue under the seqs it arrived with (the
+// session continues after them). Called by registry.attach (hook) and by
+// merges. Any goroutine; never with s.mu held.
+func (srv *Server) storeMoved(s *session, snap *Snapshot) {
+	if srv.store == nil {
+		return
+	}
+	s.mu.Lock()
+	if !s.persistentLocked() || s.ended {
+		s.mu.Unlock()
+		return
+	}
+	s.stored = true
+	rec := s.recordLocked(0)
+	if s.ep == nil {
+		rec.DisconnectedAt = srv.now() * 1000
+	}
+	s.mu.Unlock()
+	key := s.key.storeKey()
+	queue := slices.Clone(snap.Queue)
+	srv.async.commit(func(b *storage.Batch) {
+		b.PutSession(rec)
+		for i := range queue {
+			b.PutQueued(key, queue[i].Seq, &queue[i].Message)
+		}
+	})
+}
+
+// NotifyTakenOver: another node claimed a session this node holds (it did
+// not ask: a race, or it thought us gone). Close the connection here and
+// merge what the session held into the new owner.
+func (cn *clusterNode) NotifyTakenOver(key string, by cluster.Owner) {
+	k, ok := keyOfOwner(key)
+	if !ok || cn.srv.sessions.lookup(k) == nil {
+		return
+	}
+	cn.wg.Add(1)
+	go func() {
+		defer cn.wg.Done()
+		cn.yield(k, by.Node)
+	}()
+}
+
+func (cn *clusterNode) NotifyOwnerChanged(string, cluster.Owner, cluster.Owner) {}
+
+// yield moves session k, which node to owns now, there.
+func (cn *clusterNode) yield(k skey, to string) {
+	snap, err := cn.release(k)
+	if err != nil || snap == nil {
+		if err != nil {
+			cn.log.Warn("session claimed elsewhere but busy here", "client", k.id, "owner", to, "err", err)
+		}
+		return
+	}
+	body, err := encodeSnapshot(snap)
+	if err == nil {
+		body = append([]byte{opMerge}, body...)
+	}
+	for attempt := 0; err == nil && attempt < 20; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err = cn.c.Call(ctx, to, body)
+		cancel()
+		if err == nil {
+			cn.relays.handed(k, to, nil, snap, cn.opts.RelayTTL)
+			cn.relays.merged.Add(1)
+			cn.log.Info("stale session merged into its new owner", "client", k.id, "owner", to, "queued", len(snap.Queue))
+			return
+		}
+		if errors.Is(err, cluster.ErrClosed) {
+			break
+		}
+		select {
+		case <-time.After(time.Duration(attempt+1) * 100 * time.Millisecond):
+			err = nil
+		case <-cn.stop:
+		}
+	}
+	cn.log.Warn("could not merge a session into its new owner; kept here", "client", k.id, "owner", to, "err", err)
+	cn.putBack(snap)
+}
+
+// serveMerge takes in a session another node held for a client that is
+// now ours.
+func (cn *clusterNode) serveMerge(from string, body []byte) error {
+	snap, err := decodeSnapshot(body)
+	if err != nil {
+		return err
+	}
+	k := skey{snap.Session.Protocol, snap.Session.ClientID}
+	if k.proto != storage.ProtocolMQTT && k.proto != storage.ProtocolNative {
+		return fmt.Errorf("%w: protocol %d", errWire, k.proto)
+	}
+	snap.Session.Node = cn.self
+	cn.mergeLocal(k, snap)
+	return nil
+}
+
+// mergeLocal adds what snap holds to session k here: as the session if
+// there is none, else its messages this session lacks, after its own.
+func (cn *clusterNode) mergeLocal(k skey, snap *Snapshot) {
+	r := cn.srv.sessions
+	sh := &r.shards[r.shard(k)]
+	sh.mu.Lock()
+	s := sh.m[k]
+	if s == nil {
+		s = cn.srv.restore(snap)
+		sh.m[k] = s
+		sh.mu.Unlock()
+		cn.srv.storeMoved(s, snap)
+		return
+	}
+	sh.mu.Unlock()
+	have := s.pendingIDs()
+	now := cn.srv.now()
+	lb := lazyBatch{db: cn.srv.store}
+	for i := range snap.Queue {
+		rec := &snap.Queue[i].Message
+		if rec.ID != 0 && have[rec.ID] || rec.QoS == 0 {
+			continue
+		}
+		if rec.QoS == 2 && rec.Sent {
+			continue // its receiver had it (PUBREC came): only the release was left
+		}
+		s.deliver(loadMessage(rec), rec.QoS, rec.Retain, rec.SubIDs, now, &lb)
+	}
+	cn.srv.commit(&lb, nil)
+}
+
+// pendingIDs are the ids of the messages s holds (in flight and queued in
+// memory): a merged or relayed copy of one of them is not taken twice.
+func (s *session) pendingIDs() map[uint64]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := make(map[uint64]bool, len(s.queue)+len(s.inflight))
+	for _, q := range s.queue {
+		if q.m != nil && q.m.ID != 0 {
+			ids[q.m.ID] = true
+		}
+	}
+	for _, f := range s.inflight {
+		if f.m != nil && f.m.ID != 0 {
+			ids[f.m.ID] = true
+		}
+	}
+	return ids
+}
+
+// restoreOwnership re-asserts the sessions recovered from the store. The
+// lowest epoch: a claim made while this node was away wins, and the stale
+// copy here is merged into it (NotifyTakenOver, or below).
+func (cn *clusterNode) restoreOwnership() {
+	var keys []skey
+	cn.srv.sessions.each(func(s *session) { keys = append(keys, s.key) })
+	for _, k := range keys {
+		o, ok, err := cn.c.Restore(ownerKey(k), 1)
+		if err != nil {
+			cn.log.Warn("session not restored to the cluster", "client", k.id, "err", err)
+			continue
+		}
+		if !ok {
+			k, to := k, o.Node
+			cn.wg.Add(1)
+			go func() {
+				defer cn.wg.Done()
+				cn.yield(k, to)
+			}()
+		}
+	}
+}
+
+// sessionEnded is registry.endLocked's hook: the session is gone for
+// good, so is its ownership entry. Never blocks.
+func (srv *Server) sessionEnded(k skey) {
+	if cn := srv.clusterNode(); cn != nil && cn.started.Load() {
+		_, _ = cn.c.Release(ownerKey(k))
+	}
+}
+
+// --- relays: messages for a session that just moved ---
+
+// moved is a session handed to another node: for a while, messages that
+// reach this node for it are passed on.
+type moved struct {
+	key     skey
+	node    string
+	filters []string
+	until   time.Time
+	body    []byte // the snapshot as sent (takeover answers only), for a retry
+}
+
+type relayTable struct {
+	trie *topic.Trie[*moved]
+
+	mu   sync.Mutex
+	byKey map[skey]*moved // REQUIRES: mu held
+
+	n                          atomic.Int32
+	relayed, handedOff, merged atomic.Uint64
+}
+
+func (t *relayTable) init() {
+	t.trie = topic.NewTrie[*moved]()
+	t.byKey = make(map[skey]*moved)
+}
+
+// handed records that session k (as snap) went to node.
+func (t *relayTable) handed(k skey, node string, body []byte, snap *Snapshot, ttl time.Duration) {
+	mv := &moved{key: k, node: node, until: time.Now().Add(ttl), body: body}
+	for _, sub := range snap.Session.Subs {
+		if !topicShared(sub.Filter) && topic.ValidFilter(sub.Filter) == nil {
+			mv.filters = append(mv.filters, sub.Filter)
+		}
+	}
+	if body != nil {
+		t.handedOff.Add(1)
+	}
+	t.mu.Lock()
+	old := t.byKey[k]
+	t.byKey[k] = mv
+	t.mu.Unlock()
+	if old != nil {
+		t.drop(old)
+	}
+	for _, f := range mv.filters {
+		t.trie.Subscribe(f, mv, topic.Subscription{})
+	}
+	t.n.Add(1)
+}
+
+// handedTo returns the snapshot sent to node for k, if it asked before.
+func (t *relayTable) handedTo(k skey, node string) []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if mv := t.byKey[k]; mv != nil && mv.node == node {
+		return mv.body
+	}
+	return nil
+}
+
+func (t *relayTable) drop(mv *moved) {
+	for _, f := range mv.filters {
+		t.trie.Unsubscribe(f, mv)
+	}
+	t.n.Add(-1)
+}
+
+func (t *relayTable) expire(now time.Time) {
+	t.mu.Lock()
+	var gone []*moved
+	for k, mv := range t.byKey {
+		if now.After(mv.until) {
+			gone = append(gone, mv)
+			delete(t.byKey, k)
+		}
+	}
+	t.mu.Unlock()
+	for _, mv := range gone {
+		t.drop(mv)
+	}
+}
+
+// matching lists the moved sessions m is for, by node.
+func (t *relayTable) matching(m *Message) map[string][]string {
+	var out map[string][]string
+	t.trie.Match(m.Topic, nil, func(mv *moved, _ topic.Subscription) {
+		if out == nil {
+			out = make(map[string][]string)
+		}
+		k := mv.key.storeKey()
+		if !slices.Contains(out[mv.node], k) {
+			out[mv.node] = append(out[mv.node], k)
+		}
+	})
+	return out
+}
+
+// addTargets adds relays to a plan of a message published here, for nodes
+// the plan does not route it to anyway.
+func (t *relayTable) addTargets(cn *clusterNode, m *Message, p *fwdPlan) {
+	if t.n.Load() == 0 {
+		return
+	}
+	for node, keys := range t.matching(m) {
+		tg := p.target(node)
+		if !tg.plain {
+			tg.relay = keys
+			t.relayed.Add(1)
+		}
+	}
+}
+
+// onward relays a peer's message to the nodes sessions moved to; the
+// channels report their acks (QoS 1/2).
+func (t *relayTable) onward(cn *clusterNode, m *Message) []chan error {
+	var out []chan error
+	for node, keys := range t.matching(m) {
+		// Also to m's origin: it may have routed m before the session
+		// arrived there (deliverTo skips what the session already holds).
+		t.relayed.Add(1)
+		tg := fwdTarget{node: node, relay: keys}
+		if m.QoS == 0 {
+			cn.send(&tg, m, nil)
+			continue
+		}
+		ch := make(chan error, 1)
+		cn.send(&tg, m, func(err error) { ch <- err })
+		out = append(out, ch)
+	}
+	return out
+}
+
+// deliverTo hands a relayed message to the named sessions here, unless
+// they already hold it; the channel reports when it is stored (QoS 1/2).
+func (t *relayTable) deliverTo(cn *clusterNode, m *Message, keys []string) chan error {
+	now := cn.srv.now()
+	lb := lazyBatch{db: cn.srv.store}
+	for _, key := range keys {
+		p, id, ok := storage.SplitSessionKey(key)
+		if !ok {
+			continue
+		}
+		s := cn.srv.sessions.lookup(skey{p, id})
+		if s == nil {
+			continue
+		}
+		if m.ID != 0 && s.pendingIDs()[m.ID] {
+			continue
+		}
+		qos, retain, subIDs, matched := s.matchSubs(m)
+		if !matched {
+			continue
+		}
+		s.deliver(m, qos, retain, subIDs, now, &lb)
+	}
+	if m.QoS == 0 {
+		cn.srv.commit(&lb, nil)
+		return nil
+	}
+	ch := make(chan error, 1)
+	cn.srv.commit(&lb, func(err error) { ch <- err })
+	return ch
+}
+
+// matchSubs is what route would decide for s alone: the highest QoS and
+// every subscription id of its matching (non-shared) subscriptions.
+func (s *session) matchSubs(m *Message) (qos byte, retain bool, subIDs []uint32, matched bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.subs {
+		if topicShared(e.filter) || !topic.Match(e.filter, m.Topic) {
+			continue
+		}
+		matched = true
+		qos = max(qos, min(e.sub.QoS, m.QoS))
+		retain = retain || e.sub.RetainAsPublished && m.Retain
+		if e.sub.ID != 0 {
+			subIDs = append(subIDs, e.sub.ID)
+		}
+	}
+	return qos, retain, subIDs, matched
+}

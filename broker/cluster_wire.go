@@ -1,0 +1,209 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cimgo/cim/cluster"
+	"github.com/cimgo/cim/storage"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// What the broker puts in the cluster's opaque fields. Every body is
+// msgpack; structs are encoded as arrays (fields by position), so a later
+// version may append fields that an older node ignores.
+//
+// A forwarded publish (cluster.Publish) carries the broker's Message
+// verbatim in its fields, and this envelope in Props:
+//
+//	[version, props bin, senderID uint, senderName str, shares [str], relay [str]]
+//
+// shares: the $share groups the receiving node serves for this message
+// (every other shared group there skips it); relay: session store keys the
+// message is for after a hand-off (cluster_owner.go): the receiver delivers
+// to those sessions only, unless it also routes the message.
+//
+// A request body is one op byte and a msgpack body:
+//
+//	op 1 takeover  [proto, id]           -> snapshot (empty: no session)
+//	op 2 merge     snapshot              -> empty
+//	op 3 presence  [full, on, off]       -> empty
+//	op 4 retained  [after]               -> [messages, more]
+//	op 5 dir sync  [fromID]              -> [accounts, groups, more]
+//	op 6 dir apply [ops]                 -> empty (the registrar's decisions, in order)
+//	op 7 dir call  dirOp                 -> dirResult (to the registrar)
+
+const envelopeVersion = 1
+
+type fwdEnvelope struct {
+	_msgpack   struct{} `msgpack:",as_array"`
+	Version    int
+	Props      []byte
+	SenderID   uint64
+	SenderName string
+	Shares     []string
+	Relay      []string
+}
+
+// errWire: a body from a peer that does not decode.
+var errWire = errors.New("broker: cluster: malformed peer message")
+
+// toPublish is m as a peer-link publish with the given envelope extras.
+func toPublish(m *Message, shares, relay []string) (*cluster.Publish, error) {
+	env, err := msgpack.Marshal(&fwdEnvelope{Version: envelopeVersion, Props: m.Props, SenderID: m.Sender,
+		SenderName: m.SenderName, Shares: shares, Relay: relay})
+	if err != nil {
+		return nil, err
+	}
+	return &cluster.Publish{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, Props: env,
+		Sender: m.From, ID: m.ID, Created: m.Created, Expiry: m.Expiry, Origin: m.Origin}, nil
+}
+
+// fromPublish is the inverse of toPublish.
+func fromPublish(p *cluster.Publish) (*Message, *fwdEnvelope, error) {
+	var env fwdEnvelope
+	if err := msgpack.Unmarshal(p.Props, &env); err != nil {
+		return nil, nil, fmt.Errorf("%w: envelope: %w", errWire, err)
+	}
+	m := &Message{ID: p.ID, Topic: p.Topic, Payload: p.Payload, Props: env.Props, From: p.Sender, Origin: p.Origin,
+		Sender: env.SenderID, SenderName: env.SenderName, Created: p.Created, Expiry: p.Expiry, QoS: p.QoS, Retain: p.Retain}
+	if len(m.Props) == 0 {
+		m.Props = nil
+	}
+	return m, &env, nil
+}
+
+// Request ops.
+const (
+	opTakeover byte = 1 + iota
+	opMerge
+	opPresence
+	opRetained
+	opDirSync
+	opDirApply
+	opDirCall
+)
+
+// request encodes op and v as a request body.
+func request(op byte, v any) ([]byte, error) {
+	b, err := msgpack.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte{op}, b...), nil
+}
+
+// decodeBody unmarshals a request or response body into v.
+func decodeBody(b []byte, v any) error {
+	if err := msgpack.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%w: %w", errWire, err)
+	}
+	return nil
+}
+
+type takeoverReq struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Proto    byte
+	ID       string
+}
+
+// wireSnapshot is a Snapshot on the wire (its queue read wholly into it).
+type wireSnapshot struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Session  storage.Session
+	Queue    []wireQueued
+}
+
+type wireQueued struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Seq      uint64
+	Message  storage.Message
+}
+
+func encodeSnapshot(s *Snapshot) ([]byte, error) {
+	w := wireSnapshot{Session: s.Session, Queue: make([]wireQueued, len(s.Queue))}
+	for i, q := range s.Queue {
+		w.Queue[i] = wireQueued{Seq: q.Seq, Message: q.Message}
+	}
+	return msgpack.Marshal(&w)
+}
+
+func decodeSnapshot(b []byte) (*Snapshot, error) {
+	var w wireSnapshot
+	if err := decodeBody(b, &w); err != nil {
+		return nil, err
+	}
+	if w.Session.ClientID == "" {
+		return nil, fmt.Errorf("%w: snapshot without a client id", errWire)
+	}
+	s := &Snapshot{Session: w.Session, Queue: make([]QueuedMessage, len(w.Queue))}
+	for i, q := range w.Queue {
+		s.Queue[i] = QueuedMessage{Seq: q.Seq, Message: q.Message}
+	}
+	return s, nil
+}
+
+type presenceMsg struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Full     bool
+	On, Off  []uint64
+}
+
+type retainedReq struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	After    string
+}
+
+type retainedResp struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Msgs     []storage.Message
+	More     bool
+}
+
+// dirOp is one change of the IM directory, decided by the registrar.
+type dirOp struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Kind     byte   // dirRegister, dirCreateGroup, dirJoin, dirLeave
+	ID       uint64 // the account's id (register; the registrar's answer)
+	Name     string // user name (register) or group name
+	Hash     []byte // credential hash (register)
+	User     uint64 // owner (create) or member (join, leave)
+	Created  int64  // unix ms, as the registrar stored it
+}
+
+const (
+	dirRegister byte = 1 + iota
+	dirCreateGroup
+	dirJoin
+	dirLeave
+)
+
+type dirResult struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Op       dirOp  // as decided (register: with the id)
+	Err      string // the directory error, by name (see dirErr)
+	Created  bool   // register: a new account; create: a new group
+}
+
+type dirSyncReq struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	FromID   uint64
+}
+
+type dirSyncResp struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Accounts []storage.Account
+	Groups   []peerGroup
+	More     bool
+}
+
+type peerGroup struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Group    storage.Group
+	Members  []uint64
+}
+
+type dirApplyReq struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Ops      []dirOp
+}
