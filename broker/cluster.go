@@ -78,7 +78,7 @@ type clusterNode struct {
 	interest interestTable // cluster_forward.go
 	acks     ackQueues
 	pending  pendingForwards
-	plans    sync.Map // *Message -> *fwdPlan, from the share planning of route to Forward
+	plans    sync.Map   // *Message -> *fwdPlan, from the share planning of route to Forward
 	relays   relayTable // cluster_owner.go
 	park     parkLots   // cluster_park.go
 	presence presenceTable

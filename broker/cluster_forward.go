@@ -43,10 +43,10 @@ type interestTable struct {
 	trie *topic.Trie[string] // node name -> filters; this node's own only for $share filters
 
 	mu      sync.Mutex
-	byNode  map[string]map[string]bool // REQUIRES: mu held. node -> filters in trie
-	downAt  map[string]time.Time       // REQUIRES: mu held. nodes down since (their filters kept for parking)
+	byNode  map[string]map[string]bool      // REQUIRES: mu held. node -> filters in trie
+	downAt  map[string]time.Time            // REQUIRES: mu held. nodes down since (their filters kept for parking)
 	downSet atomic.Pointer[map[string]bool] // a copy of downAt's keys, read lock-free (Match callbacks)
-	nShared atomic.Int32 // $share entries of other nodes in trie
+	nShared atomic.Int32                    // $share entries of other nodes in trie
 
 	shareMu sync.RWMutex
 	shareID map[string]uint32 // REQUIRES: shareMu held. share filter -> id (Subscription.ID in trie)

@@ -427,7 +427,7 @@ type moved struct {
 type relayTable struct {
 	trie *topic.Trie[*moved]
 
-	mu   sync.Mutex
+	mu    sync.Mutex
 	byKey map[skey]*moved // REQUIRES: mu held
 
 	n                          atomic.Int32

@@ -43,10 +43,10 @@ type parkLot struct {
 	key  string // store key
 
 	mu        sync.Mutex
-	next      uint64      // REQUIRES: mu held. next seq
-	recorded  bool        // REQUIRES: mu held. the lot's session record is stored
-	mem       []*Message  // REQUIRES: mu held. the lot without a store
-	replaying bool        // REQUIRES: mu held
+	next      uint64     // REQUIRES: mu held. next seq
+	recorded  bool       // REQUIRES: mu held. the lot's session record is stored
+	mem       []*Message // REQUIRES: mu held. the lot without a store
+	replaying bool       // REQUIRES: mu held
 }
 
 func (p *parkLots) lot(cn *clusterNode, node string, make bool) *parkLot {

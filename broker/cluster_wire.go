@@ -163,12 +163,12 @@ type retainedResp struct {
 // dirOp is one change of the IM directory, decided by the registrar.
 type dirOp struct {
 	_msgpack struct{} `msgpack:",as_array"`
-	Kind     byte   // dirRegister, dirCreateGroup, dirJoin, dirLeave
-	ID       uint64 // the account's id (register; the registrar's answer)
-	Name     string // user name (register) or group name
-	Hash     []byte // credential hash (register)
-	User     uint64 // owner (create) or member (join, leave)
-	Created  int64  // unix ms, as the registrar stored it
+	Kind     byte     // dirRegister, dirCreateGroup, dirJoin, dirLeave
+	ID       uint64   // the account's id (register; the registrar's answer)
+	Name     string   // user name (register) or group name
+	Hash     []byte   // credential hash (register)
+	User     uint64   // owner (create) or member (join, leave)
+	Created  int64    // unix ms, as the registrar stored it
 }
 
 const (
@@ -180,9 +180,9 @@ const (
 
 type dirResult struct {
 	_msgpack struct{} `msgpack:",as_array"`
-	Op       dirOp  // as decided (register: with the id)
-	Err      string // the directory error, by name (see dirErr)
-	Created  bool   // register: a new account; create: a new group
+	Op       dirOp    // as decided (register: with the id)
+	Err      string   // the directory error, by name (see dirErr)
+	Created  bool     // register: a new account; create: a new group
 }
 
 type dirSyncReq struct {
