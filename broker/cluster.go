@@ -73,14 +73,16 @@ type clusterNode struct {
 	wg      sync.WaitGroup
 	closed  atomic.Bool
 	fatal   sync.Once
-	started atomic.Bool // the Cluster exists (c is set)
+	started atomic.Bool   // the Cluster exists (c is set)
+	ready   chan struct{} // closed once c is set: delegates wait for it
 
 	interest interestTable // cluster_forward.go
 	acks     ackQueues
 	pending  pendingForwards
-	plans    sync.Map   // *Message -> *fwdPlan, from the share planning of route to Forward
-	relays   relayTable // cluster_owner.go
-	park     parkLots   // cluster_park.go
+	plans    sync.Map     // *Message -> *fwdPlan, from the share planning of route to Forward
+	relays   relayTable   // cluster_owner.go
+	recent   recentRoutes // cluster_owner.go
+	park     parkLots     // cluster_park.go
 	presence presenceTable
 	dir      dirReplica // cluster_sync.go
 }
@@ -120,7 +122,8 @@ func (s *Server) StartCluster(o ClusterOptions) error {
 	if o.RelayTTL <= 0 {
 		o.RelayTTL = 30 * time.Second
 	}
-	cn := &clusterNode{srv: s, self: co.NodeName, log: s.log.With("component", "cluster-broker"), opts: o, stop: make(chan struct{})}
+	cn := &clusterNode{srv: s, self: co.NodeName, log: s.log.With("component", "cluster-broker"), opts: o,
+		stop: make(chan struct{}), ready: make(chan struct{})}
 	cn.interest.init(cn)
 	cn.relays.init()
 	cn.presence.init()
@@ -136,10 +139,13 @@ func (s *Server) StartCluster(o ClusterOptions) error {
 	c, err := cluster.New(co)
 	if err != nil {
 		s.opts.Owner, s.opts.Interest, s.opts.Forwarder = nil, nil, nil
+		close(cn.stop)
+		close(cn.ready)
 		return fmt.Errorf("%w: %w", ErrCluster, err)
 	}
 	cn.c = c
 	cn.started.Store(true)
+	close(cn.ready)
 	// Filters that went live before (recovery) are announced now.
 	for _, f := range s.LiveFilters() {
 		cn.FilterLive(f)
@@ -303,7 +309,7 @@ func (s *Server) ClusterStats() (ClusterStats, bool) {
 // NotifyJoin: a node came (back). A node whose message ids would collide
 // with ours makes one of the two leave: the one with the greater name.
 func (cn *clusterNode) NotifyJoin(m cluster.Member) {
-	if m.Self {
+	if !cn.await() || m.Self {
 		return
 	}
 	if nodeBits(m.Name) == nodeBits(cn.self) {
@@ -327,8 +333,18 @@ func (cn *clusterNode) NotifyUpdate(cluster.Member) {}
 // that what it would have got is parked (cluster_park.go); its presence
 // goes.
 func (cn *clusterNode) NotifyLeave(m cluster.Member) {
+	if !cn.await() {
+		return
+	}
 	cn.interest.down(m.Name)
 	cn.presence.left(m.Name)
+}
+
+// await waits until the Cluster is set (its delegates may be called from
+// inside cluster.New); false if it never will be.
+func (cn *clusterNode) await() bool {
+	<-cn.ready
+	return cn.c != nil
 }
 
 // fail takes this node out of the cluster for good (a collision of node
@@ -362,6 +378,7 @@ func (cn *clusterNode) maintain() {
 		if slow++; slow%50 == 0 { // once a second
 			now := time.Now()
 			cn.relays.expire(now)
+			cn.recent.expire(now, cn.opts.RelayTTL)
 			cn.interest.expireDown(now, cn.opts.ParkTTL)
 		}
 	}

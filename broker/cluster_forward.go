@@ -226,6 +226,9 @@ func (cn *clusterNode) FilterDead(filter string) {
 // --- cluster.InterestDelegate: the other nodes' filters ---
 
 func (cn *clusterNode) NotifyInterest(node string, live, dead []string) {
+	if !cn.await() {
+		return
+	}
 	cn.interest.remove(node, dead)
 	cn.interest.add(node, live)
 }
@@ -233,6 +236,9 @@ func (cn *clusterNode) NotifyInterest(node string, live, dead []string) {
 // NotifyInterestReset: node's whole set. With nil because the node died or
 // left, its filters are kept (down) so that its messages are parked.
 func (cn *clusterNode) NotifyInterestReset(node string, filters []string) {
+	if !cn.await() {
+		return
+	}
 	if filters == nil && cn.opts.ParkTTL >= 0 {
 		if m, ok := cn.c.Member(node); ok && !m.Live() {
 			return // NotifyLeave marks it down
@@ -298,6 +304,7 @@ func (cn *clusterNode) plan(m *Message) *fwdPlan {
 // where m goes (the plan waits for Forward); for one from a peer, the
 // peer's envelope said which groups are ours.
 func (cn *clusterNode) shareSkip(m *Message) func(string) bool {
+	cn.recent.note(m)
 	if m.Origin != "" {
 		if v, ok := cn.plans.Load(m); ok {
 			if mine, ok := v.(map[string]bool); ok {
@@ -347,15 +354,19 @@ func (cn *clusterNode) Forward(m *Message, done func(nodes int, err error)) {
 		// loop reuses the Message): the link writes it later.
 		m = ownedCopy(m)
 	}
+	to := make([]string, len(p.targets))
+	for i := range p.targets {
+		to[i] = p.targets[i].node
+	}
 	if m.QoS == 0 || done == nil {
 		for i := range p.targets {
-			cn.send(&p.targets[i], m, nil)
+			cn.send(&p.targets[i], m, to, nil)
 		}
 		return
 	}
 	e := cn.acks.add(cn, m, done, len(p.targets))
 	for i := range p.targets {
-		cn.send(&p.targets[i], m, e.finish)
+		cn.send(&p.targets[i], m, to, e.finish)
 	}
 }
 
@@ -372,9 +383,10 @@ func ownedCopy(m *Message) *Message {
 	return &c
 }
 
-// send forwards m to one target; cb (QoS 1/2, may be nil) hears once when
-// the target has it, or why not. A target that is down gets m parked.
-func (cn *clusterNode) send(t *fwdTarget, m *Message, cb func(error)) {
+// send forwards m to one target (to: all of m's targets); cb (QoS 1/2,
+// may be nil) hears once when the target has it, or why not. A target
+// that is down gets m parked.
+func (cn *clusterNode) send(t *fwdTarget, m *Message, to []string, cb func(error)) {
 	// Parked: what the node's sessions would get. Not QoS 0, and not a
 	// message only for a $share group (another member is preferred).
 	parkable := m.QoS > 0 && (t.plain || len(t.relay) > 0) && cn.opts.ParkTTL >= 0
@@ -386,7 +398,7 @@ func (cn *clusterNode) send(t *fwdTarget, m *Message, cb func(error)) {
 		}
 		return
 	}
-	p, err := toPublish(m, t.shares, t.relay)
+	p, err := toPublish(m, t.shares, t.relay, to)
 	if err == nil {
 		err = cn.forward(t.node, p, m, parkable, cb)
 	}
@@ -579,9 +591,13 @@ func (e *ackEntry) release() {
 // --- cluster.PublishDelegate: messages from peers ---
 
 // HandlePublish routes a peer's message here. For QoS 1/2 it returns once
-// the message is stored (the peer's publisher waits for that), and once
-// the sessions it was relayed on to have it.
+// the message is stored here (the peer's publisher waits for that). It
+// never waits for another node: that node's answer may have to come
+// through this very reader (a cycle).
 func (cn *clusterNode) HandlePublish(from string, p *cluster.Publish) {
+	if !cn.await() {
+		return
+	}
 	m, env, err := fromPublish(p)
 	if err != nil {
 		cn.log.Warn("dropped a malformed publish from a peer", "peer", from, "err", err)
@@ -607,13 +623,14 @@ func (cn *clusterNode) HandlePublish(from string, p *cluster.Publish) {
 		}
 		cn.plans.Delete(m)
 		// A session handed from here to another node moments ago: what
-		// still arrives for it goes on (one hop only).
+		// still arrives for it goes on (one hop only). Not waited for: the
+		// ack may come back over the very link this reader serves.
 		if cn.relays.n.Load() > 0 {
-			wait = append(wait, cn.relays.onward(cn, m)...)
+			cn.relays.onward(cn, m, env.To)
 		}
 	}
 	if len(env.Relay) > 0 {
-		if ch := cn.relays.deliverTo(cn, m, env.Relay); ch != nil {
+		if ch := cn.relays.deliverTo(cn, m, env.Relay, env.To); ch != nil {
 			wait = append(wait, ch)
 		}
 	}

@@ -118,6 +118,10 @@ var errBusy = errors.New("session busy")
 // HandleRequest answers a peer's request; each op runs on a goroutine of
 // its own (they may read the store or wait for a connection to close).
 func (cn *clusterNode) HandleRequest(from string, body []byte, r cluster.Reply) {
+	if !cn.await() {
+		_ = r.Fail(ErrCluster)
+		return
+	}
 	if len(body) == 0 {
 		_ = r.Fail(errWire)
 		return
@@ -238,6 +242,9 @@ func (cn *clusterNode) putBack(snap *Snapshot) {
 // session continues after them). Called by registry.attach (hook) and by
 // merges. Any goroutine; never with s.mu held.
 func (srv *Server) storeMoved(s *session, snap *Snapshot) {
+	if cn := srv.clusterNode(); cn != nil {
+		cn.recent.arrivedNow(s.key)
+	}
 	if srv.store == nil {
 		return
 	}
@@ -266,6 +273,9 @@ func (srv *Server) storeMoved(s *session, snap *Snapshot) {
 // not ask: a race, or it thought us gone). Close the connection here and
 // merge what the session held into the new owner.
 func (cn *clusterNode) NotifyTakenOver(key string, by cluster.Owner) {
+	if !cn.await() {
+		return
+	}
 	k, ok := keyOfOwner(key)
 	if !ok || cn.srv.sessions.lookup(k) == nil {
 		return
@@ -525,29 +535,25 @@ func (t *relayTable) addTargets(cn *clusterNode, m *Message, p *fwdPlan) {
 	}
 }
 
-// onward relays a peer's message to the nodes sessions moved to; the
-// channels report their acks (QoS 1/2).
-func (t *relayTable) onward(cn *clusterNode, m *Message) []chan error {
-	var out []chan error
+// onward relays a peer's message to the nodes sessions moved to (not
+// waited for; a failure parks it like any forward).
+func (t *relayTable) onward(cn *clusterNode, m *Message, to []string) {
 	for node, keys := range t.matching(m) {
 		// Also to m's origin: it may have routed m before the session
 		// arrived there (deliverTo skips what the session already holds).
 		t.relayed.Add(1)
 		tg := fwdTarget{node: node, relay: keys}
-		if m.QoS == 0 {
-			cn.send(&tg, m, nil)
-			continue
-		}
-		ch := make(chan error, 1)
-		cn.send(&tg, m, func(err error) { ch <- err })
-		out = append(out, ch)
+		cn.send(&tg, m, to, func(err error) {
+			if err != nil {
+				cn.log.Debug("relay failed", "node", node, "err", err)
+			}
+		})
 	}
-	return out
 }
 
 // deliverTo hands a relayed message to the named sessions here, unless
 // they already hold it; the channel reports when it is stored (QoS 1/2).
-func (t *relayTable) deliverTo(cn *clusterNode, m *Message, keys []string) chan error {
+func (t *relayTable) deliverTo(cn *clusterNode, m *Message, keys, to []string) chan error {
 	now := cn.srv.now()
 	lb := lazyBatch{db: cn.srv.store}
 	for _, key := range keys {
@@ -559,8 +565,8 @@ func (t *relayTable) deliverTo(cn *clusterNode, m *Message, keys []string) chan 
 		if s == nil {
 			continue
 		}
-		if m.ID != 0 && s.pendingIDs()[m.ID] {
-			continue
+		if m.ID != 0 && (s.pendingIDs()[m.ID] || !cn.recent.missed(skey{p, id}, m, slices.Contains(to, cn.self))) {
+			continue // it has the message, had it, or gets it by its own copy
 		}
 		qos, retain, subIDs, matched := s.matchSubs(m)
 		if !matched {
@@ -594,4 +600,75 @@ func (s *session) matchSubs(m *Message) (qos byte, retain bool, subIDs []uint32,
 		}
 	}
 	return qos, retain, subIDs, matched
+}
+
+// recentRoutes tells whether a relayed copy of a message is needed by a
+// session that moved here: the node notes when each QoS 1/2 message
+// started routing here (the last 65,536), and when each moved-in session
+// arrived. A message routed here after the session arrived reached it; one
+// routed before missed it; one not routed yet that this node gets its own
+// copy of (the origin's list says so) will reach it.
+type recentRoutes struct {
+	mu      sync.Mutex
+	at      map[uint64]int64 // REQUIRES: mu held. message id -> started routing here (unix ns)
+	order   []uint64         // REQUIRES: mu held. ids in at, oldest first
+	arrived map[skey]int64   // REQUIRES: mu held. moved-in session -> arrived (unix ns)
+}
+
+const recentMax = 1 << 16
+
+// arrivedNow records that session k was just restored here from a peer.
+func (r *recentRoutes) arrivedNow(k skey) {
+	now := time.Now().UnixNano()
+	r.mu.Lock()
+	if r.arrived == nil {
+		r.arrived = map[skey]int64{}
+	}
+	r.arrived[k] = now
+	r.mu.Unlock()
+}
+
+// note records that m starts routing here.
+func (r *recentRoutes) note(m *Message) {
+	if m.QoS == 0 || m.ID == 0 {
+		return
+	}
+	now := time.Now().UnixNano()
+	r.mu.Lock()
+	if r.at == nil {
+		r.at = map[uint64]int64{}
+	}
+	if _, ok := r.at[m.ID]; !ok {
+		r.at[m.ID] = now
+		r.order = append(r.order, m.ID)
+		if len(r.order) > recentMax {
+			delete(r.at, r.order[0])
+			r.order[0] = 0
+			r.order = r.order[1:]
+		}
+	}
+	r.mu.Unlock()
+}
+
+// missed reports whether session k lacks m: routed here before k arrived,
+// or not routed here and not coming by a copy of our own (ownCopy).
+func (r *recentRoutes) missed(k skey, m *Message, ownCopy bool) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	at, routed := r.at[m.ID]
+	if !routed {
+		return !ownCopy
+	}
+	return at <= r.arrived[k]
+}
+
+// expire forgets arrivals older than ttl.
+func (r *recentRoutes) expire(now time.Time, ttl time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, at := range r.arrived {
+		if now.UnixNano()-at > int64(ttl) {
+			delete(r.arrived, k)
+		}
+	}
 }

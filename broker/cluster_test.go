@@ -3,6 +3,7 @@ package broker
 import (
 	"fmt"
 	"testing"
+	"time"
 )
 
 // Three nodes: a publish on n1 reaches MQTT subscribers on n2 and n3,
@@ -42,4 +43,146 @@ func TestClusterMQTTAcrossNodes(t *testing.T) {
 func linkForwarded(n *cnode, peer string) uint64 {
 	l, _ := n.cn().linkUp(peer)
 	return l.Forwarded
+}
+
+// A retained message published on n1 reaches a subscriber that arrives
+// later on n3, and a node that joins later still.
+func TestClusterRetainedReplicated(t *testing.T) {
+	nodes := startTestCluster(t, 3, nil)
+	p := connectV5(t, nodes[0].srv, "p")
+	p.publish("status/door", "open", 1, true)
+	p.publish("status/light", "on", 0, true)
+	for _, n := range nodes[1:] {
+		waitFor15(t, "retained on "+n.name, func() bool { r, _ := n.srv.Retained("status/#"); return len(r) == 2 })
+	}
+	s := connectV5(t, nodes[2].srv, "late")
+	s.subscribe("status/door", 1)
+	if m := s.expect("status/door", "open"); !m.Retain {
+		t.Fatal("retained message without the retain flag")
+	}
+	n4 := newCNode(t, "n4", nil, nil, nodes[0].gossip())
+	waitClusterUp(t, append(nodes, n4))
+	waitFor15(t, "retained fetched by n4", func() bool { r, _ := n4.srv.Retained("status/#"); return len(r) == 2 })
+	// Clearing it clears it everywhere.
+	p.publish("status/door", "", 1, true)
+	for _, n := range append(nodes, n4) {
+		waitFor15(t, "retained cleared on "+n.name, func() bool { r, _ := n.srv.Retained("status/door"); return len(r) == 0 })
+	}
+}
+
+// A shared subscription with members on three nodes gets each message
+// once, cluster-wide, and every member gets some.
+func TestClusterSharedSubscriptionOnce(t *testing.T) {
+	nodes := startTestCluster(t, 3, nil)
+	var members []*v5Client
+	for i, n := range nodes {
+		c := connectV5(t, n.srv, fmt.Sprintf("m%d", i))
+		c.subscribe("$share/g/jobs/#", 1)
+		members = append(members, c)
+	}
+	for _, n := range nodes {
+		waitInterest(t, nodes, n.name, "$share/g/jobs/#")
+	}
+	p := connectV5(t, nodes[0].srv, "p")
+	const total = 60
+	for i := range total {
+		p.publish("jobs/x", fmt.Sprint(i), 1, false)
+	}
+	got := map[string]int{}
+	per := make([]int, len(members))
+	deadline := time.After(e2eWait)
+	for n := 0; n < total; {
+		select {
+		case m := <-members[0].msgs:
+			got[string(m.Payload)]++
+			per[0]++
+		case m := <-members[1].msgs:
+			got[string(m.Payload)]++
+			per[1]++
+		case m := <-members[2].msgs:
+			got[string(m.Payload)]++
+			per[2]++
+		case <-deadline:
+			t.Fatalf("%d of %d delivered (%v)", n, total, per)
+		}
+		n++
+	}
+	for _, c := range members {
+		c.none()
+	}
+	for i := range total {
+		if got[fmt.Sprint(i)] != 1 {
+			t.Fatalf("message %d delivered %d times", i, got[fmt.Sprint(i)])
+		}
+	}
+	for i, n := range per {
+		if n == 0 {
+			t.Fatalf("member %d got nothing: %v", i, per)
+		}
+	}
+}
+
+// A persistent session on n1 with queued messages is taken over by a
+// login on n3: session present, every queued message in order, and n1
+// keeps nothing. A second takeover while connected closes the old
+// connection with "session taken over".
+func TestClusterTakeoverAcrossNodes(t *testing.T) {
+	nodes := startTestCluster(t, 3, nil)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	s := connectV5(t, n1.srv, "mover", persistent(300))
+	s.subscribe("q/#", 1)
+	waitInterest(t, nodes, "n1", "q/#")
+	s.disconnect()
+	waitOffline(t, n1.srv, "mover")
+	p := connectV5(t, n2.srv, "p")
+	const queued = 50
+	for i := range queued {
+		if rc := p.publish("q/x", fmt.Sprint(i), 1, false); rc != 0 {
+			t.Fatalf("PUBACK %#x", rc)
+		}
+	}
+	s3 := connectV5(t, n3.srv, "mover", persistent(300))
+	if !s3.ack.SessionPresent {
+		t.Fatal("session present not set after a takeover across nodes")
+	}
+	for i := range queued {
+		s3.expect("q/x", fmt.Sprint(i))
+	}
+	if lookupSession(n1.srv, "mover") != nil {
+		t.Fatal("n1 still holds the session")
+	}
+	// New messages follow the session to n3.
+	waitInterest(t, nodes, "n3", "q/#")
+	p.publish("q/y", "after", 1, false)
+	s3.expect("q/y", "after")
+
+	// Taken over again, from n2, while connected to n3.
+	s2 := connectV5(t, n2.srv, "mover", persistent(300))
+	if !s2.ack.SessionPresent {
+		t.Fatal("session present not set on the second takeover")
+	}
+	if d := s3.serverDisconnect(); d.ReasonCode != 0x8E {
+		t.Fatalf("old connection: DISCONNECT %#x, want 0x8E session taken over", d.ReasonCode)
+	}
+	waitInterest(t, nodes, "n2", "q/#")
+	p.publish("q/z", "on n2", 1, false)
+	s2.expect("q/z", "on n2")
+	s3.none()
+}
+
+// A node with another secret cannot join, nor open a peer link.
+func TestClusterWrongSecretCannotJoin(t *testing.T) {
+	nodes := startTestCluster(t, 2, nil)
+	bad := newCNode(t, "intruder", nil, func(_ *Options, co *ClusterOptions) {
+		co.Cluster.Secret = "another-secret-0123456789abcdef"
+	}, nodes[0].gossip())
+	time.Sleep(time.Second) // joining is retried in the background; give it several rounds
+	for _, n := range nodes {
+		if _, ok := n.cn().c.Member("intruder"); ok {
+			t.Fatalf("%s sees the intruder as a member", n.name)
+		}
+	}
+	if ms := bad.srv.ClusterMembers(); len(ms) != 1 {
+		t.Fatalf("the intruder sees %d members, want itself only", len(ms))
+	}
 }
