@@ -398,7 +398,7 @@ func (cn *clusterNode) send(t *fwdTarget, m *Message, to []string, cb func(error
 		}
 		return
 	}
-	p, err := toPublish(m, t.shares, t.relay, to)
+	p, err := toPublish(m, t.plain, t.shares, t.relay, to)
 	if err == nil {
 		err = cn.forward(t.node, p, m, parkable, cb)
 	}
@@ -606,7 +606,8 @@ func (cn *clusterNode) HandlePublish(from string, p *cluster.Publish) {
 	if m.Origin == "" {
 		m.Origin = from
 	}
-	routed := !(len(env.Relay) > 0 && !m.Retain && len(env.Shares) == 0 && !cn.hasPlain(m))
+	// A relay alone goes to its sessions only; anything else is routed.
+	routed := env.Plain || len(env.Relay) == 0 || len(env.Shares) > 0 || m.Retain
 	var wait []chan error
 	if routed {
 		mine := make(map[string]bool, len(env.Shares))
@@ -642,14 +643,6 @@ func (cn *clusterNode) HandlePublish(from string, p *cluster.Publish) {
 }
 
 func skipAll(string) bool { return true }
-
-// hasPlain reports whether a local session may match m (a relay-only
-// message then also needs routing). Cheap: the trie's read path.
-func (cn *clusterNode) hasPlain(m *Message) bool {
-	found := false
-	cn.srv.subs.MatchSkip(m.Topic, nil, skipAll, func(*session, topic.Subscription) { found = true })
-	return found
-}
 
 // storeBarrier calls done once everything committed so far is durable.
 func storeBarrier(db *storage.DB, done func(error)) {

@@ -208,7 +208,7 @@ func (cn *clusterNode) replay(l *parkLot) {
 		results := make(chan error, len(msgs))
 		for _, m := range msgs {
 			m.Origin = ""
-			pub, err := toPublish(m, nil, nil, nil)
+			pub, err := toPublish(m, true, nil, nil, nil)
 			if err == nil {
 				err = cn.forwardOnce(l.node, pub, func(err error) { results <- err })
 			}

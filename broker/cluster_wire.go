@@ -16,14 +16,15 @@ import (
 // A forwarded publish (cluster.Publish) carries the broker's Message
 // verbatim in its fields, and this envelope in Props:
 //
-//	[version, props bin, senderID uint, senderName str, shares [str], relay [str], to [str]]
+//	[version, props bin, senderID uint, senderName str, shares [str], relay [str], to [str], plain bool]
 //
 // shares: the $share groups the receiving node serves for this message
 // (every other shared group there skips it); relay: session store keys the
 // message is for after a hand-off (cluster_owner.go): the receiver delivers
 // to those sessions only, unless it also routes the message; to: every node
 // the origin sent the message to (a relay's receiver skips a session that
-// gets its own copy anyway).
+// gets its own copy anyway); plain: the receiver holds a matching filter
+// (it routes the message; a relay alone is delivered to its sessions only).
 //
 // A request body is one op byte and a msgpack body:
 //
@@ -46,15 +47,16 @@ type fwdEnvelope struct {
 	Shares     []string
 	Relay      []string
 	To         []string
+	Plain      bool
 }
 
 // errWire: a body from a peer that does not decode.
 var errWire = errors.New("broker: cluster: malformed peer message")
 
 // toPublish is m as a peer-link publish with the given envelope extras.
-func toPublish(m *Message, shares, relay, to []string) (*cluster.Publish, error) {
+func toPublish(m *Message, plain bool, shares, relay, to []string) (*cluster.Publish, error) {
 	env, err := msgpack.Marshal(&fwdEnvelope{Version: envelopeVersion, Props: m.Props, SenderID: m.Sender,
-		SenderName: m.SenderName, Shares: shares, Relay: relay, To: to})
+		SenderName: m.SenderName, Shares: shares, Relay: relay, To: to, Plain: plain})
 	if err != nil {
 		return nil, err
 	}
