@@ -186,3 +186,75 @@ func TestClusterWrongSecretCannotJoin(t *testing.T) {
 		t.Fatalf("the intruder sees %d members, want itself only", len(ms))
 	}
 }
+
+// A node that leaves is dropped by the others at once; QoS 1 messages for
+// its persistent session are parked meanwhile (acknowledged), and handed
+// over when it returns with its stored sessions. Then the same with the
+// client gone to another node meanwhile: nothing acknowledged is lost.
+func TestClusterNodeLeavesAndReturns(t *testing.T) {
+	nodes := startTestCluster(t, 3, nil)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	ps := connectV5(t, n3.srv, "ps", persistent(600))
+	ps.subscribe("ev/#", 1)
+	waitInterest(t, nodes, "n3", "ev/#")
+	ps.disconnect()
+	p := connectV5(t, n1.srv, "p")
+
+	n3.stop()
+	waitFor15(t, "n3 gone on n1 and n2", func() bool {
+		for _, n := range []*cnode{n1, n2} {
+			if m, _ := n.cn().c.Member("n3"); m.Live() {
+				return false
+			}
+		}
+		return true
+	})
+	for i := range 20 {
+		if rc := p.publish("ev/a", fmt.Sprint(i), 1, false); rc != 0 {
+			t.Fatalf("PUBACK %#x while n3 is away", rc)
+		}
+	}
+	if st, _ := n1.srv.ClusterStats(); st.Parked != 20 {
+		t.Fatalf("n1 parked %d messages, want 20", st.Parked)
+	}
+	n3.start()
+	waitClusterUp(t, nodes)
+	waitFor15(t, "parked messages replayed", func() bool { st, _ := n1.srv.ClusterStats(); return st.Replayed == 20 })
+	ps = connectV5(t, n3.srv, "ps", persistent(600))
+	if !ps.ack.SessionPresent {
+		t.Fatal("n3 lost its stored session")
+	}
+	for i := range 20 {
+		ps.expect("ev/a", fmt.Sprint(i))
+	}
+	ps.disconnect()
+
+	// n3 goes again; the client comes back on n2 meanwhile (a new session:
+	// its old one is on n3's disk), and n3 returns later.
+	n3.stop()
+	waitFor15(t, "n3 gone again", func() bool { m, _ := n1.cn().c.Member("n3"); return !m.Live() })
+	for i := 20; i < 30; i++ {
+		p.publish("ev/a", fmt.Sprint(i), 1, false) // parked only
+	}
+	ps2 := connectV5(t, n2.srv, "ps", persistent(600))
+	if ps2.ack.SessionPresent {
+		t.Fatal("session present on n2 while its node is away")
+	}
+	ps2.subscribe("ev/#", 1)
+	waitInterest(t, []*cnode{n1, n2}, "n2", "ev/#")
+	for i := 30; i < 40; i++ {
+		p.publish("ev/a", fmt.Sprint(i), 1, false) // to n2, and parked for n3
+	}
+	n3.start()
+	got := map[string]int{}
+	for len(got) < 20 {
+		m := ps2.next()
+		got[string(m.Payload)]++
+	}
+	for i := 20; i < 40; i++ {
+		if got[fmt.Sprint(i)] == 0 {
+			t.Fatalf("message %d lost (got %v)", i, got)
+		}
+	}
+	waitFor15(t, "n3 merged its stale copy", func() bool { return lookupSession(n3.srv, "ps") == nil })
+}
