@@ -170,11 +170,11 @@ func (s *Server) JoinGroup(ctx context.Context, name string, user uint64) (Group
 	if _, ok := s.im.dir.account(user); !ok {
 		return GroupInfo{}, ErrNoSuchUser
 	}
-	if _, ok := s.groupInfo(name); !ok {
-		return GroupInfo{}, fmt.Errorf("%w: %s", ErrNoSuchGroup, name)
-	}
 	if cn := s.clusterNode(); cn != nil {
 		return cn.joinGroup(ctx, name, user) // cluster hook (cluster_sync.go): the registrar decides
+	}
+	if _, ok := s.groupInfo(name); !ok {
+		return GroupInfo{}, fmt.Errorf("%w: %s", ErrNoSuchGroup, name)
 	}
 	var r *storage.GroupResult
 	if err := s.commitWait(ctx, func(b *storage.Batch) { r = b.JoinGroup(name, user) }); err != nil {
@@ -193,15 +193,15 @@ func (s *Server) JoinGroup(ctx context.Context, name string, user uint64) (Group
 
 // LeaveGroup removes user from a group (ErrNotMember if not in it).
 func (s *Server) LeaveGroup(ctx context.Context, name string, user uint64) error {
+	if cn := s.clusterNode(); cn != nil {
+		return cn.leaveGroup(ctx, name, user) // cluster hook (cluster_sync.go): the registrar decides
+	}
 	member, exists := s.im.dir.isMember(name, user)
 	switch {
 	case !exists:
 		return fmt.Errorf("%w: %s", ErrNoSuchGroup, name)
 	case !member:
 		return fmt.Errorf("%w: %s", ErrNotMember, name)
-	}
-	if cn := s.clusterNode(); cn != nil {
-		return cn.leaveGroup(ctx, name, user) // cluster hook (cluster_sync.go): the registrar decides
 	}
 	if err := s.commitWait(ctx, func(b *storage.Batch) { b.LeaveGroup(name, user) }); err != nil {
 		return err
