@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"crypto/hkdf"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -129,6 +131,20 @@ func (s *Server) StartCluster(o ClusterOptions) error {
 	cn.presence.init()
 	cn.pending.m = make(map[fwdKey][]func(error))
 	cn.acks.m = make(map[string]*ackQueue)
+	// A native login token from one node must open a session on any: the
+	// token key is derived from the cluster secret (tokens signed with a
+	// node's own key before it joined stop working; the password does).
+	if co.Secret != "" {
+		salt := co.ClusterName
+		if salt == "" {
+			salt = "cim" // cluster.Options' default
+		}
+		key, err := hkdf.Key(sha256.New, []byte(co.Secret), []byte(salt), "cim native login tokens", 32)
+		if err != nil {
+			return fmt.Errorf("%w: token key: %w", ErrCluster, err)
+		}
+		s.im.tokens = newTokenSigner(key, s.opts.TokenTTL)
+	}
 	// Sessions recovered from the store are this node's until the cluster
 	// says otherwise; parking lots recovered with them are not sessions.
 	cn.park.recover(cn)
