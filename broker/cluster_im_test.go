@@ -16,7 +16,7 @@ func dialUserAt(t testing.TB, name string, addrs ...string) *sdkUser {
 	ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
 	defer cancel()
 	c, err := client.Dial(ctx, client.Options{UserName: name, Addrs: addrs, RetryLimit: -1,
-		Backoff: client.ExponentialBackoff{Initial: 50 * time.Millisecond, Max: 300 * time.Millisecond},
+		Backoff:   client.ExponentialBackoff{Initial: 50 * time.Millisecond, Max: 300 * time.Millisecond},
 		OnMessage: func(m *client.Message) { u.msgs <- m }})
 	if err != nil {
 		t.Fatalf("login %s at %v: %v", name, addrs, err)

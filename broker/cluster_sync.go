@@ -21,7 +21,9 @@ import (
 // came online or went offline on it (batched every 20 ms), and its whole
 // set when a node joins or after a failed send; a node that leaves takes
 // its users with it. So a sender's 7000 "receiver offline" and the online
-// user list are cluster-wide.
+// user list are cluster-wide. A user online on a node also counts as that
+// node holding the user's inbox filter, so that a message sent at once
+// after a first login (its filter's gossip still on the way) is not lost.
 //
 // Retained messages: a retained publish goes to every live node
 // (cluster_forward.go); a node that starts fetches the set of the first
@@ -191,6 +193,16 @@ func (p *presenceTable) apply(cn *clusterNode, from string, body []byte, r clust
 	}
 	p.setLocked(from, users)
 	p.mu.Unlock()
+	// A user online there has its inbox there, even if the gossip of that
+	// filter (a first login) has not arrived yet: a message sent right now
+	// must go there, not nowhere.
+	if len(msg.On) > 0 {
+		inboxes := make([]string, len(msg.On))
+		for i, u := range msg.On {
+			inboxes[i] = inboxTopic(u)
+		}
+		cn.interest.add(from, inboxes)
+	}
 	_ = r.Respond(nil)
 }
 
