@@ -10,17 +10,22 @@ import (
 // peer is a live member advertising a peer address, or has connected to
 // us. What a link received (the peer's incarnation and last delivered
 // seq) outlives it, so a peer that was declared dead and comes back is not
-// handed its resent publishes twice.
+// handed its resent publishes twice; so does the last seq it sent, so that
+// a new link to a peer that kept its own receive state (it was only
+// paused or partitioned) numbers above what that peer already delivered:
+// starting again at 1 would have the peer drop the new publishes as
+// duplicates (and ack them), losing them.
 type links struct {
 	c      *Cluster
 	mu     sync.Mutex
 	m      map[string]*link     // REQUIRES: mu held
 	recv   map[string][2]uint64 // peer -> (incarnation, delivered); REQUIRES: mu held
+	sent   map[string]uint64    // peer -> last seq sent; REQUIRES: mu held
 	closed bool                 // REQUIRES: mu held
 }
 
 func newLinks(c *Cluster) *links {
-	return &links{c: c, m: make(map[string]*link), recv: make(map[string][2]uint64)}
+	return &links{c: c, m: make(map[string]*link), recv: make(map[string][2]uint64), sent: make(map[string]uint64)}
 }
 
 func (s *links) get(peer string) *link {
@@ -65,6 +70,7 @@ func (s *links) getOrCreate(peer string) *link {
 func (s *links) startLocked(peer, addr string) *link {
 	r := s.recv[peer]
 	l := newLink(s.c, peer, addr, r[0], r[1])
+	l.nextSeq = s.sent[peer]
 	s.m[peer] = l
 	s.c.wg.Add(1)
 	go l.run()
@@ -79,6 +85,7 @@ func (s *links) remove(peer string, err error) {
 	if l != nil {
 		l.mu.Lock()
 		s.recv[peer] = [2]uint64{l.recvInc, l.delivered}
+		s.sent[peer] = l.nextSeq
 		l.mu.Unlock()
 	}
 	s.mu.Unlock()
@@ -90,7 +97,7 @@ func (s *links) remove(peer string, err error) {
 // forget drops what was kept about peer (its DeadNodeTTL passed).
 func (s *links) forget(peer string) {
 	s.mu.Lock()
-	delete(s.recv, peer)
+	delete(s.recv, peer) // (sent is kept: the peer may come back with its state)
 	s.mu.Unlock()
 }
 
