@@ -396,6 +396,7 @@ func (cn *clusterNode) maintain() {
 			cn.relays.expire(now)
 			cn.recent.expire(now, cn.opts.RelayTTL)
 			cn.interest.expireDown(now, cn.opts.ParkTTL)
+			cn.park.retry(cn)
 		}
 	}
 }

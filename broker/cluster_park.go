@@ -163,6 +163,37 @@ func (p *parkLots) joined(cn *clusterNode, node string) {
 	}()
 }
 
+// retry replays the lots of live nodes that still hold messages (parked
+// after their replay ended: a forward that failed as the node flapped).
+// Once a second, from maintain.
+func (p *parkLots) retry(cn *clusterNode) {
+	p.mu.Lock()
+	var nodes []string
+	for node, l := range p.lots {
+		l.mu.Lock()
+		busy := l.replaying
+		empty := len(l.mem) == 0
+		l.mu.Unlock()
+		if busy {
+			continue
+		}
+		if db := cn.srv.store; db != nil {
+			empty = db.QueueInfo(l.key).Count == 0
+		}
+		if !empty {
+			nodes = append(nodes, node)
+		}
+	}
+	p.mu.Unlock()
+	for _, node := range nodes {
+		if m, ok := cn.c.Member(node); ok && m.State == cluster.StateAlive && !cn.interest.isDown(node) {
+			if _, up := cn.linkUp(node); up {
+				p.joined(cn, node)
+			}
+		}
+	}
+}
+
 // replayBatch is how many parked messages are in flight at once.
 const replayBatch = 512
 

@@ -49,9 +49,9 @@ type Config struct {
 	QueueTTL            time.Duration `yaml:"queue_ttl"`
 
 	HTTPAddr    string   `yaml:"http_addr"`     // HTTP API, /metrics, /healthz (default :8083); not supported yet
-	ClusterAddr string   `yaml:"cluster_addr"`  // gossip, tcp+udp (default :7946); not supported yet
-	PeerAddr    string   `yaml:"peer_addr"`     // peer links (default :7947); not supported yet
-	Join        []string `yaml:"join"`          // host:port of nodes to join; not supported yet
+	ClusterAddr string   `yaml:"cluster_addr"`  // gossip, tcp+udp (default :7946 once clustered)
+	PeerAddr    string   `yaml:"peer_addr"`     // peer links (default :7947 once clustered)
+	Join        []string `yaml:"join"`          // host:port of nodes to join
 	TLSAddr     string   `yaml:"tls_addr"`      // MQTT over TLS (default :8883); not supported yet
 	TLSCert     string   `yaml:"tls_cert"`      // PEM certificate chain file; not supported yet
 	TLSKey      string   `yaml:"tls_key"`       // PEM private key file; not supported yet
@@ -60,6 +60,10 @@ type Config struct {
 
 	// JWT accepts signed tokens as passwords (broker.NewAuth).
 	JWT broker.JWTOptions `yaml:"jwt"`
+
+	// The rest of the cluster's keys (cluster.go): secret, name, advertise
+	// addresses, node choice, timing.
+	ClusterConfig `yaml:",inline"`
 
 	// The broker's own options: node_name, mqtt_addr, loops, connect_timeout,
 	// max_keepalive, ..., password_file, acl, acl_default, deny_filters.
@@ -583,7 +587,7 @@ func checkConfig(c *Config) []problem {
 		key, msg := splitKeyed(goNamesToKeys(strings.TrimPrefix(err.Error(), storage.ErrOptions.Error()+": ")))
 		add(key, "%s", msg)
 	}
-	return ps
+	return append(ps, checkCluster(c)...)
 }
 
 // checkAddr accepts host:port with a numeric port (host may be empty).
@@ -646,9 +650,6 @@ func unsupported(c *Config) []problem {
 		why string
 	}{
 		{"http_addr", c.HTTPAddr != "", "the HTTP listener (/metrics, /healthz, API)"},
-		{"cluster_addr", c.ClusterAddr != "", "clustering"},
-		{"peer_addr", c.PeerAddr != "", "clustering"},
-		{"join", len(c.Join) > 0, "clustering"},
 		{"tls_addr", c.TLSAddr != "", "the TLS listener"},
 		{"tls_cert", c.TLSCert != "", "the TLS listener"},
 		{"tls_key", c.TLSKey != "", "the TLS listener"},

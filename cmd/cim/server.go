@@ -40,9 +40,9 @@ var serverFlags = []struct {
 	{"pprof", "serve Go's /debug/pprof on `host:port` (off by default)", flagString},
 	{"native-addr", "native protocol listener `host:port` (not supported yet)", flagString},
 	{"http-addr", "HTTP listener `host:port`: API, /metrics, /healthz (not supported yet)", flagString},
-	{"cluster-addr", "gossip `host:port`, tcp and udp (not supported yet)", flagString},
-	{"peer-addr", "peer link `host:port` (not supported yet)", flagString},
-	{"join", "`host:port,...` of cluster nodes to join (not supported yet)", flagList},
+	{"cluster-addr", "gossip `host:port`, tcp and udp; setting it (or --peer-addr, --join) makes the node clustered (default :7946 then)", flagString},
+	{"peer-addr", "peer link `host:port` (default :7947 when clustered)", flagString},
+	{"join", "`host:port,...` gossip addresses of cluster nodes to join (retried until one answers)", flagList},
 	{"tls-addr", "MQTT over TLS listener `host:port` (not supported yet)", flagString},
 	{"tls-cert", "TLS certificate chain PEM `file` (not supported yet)", flagString},
 	{"tls-key", "TLS private key PEM `file` (not supported yet)", flagString},
@@ -148,7 +148,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		printProblems(stderr, err)
 		return 2
 	}
-	if ps := unsupported(&cfg); len(ps) > 0 {
+	if ps := append(unsupported(&cfg), clusterMissing(&cfg)...); len(ps) > 0 {
 		for _, p := range ps {
 			fmt.Fprintf(stderr, "cim server: %s: %s\n", src.where(p.key), p.msg)
 		}
@@ -243,20 +243,41 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		log.Error("cannot start", "err", err)
 		return 1
 	}
+	// Clustered (cluster.go): the node joins before its listeners open, so
+	// the first logins already find their sessions' owners.
+	ctx, stopFatal := context.WithCancelCause(ctx)
+	defer stopFatal(nil)
+	if cfg.clustered() {
+		co := cfg.clusterOptions()
+		co.OnFatal = func(err error) { stopFatal(err) }
+		if err := srv.StartCluster(co); err != nil {
+			log.Error("cannot join the cluster", "err", err)
+			return 1
+		}
+	}
 	if err := srv.Start(); err != nil {
 		log.Error("cannot start the listeners", "err", err) // the error names the address
+		_ = srv.LeaveCluster(time.Second)
 		return 1
 	}
 	<-ctx.Done()
+	code := 0
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("stopping", "err", err)
+		code = 1
+	}
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Error("shutdown", "err", err)
-		return 1
+		code = 1
+	}
+	if err := srv.LeaveCluster(5 * time.Second); err != nil {
+		log.Warn("leaving the cluster", "err", err)
 	}
 	log.Info("stopped")
-	return 0
+	return code
 }
 
 // printProblems writes a config error, one problem a line.

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/cimgo/cim/broker"
+	"github.com/cimgo/cim/cluster"
+)
+
+// ClusterConfig is what `cim server` needs to join a cluster, besides
+// cluster_addr, peer_addr and join (Config). A node is clustered when any
+// of cluster_addr, peer_addr or join is set; it then needs the secret.
+type ClusterConfig struct {
+	// ClusterSecret is shared by every node (at least 16 bytes; 32 random
+	// ones, base64, is the advice). The flag, the YAML key or, when both
+	// are unset, the environment variable CIM_CLUSTER_SECRET. Never logged.
+	ClusterSecret string `yaml:"cluster_secret"`
+	// ClusterName keeps two clusters on one network apart (default cim).
+	ClusterName string `yaml:"cluster_name"`
+	// ClusterAdvertise is the gossip ip:port others dial (default: the
+	// bound one, or a private IP of this host when bound to 0.0.0.0).
+	ClusterAdvertise string `yaml:"cluster_advertise"`
+	// PeerAdvertise is the peer-link host:port others dial (default: the
+	// peer port on the gossip advertise IP).
+	PeerAdvertise string `yaml:"peer_advertise"`
+	// ClusterPick is how POST /login picks a node for a user: hash
+	// (default: consistent hash on the user id), roundrobin or random.
+	ClusterPick string `yaml:"cluster_pick"`
+	// ClusterTiming is the failure-detection profile: lan (default: a dead
+	// node is dropped within 2-7 s) or loopback (about a second; nodes on
+	// one machine only).
+	ClusterTiming string `yaml:"cluster_timing"`
+}
+
+// clusterSecretEnv names the environment variable of the secret.
+const clusterSecretEnv = "CIM_CLUSTER_SECRET"
+
+// clusterFlags are the flags of ClusterConfig (the others are in
+// serverFlags already).
+var clusterFlags = []struct{ name, usage string }{
+	{"cluster-secret", "cluster `secret`, the same on every node, >= 16 bytes (or $" + clusterSecretEnv + "); never logged"},
+	{"cluster-name", "cluster `name`: clusters with other names never merge (default cim)"},
+	{"cluster-advertise", "gossip `ip:port` other nodes dial (default: the bound address)"},
+	{"peer-advertise", "peer link `host:port` other nodes dial (default: the peer port on the gossip IP)"},
+	{"cluster-pick", "POST /login node choice: hash (default), roundrobin or random"},
+	{"cluster-timing", "failure detection: lan (default) or loopback (one machine)"},
+}
+
+func init() {
+	for _, f := range clusterFlags {
+		serverFlags = append(serverFlags, struct {
+			name, usage string
+			kind        int
+		}{f.name, f.usage, flagString})
+	}
+}
+
+// clustered reports whether the config asks for a cluster.
+func (c *Config) clustered() bool {
+	return c.ClusterAddr != "" || c.PeerAddr != "" || len(c.Join) > 0
+}
+
+// checkCluster checks the cluster keys (checkConfig calls it).
+func checkCluster(c *Config) []problem {
+	var ps []problem
+	add := func(key, format string, args ...any) { ps = append(ps, problem{key, fmt.Sprintf(format, args...)}) }
+	if c.ClusterAdvertise != "" {
+		host, _, err := net.SplitHostPort(c.ClusterAdvertise)
+		if ip := net.ParseIP(host); err != nil || ip == nil || ip.IsUnspecified() {
+			add("cluster_advertise", "want ip:port with a concrete IP such as 10.0.0.1:7946, got %q", c.ClusterAdvertise)
+		} else if err := checkAddr(c.ClusterAdvertise); err != nil {
+			add("cluster_advertise", "%v", err)
+		}
+	}
+	if c.PeerAdvertise != "" {
+		if err := checkAddr(c.PeerAdvertise); err != nil {
+			add("peer_advertise", "%v", err)
+		}
+	}
+	if _, err := cluster.ParsePickStrategy(c.ClusterPick); err != nil {
+		add("cluster_pick", "want hash, roundrobin or random, got %q", c.ClusterPick)
+	}
+	switch c.ClusterTiming {
+	case "", "lan", "loopback":
+	default:
+		add("cluster_timing", "want lan or loopback, got %q", c.ClusterTiming)
+	}
+	if c.ClusterName != "" {
+		o := cluster.Options{NodeName: "x", ClusterName: c.ClusterName, Secret: strings.Repeat("x", cluster.MinSecretLen)}
+		o.EnsureDefaults()
+		if err := o.Validate(); err != nil {
+			add("cluster_name", "want 1 to 64 letters, digits, '.', '_' or '-', got %q", c.ClusterName)
+		}
+	}
+	if s := c.ClusterSecret; s != "" && len(s) < cluster.MinSecretLen {
+		add("cluster_secret", "too short: want at least %d bytes (use 32 random bytes, e.g. openssl rand -base64 32)", cluster.MinSecretLen)
+	}
+	return ps
+}
+
+// clusterMissing is what a clustered node lacks to start (runServer checks
+// it with unsupported: a config file may name the cluster's addresses and
+// leave the secret to the environment).
+func clusterMissing(c *Config) []problem {
+	if !c.clustered() || c.ClusterSecret != "" {
+		return nil
+	}
+	switch s := os.Getenv(clusterSecretEnv); {
+	case s == "":
+		return []problem{{"cluster_secret", "required to form a cluster (or set $" + clusterSecretEnv + "): the same long random string on every node"}}
+	case len(s) < cluster.MinSecretLen:
+		return []problem{{"cluster_secret", fmt.Sprintf("$%s too short: want at least %d bytes", clusterSecretEnv, cluster.MinSecretLen)}}
+	}
+	return nil
+}
+
+// clusterOptions is what broker.StartCluster gets.
+func (c *Config) clusterOptions() broker.ClusterOptions {
+	secret := c.ClusterSecret
+	if secret == "" {
+		secret = os.Getenv(clusterSecretEnv)
+	}
+	pick, _ := cluster.ParsePickStrategy(c.ClusterPick)
+	o := cluster.Options{
+		NodeName:          c.NodeName,
+		ClusterName:       c.ClusterName,
+		Secret:            secret,
+		BindAddr:          c.ClusterAddr,
+		AdvertiseAddr:     c.ClusterAdvertise,
+		Join:              c.Join,
+		PeerAddr:          c.PeerAddr,
+		PeerAdvertiseAddr: c.PeerAdvertise,
+		HTTPAddr:          c.HTTPAddr,
+		Pick:              pick,
+		Logger:            c.Logger,
+	}
+	if c.ClusterTiming == "loopback" {
+		o.Timing = cluster.LoopbackTiming()
+	}
+	return broker.ClusterOptions{Cluster: o}
+}
