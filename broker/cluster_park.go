@@ -86,7 +86,7 @@ func (p *parkLots) recover(cn *clusterNode) {
 				qi := srv.store.QueueInfo(l.key)
 				l.next = max(qi.Tail+1, 1)
 				if qi.Count > 0 {
-					cn.log.Info("parked messages kept for a node", "node", l.node, "messages", qi.Count)
+					cn.log.Info("parked messages kept for a node", "for", l.node, "messages", qi.Count)
 				}
 			}
 		}
@@ -204,7 +204,7 @@ func (cn *clusterNode) replay(l *parkLot) {
 	total := 0
 	defer func() {
 		if total > 0 {
-			cn.log.Info("parked messages handed to a returning node", "node", l.node, "messages", total)
+			cn.log.Info("parked messages handed to a returning node", "to", l.node, "messages", total)
 		}
 	}()
 	for {

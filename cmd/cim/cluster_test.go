@@ -26,16 +26,15 @@ type procNode struct {
 	t                          *testing.T
 	name, dir                  string
 	mqtt, native, gossip, peer string
-	join                       string
+	join, secret               string
 	cmd                        *exec.Cmd
 	exited                     chan struct{}
 }
 
-func newProcNode(t *testing.T, name, join string) *procNode {
+func newProcNode(t *testing.T, name string) *procNode {
 	t.Helper()
 	n := &procNode{t: t, name: name, dir: t.TempDir(), mqtt: freeAddr(t), native: freeAddr(t),
-		gossip: freeAddr(t), peer: freeAddr(t), join: join}
-	n.start()
+		gossip: freeAddr(t), peer: freeAddr(t)}
 	t.Cleanup(n.kill)
 	return n
 }
@@ -53,7 +52,11 @@ func (n *procNode) start() {
 		args = append(args, "--join", n.join)
 	}
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "CIM_TEST_SERVER=1", clusterSecretEnv+"="+procSecret)
+	secret := procSecret
+	if n.secret != "" {
+		secret = n.secret
+	}
+	cmd.Env = append(os.Environ(), "CIM_TEST_SERVER=1", clusterSecretEnv+"="+secret)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		n.t.Fatal(err)
@@ -107,10 +110,20 @@ func (n *procNode) kill() {
 	<-n.exited
 }
 
-// startProcCluster starts n1, n2, n3, the latter two joining n1.
+// startProcCluster starts n1, n2, n3, each given every node as a seed (as
+// a deployment should: a node restarted with no reachable seed stays
+// alone; its own address is skipped).
 func startProcCluster(t *testing.T) []*procNode {
-	n1 := newProcNode(t, "n1", "")
-	return []*procNode{n1, newProcNode(t, "n2", n1.gossip), newProcNode(t, "n3", n1.gossip)}
+	nodes := []*procNode{newProcNode(t, "n1"), newProcNode(t, "n2"), newProcNode(t, "n3")}
+	seeds := make([]string, len(nodes))
+	for i, n := range nodes {
+		seeds[i] = n.gossip
+	}
+	for _, n := range nodes {
+		n.join = strings.Join(seeds, ",")
+		n.start()
+	}
+	return nodes
 }
 
 // collector is a persistent MQTT 3.1.1 subscriber that records what it got.
@@ -308,18 +321,20 @@ func pubClient(t *testing.T, addr, id string) mqtt3.Client {
 
 // TestClusterProcessesKill9UnderLoad: three processes; a persistent
 // subscriber on n3 while n1 takes a stream of QoS 1 publishes; n3 is
-// SIGKILLed mid-stream and restarted on its data dir; the subscriber comes
-// back to it and has every message n1 acknowledged.
+// SIGKILLed mid-stream and restarted on its data dir; then n1, the
+// publisher's node, is SIGKILLed (the publisher goes on through n2) and
+// restarted. The subscriber comes back to n3 and has every message that
+// was acknowledged.
 func TestClusterProcessesKill9UnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns three broker processes")
 	}
 	nodes := startProcCluster(t)
-	n1, n3 := nodes[0], nodes[2]
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
 	sub := newCollector(t, n3.mqtt, "k9-sub", "load/#")
 	probe(t, pubClient(t, n1.mqtt, "k9-probe"), "load/p", sub, 1_000_000)
 	sub.cli.Disconnect(50) // away: its messages queue on n3
-	load := startLoad(t, "load/x", 0, 0, n1.mqtt)
+	load := startLoad(t, "load/x", 0, 0, n1.mqtt, n2.mqtt)
 	load.waitAcked(300)
 
 	n3.signal(syscall.SIGKILL)
@@ -327,12 +342,17 @@ func TestClusterProcessesKill9UnderLoad(t *testing.T) {
 	load.waitAcked(300) // acknowledged while n3 is dead: parked on n1
 	n3.start()
 	load.waitAcked(300)
+	n1.signal(syscall.SIGKILL) // the publisher's node
+	<-n1.exited
+	load.waitAcked(300) // through n2 now
+	n1.start()
+	load.waitAcked(100)
 	load.halt()
 	acked := load.ackedSoFar()
 
 	sub.connect("")
 	sub.waitAll(acked, 30*time.Second)
-	t.Logf("%d acknowledged messages, all delivered across a SIGKILL of the subscriber's node", len(acked))
+	t.Logf("%d acknowledged messages, all delivered across SIGKILLs of the subscriber's and the publisher's nodes", len(acked))
 }
 
 // TestClusterProcessesRollingRestart: every node restarted in turn
@@ -405,4 +425,74 @@ func TestClusterProcessesPausedNodeRejoins(t *testing.T) {
 	}
 	sub.waitAll(acked, 30*time.Second)
 	probe(t, pub, "pause/p", sub, 2_000_000) // and the cluster carries new messages again
+}
+
+// The cluster keys: a clustered node needs the secret (flag, key or
+// environment), long enough; bad values name their key; the secret is
+// never printed, not even at debug level.
+func TestClusterConfig(t *testing.T) {
+	t.Setenv(clusterSecretEnv, "")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--cluster-addr", "127.0.0.1:0"}, "cluster_secret: required"},
+		{[]string{"--join", "127.0.0.1:7946", "--cluster-secret", "short"}, "--cluster-secret (cluster_secret): too short"},
+		{[]string{"--cluster-pick", "nearest"}, "--cluster-pick (cluster_pick): want hash, roundrobin or random"},
+		{[]string{"--cluster-timing", "wan"}, "--cluster-timing (cluster_timing): want lan or loopback"},
+		{[]string{"--cluster-advertise", "0.0.0.0:7946"}, "(cluster_advertise): want ip:port with a concrete IP"},
+		{[]string{"--cluster-name", "two words"}, "(cluster_name): want 1 to 64 letters"},
+	} {
+		code, out := serverRun(t, append(c.args, "--memory")...)
+		if code != 2 || !strings.Contains(out, c.want) {
+			t.Errorf("%v: exit %d, want 2 and %q: %s", c.args, code, c.want, out)
+		}
+	}
+	t.Setenv(clusterSecretEnv, "short")
+	if code, out := serverRun(t, "--memory", "--peer-addr", "127.0.0.1:0"); code != 2 || !strings.Contains(out, "too short") {
+		t.Errorf("short secret from the environment: exit %d: %s", code, out)
+	}
+
+	// A real start and stop, at debug level: the secret appears nowhere.
+	secret := "a-secret-that-must-never-be-logged-0123"
+	t.Setenv(clusterSecretEnv, secret)
+	code, out := serverRun(t, "--memory", "--mqtt-addr", "127.0.0.1:0", "--native-addr", "127.0.0.1:0",
+		"--cluster-addr", "127.0.0.1:0", "--peer-addr", "127.0.0.1:0", "--log-level", "debug")
+	if code != 0 {
+		t.Fatalf("clustered start: exit %d: %s", code, out)
+	}
+	if !strings.Contains(out, "cluster started") {
+		t.Fatalf("no cluster in the log: %s", out)
+	}
+	if strings.Contains(out, secret) {
+		t.Fatalf("the secret is in the output: %s", out)
+	}
+}
+
+// TestClusterProcessesWrongSecret: a process with another secret never
+// becomes a member: a subscriber on it gets nothing published on n1, and
+// it gets nothing from n1's cluster either way.
+func TestClusterProcessesWrongSecret(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns broker processes")
+	}
+	nodes := startProcCluster(t)[:2]
+	sub := newCollector(t, nodes[1].mqtt, "ok-sub", "s/#")
+	pub := pubClient(t, nodes[0].mqtt, "ws-pub")
+	probe(t, pub, "s/p", sub, 1_000_000) // the real cluster works
+	bad := newProcNode(t, "intruder")
+	bad.join = nodes[0].gossip
+	bad.secret = "a-different-secret-0123456789abcdef"
+	bad.start()
+	intr := newCollector(t, bad.mqtt, "bad-sub", "s/#")
+	for i := range 30 {
+		must(t, pub.Publish("s/x", 1, false, "m"+strconv.Itoa(i)))
+		time.Sleep(20 * time.Millisecond) // spread over several join attempts of the intruder
+	}
+	sub.waitAll([]int{29}, 10*time.Second)
+	intr.mu.Lock()
+	defer intr.mu.Unlock()
+	if len(intr.got) != 0 {
+		t.Fatalf("a node with another secret got %d messages", len(intr.got))
+	}
 }
