@@ -86,6 +86,7 @@ type clusterNode struct {
 	recent   recentRoutes // cluster_owner.go
 	park     parkLots     // cluster_park.go
 	presence presenceTable
+	hints    hintQueue // cluster_forward.go
 	dir      dirReplica // cluster_sync.go
 }
 
@@ -130,6 +131,7 @@ func (s *Server) StartCluster(o ClusterOptions) error {
 	cn.relays.init()
 	cn.presence.init()
 	cn.pending.m = make(map[fwdKey][]func(error))
+	cn.hints.wake = make(chan struct{}, 1)
 	cn.acks.m = make(map[string]*ackQueue)
 	// A native login token from one node must open a session on any: the
 	// token key is derived from the cluster secret (tokens signed with a
@@ -168,8 +170,9 @@ func (s *Server) StartCluster(o ClusterOptions) error {
 	}
 	cn.restoreOwnership()
 	s.im.dir.onPresence = cn.presenceChanged
-	cn.wg.Add(1)
+	cn.wg.Add(2)
 	go cn.maintain()
+	go cn.hints.run(cn)
 	return nil
 }
 

@@ -197,11 +197,14 @@ func (t *interestTable) expireDown(now time.Time, ttl time.Duration) {
 
 // --- broker.Interest: this node's filters ---
 
-// FilterLive: a filter went live here; the cluster gossips it.
+// FilterLive: a filter went live here; the cluster gossips it, and a
+// hint goes to every peer over its link at once (gossip takes tens of ms:
+// a publish on another node right after our SUBACK would miss it).
 func (cn *clusterNode) FilterLive(filter string) {
 	if !cn.started.Load() {
 		return // announced by StartCluster
 	}
+	cn.hints.add(cn, filter, true)
 	if err := cn.c.AddInterest(filter); err != nil && !errors.Is(err, cluster.ErrClosed) {
 		cn.log.Warn("filter not announced", "filter", filter, "err", err)
 	}
@@ -215,12 +218,77 @@ func (cn *clusterNode) FilterDead(filter string) {
 	if !cn.started.Load() {
 		return
 	}
+	cn.hints.add(cn, filter, false)
 	if err := cn.c.RemoveInterest(filter); err != nil && !errors.Is(err, cluster.ErrClosed) && !errors.Is(err, cluster.ErrNotLive) {
 		cn.log.Warn("filter not withdrawn", "filter", filter, "err", err)
 	}
 	if topicShared(filter) {
 		cn.interest.remove(cn.self, []string{filter})
 	}
+}
+
+// hintQueue batches interest hints for the peers, in order.
+type hintQueue struct {
+	mu      sync.Mutex
+	pending []interestHint // REQUIRES: mu held
+	wake    chan struct{}
+}
+
+// add queues a hint (under broker locks: only appends).
+func (h *hintQueue) add(cn *clusterNode, filter string, live bool) {
+	h.mu.Lock()
+	h.pending = append(h.pending, interestHint{Filter: filter, Live: live})
+	h.mu.Unlock()
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run sends the queued hints to every live peer (best effort: the gossip
+// carries the same, versioned, and wins).
+func (h *hintQueue) run(cn *clusterNode) {
+	defer cn.wg.Done()
+	for {
+		select {
+		case <-cn.stop:
+			return
+		case <-h.wake:
+		}
+		h.mu.Lock()
+		batch := h.pending
+		h.pending = nil
+		h.mu.Unlock()
+		if len(batch) == 0 {
+			continue
+		}
+		body, err := request(opInterestHint, batch)
+		if err != nil {
+			continue
+		}
+		for _, m := range cn.c.Members() {
+			if !m.Self && m.State == cluster.StateAlive {
+				_ = cn.c.Request(m.Name, body, 5*time.Second, func([]byte, error) {})
+			}
+		}
+	}
+}
+
+// applyHints takes a peer's hints (on its link, in order).
+func (cn *clusterNode) applyHints(from string, body []byte, r cluster.Reply) {
+	var hs []interestHint
+	if err := decodeBody(body, &hs); err != nil {
+		_ = r.Fail(err)
+		return
+	}
+	for _, h := range hs {
+		if h.Live {
+			cn.interest.add(from, []string{h.Filter})
+		} else {
+			cn.interest.remove(from, []string{h.Filter})
+		}
+	}
+	_ = r.Respond(nil)
 }
 
 // --- cluster.InterestDelegate: the other nodes' filters ---
@@ -249,10 +317,27 @@ func (cn *clusterNode) NotifyInterestReset(node string, filters []string) {
 
 // --- planning: where a message goes ---
 
-// fwdPlan is where one message goes besides this node.
+// fwdPlan is where one message goes besides this node. Pooled: Forward
+// is done with it when it returns (the envelopes copy what they need).
 type fwdPlan struct {
 	targets []fwdTarget
 	local   map[string]bool // $share groups this node serves for the message
+	to      []string        // scratch: the targets' names
+}
+
+var planPool = sync.Pool{New: func() any { return new(fwdPlan) }}
+
+func newPlan() *fwdPlan { return planPool.Get().(*fwdPlan) }
+
+func (p *fwdPlan) free() {
+	for i := range p.targets {
+		t := &p.targets[i]
+		t.node, t.plain, t.shares, t.relay = "", false, t.shares[:0], nil
+	}
+	p.targets, p.local = p.targets[:0], nil
+	clear(p.to)
+	p.to = p.to[:0]
+	planPool.Put(p)
 }
 
 type fwdTarget struct {
@@ -268,7 +353,12 @@ func (p *fwdPlan) target(node string) *fwdTarget {
 			return &p.targets[i]
 		}
 	}
-	p.targets = append(p.targets, fwdTarget{node: node})
+	if len(p.targets) < cap(p.targets) {
+		p.targets = p.targets[:len(p.targets)+1] // reuses the pooled target's shares
+		p.targets[len(p.targets)-1].node = node
+	} else {
+		p.targets = append(p.targets, fwdTarget{node: node})
+	}
 	return &p.targets[len(p.targets)-1]
 }
 
@@ -277,7 +367,7 @@ func (cn *clusterNode) pickLive(node string) bool { return !cn.interest.isDown(n
 
 // plan matches m against every node's filters.
 func (cn *clusterNode) plan(m *Message) *fwdPlan {
-	p := &fwdPlan{}
+	p := newPlan()
 	cn.interest.trie.Match(m.Topic, cn.pickLive, func(node string, sub topic.Subscription) {
 		if sub.ID != 0 {
 			share := cn.interest.shareName(sub.ID)
@@ -331,12 +421,16 @@ func (cn *clusterNode) Forward(m *Message, done func(nodes int, err error)) {
 		p, _ = v.(*fwdPlan)
 	}
 	if !cn.started.Load() || strings.HasPrefix(m.Topic, "$SYS/") { // $SYS is each node's own
+		if p != nil {
+			p.free()
+		}
 		cn.acks.complete(cn, m, done)
 		return
 	}
 	if p == nil {
 		p = cn.plan(m)
 	}
+	defer p.free()
 	if m.Retain {
 		for _, mem := range cn.c.Members() {
 			if !mem.Self && mem.Live() {
@@ -349,44 +443,56 @@ func (cn *clusterNode) Forward(m *Message, done func(nodes int, err error)) {
 		cn.acks.complete(cn, m, done)
 		return
 	}
-	if m.QoS == 0 && !m.Retain {
-		// A QoS 0 publish may alias its connection's read buffer (and the
-		// loop reuses the Message): the link writes it later.
-		m = ownedCopy(m)
-	}
-	to := make([]string, len(p.targets))
 	for i := range p.targets {
-		to[i] = p.targets[i].node
+		p.to = append(p.to, p.targets[i].node)
 	}
-	if m.QoS == 0 || done == nil {
-		for i := range p.targets {
-			cn.send(&p.targets[i], m, to, nil)
+	// A QoS 0 publish may alias its connection's read buffer (and the loop
+	// reuses the Message): the link writes it later, so its bytes are
+	// copied. One publish serves every target that only routes it.
+	copyBytes := m.QoS == 0 && !m.Retain
+	var cb func(error)
+	if m.QoS > 0 && done != nil {
+		cb = cn.acks.add(cn, m, done, len(p.targets)).finish
+	}
+	var common *cluster.Publish
+	for i := range p.targets {
+		t := &p.targets[i]
+		var pub *cluster.Publish
+		if t.plain && len(t.shares) == 0 && len(t.relay) == 0 {
+			if common == nil {
+				common = publishFor(m, t, p.to, copyBytes)
+			}
+			pub = common
+		} else {
+			pub = publishFor(m, t, p.to, copyBytes)
 		}
-		return
-	}
-	e := cn.acks.add(cn, m, done, len(p.targets))
-	for i := range p.targets {
-		cn.send(&p.targets[i], m, to, e.finish)
+		cn.send(t, m, pub, cb)
 	}
 }
 
-// ownedCopy is m with its own bytes, in one allocation for topic+payload.
-func ownedCopy(m *Message) *Message {
-	c := *m
-	buf := make([]byte, len(m.Topic)+len(m.Payload))
-	copy(buf, m.Topic)
-	copy(buf[len(m.Topic):], m.Payload)
-	c.Topic, c.Payload = unsafeString(buf[:len(m.Topic)]), buf[len(m.Topic):]
-	if m.Props != nil {
-		c.Props = append([]byte(nil), m.Props...)
+// publishFor is m as a peer-link publish for target t (to: all of m's
+// targets). copyBytes: m's topic and payload may alias a read buffer; they
+// are copied, with the envelope, in one allocation.
+func publishFor(m *Message, t *fwdTarget, to []string, copyBytes bool) *cluster.Publish {
+	env := fwdEnvelope{Version: envelopeVersion, Props: m.Props, SenderID: m.Sender, SenderName: m.SenderName,
+		Shares: t.shares, Relay: t.relay, To: to, Plain: t.plain}
+	if !copyBytes {
+		return &cluster.Publish{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain,
+			Props: appendEnvelope(make([]byte, 0, envelopeSize(&env)), &env),
+			Sender: m.From, ID: m.ID, Created: m.Created, Expiry: m.Expiry, Origin: m.Origin}
 	}
-	return &c
+	nt, np := len(m.Topic), len(m.Payload)
+	buf := make([]byte, 0, nt+np+envelopeSize(&env))
+	buf = append(append(buf, m.Topic...), m.Payload...)
+	buf = appendEnvelope(buf, &env)
+	return &cluster.Publish{Topic: unsafeString(buf[:nt]), Payload: buf[nt : nt+np : nt+np], QoS: m.QoS, Retain: m.Retain,
+		Props: buf[nt+np:], Sender: m.From, ID: m.ID, Created: m.Created, Expiry: m.Expiry, Origin: m.Origin}
 }
 
-// send forwards m to one target (to: all of m's targets); cb (QoS 1/2,
+// send forwards pub (m as a publish for t) to one target; cb (QoS 1/2,
 // may be nil) hears once when the target has it, or why not. A target
 // that is down gets m parked.
-func (cn *clusterNode) send(t *fwdTarget, m *Message, to []string, cb func(error)) {
+func (cn *clusterNode) send(t *fwdTarget, m *Message, pub *cluster.Publish, cb func(error)) {
 	// Parked: what the node's sessions would get. Not QoS 0, and not a
 	// message only for a $share group (another member is preferred).
 	parkable := m.QoS > 0 && (t.plain || len(t.relay) > 0) && cn.opts.ParkTTL >= 0
@@ -398,11 +504,7 @@ func (cn *clusterNode) send(t *fwdTarget, m *Message, to []string, cb func(error
 		}
 		return
 	}
-	p, err := toPublish(m, t.plain, t.shares, t.relay, to)
-	if err == nil {
-		err = cn.forward(t.node, p, m, parkable, cb)
-	}
-	if err != nil && cb != nil {
+	if err := cn.forward(t.node, pub, m, parkable, cb); err != nil && cb != nil {
 		cb(err)
 	}
 }
@@ -610,11 +712,13 @@ func (cn *clusterNode) HandlePublish(from string, p *cluster.Publish) {
 	routed := env.Plain || len(env.Relay) == 0 || len(env.Shares) > 0 || m.Retain
 	var wait []chan error
 	if routed {
-		mine := make(map[string]bool, len(env.Shares))
-		for _, s := range env.Shares {
-			mine[s] = true
+		if len(env.Shares) > 0 { // else every shared group skips it (shareSkip)
+			mine := make(map[string]bool, len(env.Shares))
+			for _, s := range env.Shares {
+				mine[s] = true
+			}
+			cn.plans.Store(m, mine)
 		}
-		cn.plans.Store(m, mine)
 		if m.QoS == 0 {
 			cn.srv.route(m, nil, nil)
 		} else {
@@ -622,7 +726,9 @@ func (cn *clusterNode) HandlePublish(from string, p *cluster.Publish) {
 			cn.srv.route(m, nil, func(_ int, err error) { ch <- err })
 			wait = append(wait, ch)
 		}
-		cn.plans.Delete(m)
+		if len(env.Shares) > 0 {
+			cn.plans.Delete(m)
+		}
 		// A session handed from here to another node moments ago: what
 		// still arrives for it goes on (one hop only). Not waited for: the
 		// ack may come back over the very link this reader serves.

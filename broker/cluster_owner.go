@@ -134,6 +134,9 @@ func (cn *clusterNode) HandleRequest(from string, body []byte, r cluster.Reply) 
 	case opDirApply: // in order: the registrar's decisions
 		cn.dir.applyRequest(cn, from, body, r)
 		return
+	case opInterestHint: // in order, cheap
+		cn.applyHints(from, body, r)
+		return
 	}
 	go func() {
 		var resp []byte
@@ -543,7 +546,7 @@ func (t *relayTable) onward(cn *clusterNode, m *Message, to []string) {
 		// arrived there (deliverTo skips what the session already holds).
 		t.relayed.Add(1)
 		tg := fwdTarget{node: node, relay: keys}
-		cn.send(&tg, m, to, func(err error) {
+		cn.send(&tg, m, publishFor(m, &tg, to, false), func(err error) {
 			if err != nil {
 				cn.log.Debug("relay failed", "node", node, "err", err)
 			}

@@ -239,11 +239,8 @@ func (cn *clusterNode) replay(l *parkLot) {
 		results := make(chan error, len(msgs))
 		for _, m := range msgs {
 			m.Origin = ""
-			pub, err := toPublish(m, true, nil, nil, nil)
-			if err == nil {
-				err = cn.forwardOnce(l.node, pub, func(err error) { results <- err })
-			}
-			if err != nil {
+			pub := publishFor(m, &fwdTarget{node: l.node, plain: true}, nil, false)
+			if err := cn.forwardOnce(l.node, pub, func(err error) { results <- err }); err != nil {
 				results <- err
 			}
 		}

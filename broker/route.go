@@ -127,8 +127,8 @@ func (srv *Server) route(m *Message, from *session, done func(matched int, err e
 // they are durable exactly when m is (MQTT: an inbound QoS 2 packet id).
 func (srv *Server) routeWith(m *Message, from *session, done func(matched int, err error), fill func(*storage.Batch)) int {
 	cn := srv.clusterNode() // cluster hook (cluster_forward.go): nil when not clustered
-	if cn != nil && m.ID == 0 && m.Origin == "" {
-		m.ID = srv.newID() // forwarded copies are known by id (hand-off dedup, acks)
+	if cn != nil && m.ID == 0 && m.Origin == "" && m.QoS > 0 {
+		m.ID = srv.newID() // forwarded QoS 1/2 copies are known by id (acks, hand-off dedup)
 	}
 	if m.Retain {
 		srv.retain(m)

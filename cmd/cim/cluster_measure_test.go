@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cimgo/cim/bench"
+	mqtt3 "github.com/eclipse/paho.mqtt.golang"
+)
+
+// Measurements of the cluster as processes, for docs/cluster.md: not
+// tests (they assert nothing about speed), run by hand:
+//
+//	CIM_CLUSTER_MEASURE=1 go test -count=1 -run TestClusterMeasure -v ./cmd/cim
+//
+// Same-node and cross-node runs alternate in one run, so the ratios hold
+// on a shared machine even when the absolute numbers do not.
+
+func measureOnly(t *testing.T) {
+	if os.Getenv("CIM_CLUSTER_MEASURE") == "" {
+		t.Skip("set CIM_CLUSTER_MEASURE=1 to measure")
+	}
+}
+
+// benchRun runs `cim bench args...` in this process and returns its report.
+func benchRun(t *testing.T, args ...string) *bench.Report {
+	t.Helper()
+	o, _, code := parseBenchFlags(append(args, "--progress", "none"), os.Stderr)
+	if code >= 0 {
+		t.Fatalf("bench flags %v: exit %d", args, code)
+	}
+	rep, err := bench.Run(context.Background(), *o, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatalf("bench %v: %v", args, err)
+	}
+	return rep
+}
+
+// TestClusterMeasureThroughput: fan-in at QoS 0 and paced pairs at QoS 0
+// and 1, publishers on n1 and subscribers on n1 (same node) or n2 (cross
+// node), alternating, two rounds.
+func TestClusterMeasureThroughput(t *testing.T) {
+	measureOnly(t)
+	nodes := startProcCluster(t)
+	n1, n2 := nodes[0].mqtt, nodes[1].mqtt
+	type row struct {
+		name, args string
+	}
+	cases := []row{
+		{"fanin qos0 10->1", "fanin --pubs 10 --subs 1 --qos 0 --size 64 --duration 5s --warmup 1s"},
+		{"pairs qos0 50x200/s", "pairs --pairs 50 --qos 0 --rate 200 --size 64 --duration 5s --warmup 1s"},
+		{"pairs qos1 50x200/s", "pairs --pairs 50 --qos 1 --rate 200 --size 64 --duration 5s --warmup 1s"},
+		{"fanin qos1 10->1", "fanin --pubs 10 --subs 1 --qos 1 --size 64 --duration 5s --warmup 1s"},
+	}
+	for _, c := range cases {
+		for round := 1; round <= 2; round++ {
+			for _, cross := range []bool{false, true} {
+				sub := n1
+				where := "same"
+				if cross {
+					sub, where = n2, "cross"
+				}
+				args := append(strings.Fields(c.args), "--pub-addr", n1, "--sub-addr", sub)
+				rep := benchRun(t, args...)
+				t.Logf("MEASURE %-20s round %d %-5s rate %9.0f msg/s  p50 %6d us  p99 %6d us  lost %d dup %d",
+					c.name, round, where, rep.Rate, rep.Latency.P50, rep.Latency.P99, rep.Lost, rep.Duplicates)
+			}
+		}
+	}
+}
+
+// TestClusterMeasureConvergence: n processes started at once, all seeded
+// with n1; the time until a publish on every node reaches a subscriber on
+// every other node (membership, peer links and interest all converged).
+func TestClusterMeasureConvergence(t *testing.T) {
+	measureOnly(t)
+	for _, n := range []int{3, 10} {
+		t.Run(strconv.Itoa(n), func(t *testing.T) { measureConvergence(t, n) })
+	}
+}
+
+func measureConvergence(t *testing.T, count int) {
+	nodes := make([]*procNode, count)
+	for i := range nodes {
+		nodes[i] = newProcNode(t, fmt.Sprintf("c%d", i+1))
+	}
+	for i, n := range nodes {
+		if i > 0 {
+			n.join = nodes[0].gossip
+		}
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.start() }()
+	}
+	wg.Wait()
+	listening := time.Since(start)
+	// got[i][j]: the subscriber on node i has a message from node j.
+	var mu sync.Mutex
+	got := make([][]bool, count)
+	left := count * (count - 1)
+	all := make(chan struct{})
+	for i, n := range nodes {
+		got[i] = make([]bool, count)
+		o := mqtt3.NewClientOptions().AddBroker("tcp://" + n.mqtt).SetClientID(fmt.Sprintf("conv-sub-%d", i)).
+			SetDefaultPublishHandler(func(_ mqtt3.Client, m mqtt3.Message) {
+				j, err := strconv.Atoi(strings.TrimPrefix(m.Topic(), "conv/"))
+				if err != nil || j == i {
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if !got[i][j] {
+					got[i][j] = true
+					if left--; left == 0 {
+						close(all)
+					}
+				}
+			})
+		c := mqtt3.NewClient(o)
+		must(t, c.Connect())
+		must(t, c.Subscribe("conv/#", 0, nil))
+		defer c.Disconnect(10)
+	}
+	var pubs []mqtt3.Client
+	for i, n := range nodes {
+		pubs = append(pubs, pubClient(t, n.mqtt, fmt.Sprintf("conv-pub-%d", i)))
+	}
+	deadline := time.After(60 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for done := false; !done; {
+		select {
+		case <-all:
+			done = true
+		case <-deadline:
+			t.Fatalf("%d nodes: not converged after 60 s", count)
+		case <-tick.C:
+			for j, p := range pubs {
+				p.Publish("conv/"+strconv.Itoa(j), 0, false, "x")
+			}
+		}
+	}
+	t.Logf("MEASURE convergence %2d nodes: all listening %v after start; every node delivers to every other %v after start",
+		count, listening.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+}
