@@ -409,3 +409,17 @@ func topicShared(filter string) bool {
 	_, _, shared := topic.ParseShare(filter)
 	return shared
 }
+
+// The adapter is every delegate of the cluster, the publish one in its
+// asynchronous form.
+var (
+	_ cluster.MemberDelegate       = (*clusterNode)(nil)
+	_ cluster.OwnershipDelegate    = (*clusterNode)(nil)
+	_ cluster.InterestDelegate     = (*clusterNode)(nil)
+	_ cluster.AsyncPublishDelegate = (*clusterNode)(nil)
+	_ cluster.ForwardDelegate      = (*clusterNode)(nil)
+	_ cluster.RequestDelegate      = (*clusterNode)(nil)
+	_ Owner                        = (*clusterNode)(nil)
+	_ Interest                     = (*clusterNode)(nil)
+	_ Forwarder                    = (*clusterNode)(nil)
+)

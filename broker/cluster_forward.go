@@ -692,17 +692,32 @@ func (e *ackEntry) release() {
 
 // --- cluster.PublishDelegate: messages from peers ---
 
-// HandlePublish routes a peer's message here. For QoS 1/2 it returns once
-// the message is stored here (the peer's publisher waits for that). It
-// never waits for another node: that node's answer may have to come
-// through this very reader (a cycle).
+// HandlePublish is the synchronous form, unused: the cluster calls
+// HandlePublishAsync (the adapter is an AsyncPublishDelegate).
 func (cn *clusterNode) HandlePublish(from string, p *cluster.Publish) {
-	if !cn.await() {
+	ch := make(chan struct{})
+	cn.HandlePublishAsync(from, p, func() { close(ch) })
+	if p.QoS == 0 {
 		return
+	}
+	<-ch
+}
+
+// HandlePublishAsync routes a peer's message here, on the link's reader,
+// in order. For QoS 1/2 done runs once the message is stored here (the
+// peer's publisher waits for that), so the link acknowledges it then,
+// without holding the link to one store round trip per message. It never
+// waits for another node (that node's answer may need this very reader).
+func (cn *clusterNode) HandlePublishAsync(from string, p *cluster.Publish, done func()) {
+	if !cn.await() {
+		return // (never: the cluster calls no delegate before it exists)
 	}
 	m, env, err := fromPublish(p)
 	if err != nil {
 		cn.log.Warn("dropped a malformed publish from a peer", "peer", from, "err", err)
+		if done != nil {
+			done() // acknowledged: it would be refused again, forever
+		}
 		return
 	}
 	if m.Origin == "" {
@@ -710,7 +725,11 @@ func (cn *clusterNode) HandlePublish(from string, p *cluster.Publish) {
 	}
 	// A relay alone goes to its sessions only; anything else is routed.
 	routed := env.Plain || len(env.Relay) == 0 || len(env.Shares) > 0 || m.Retain
-	var wait []chan error
+	var w *storedWait
+	if done != nil && m.QoS > 0 {
+		w = &storedWait{cn: cn, from: from, topic: m.Topic, done: done}
+		w.left.Store(1) // the hold released below
+	}
 	if routed {
 		if len(env.Shares) > 0 { // else every shared group skips it (shareSkip)
 			mine := make(map[string]bool, len(env.Shares))
@@ -719,32 +738,49 @@ func (cn *clusterNode) HandlePublish(from string, p *cluster.Publish) {
 			}
 			cn.plans.Store(m, mine)
 		}
-		if m.QoS == 0 {
+		if w == nil {
 			cn.srv.route(m, nil, nil)
 		} else {
-			ch := make(chan error, 1)
-			cn.srv.route(m, nil, func(_ int, err error) { ch <- err })
-			wait = append(wait, ch)
+			w.left.Add(1)
+			cn.srv.route(m, nil, func(_ int, err error) { w.finish(err) })
 		}
 		if len(env.Shares) > 0 {
 			cn.plans.Delete(m)
 		}
 		// A session handed from here to another node moments ago: what
-		// still arrives for it goes on (one hop only). Not waited for: the
-		// ack may come back over the very link this reader serves.
+		// still arrives for it goes on (one hop only; not waited for).
 		if cn.relays.n.Load() > 0 {
 			cn.relays.onward(cn, m, env.To)
 		}
 	}
 	if len(env.Relay) > 0 {
-		if ch := cn.relays.deliverTo(cn, m, env.Relay, env.To); ch != nil {
-			wait = append(wait, ch)
+		if w != nil {
+			w.left.Add(1)
 		}
+		cn.relays.deliverTo(cn, m, env.Relay, env.To, w)
 	}
-	for _, ch := range wait {
-		if err := <-ch; err != nil {
-			cn.log.Warn("a forwarded message could not be stored", "peer", from, "topic", m.Topic, "err", err)
-		}
+	if w != nil {
+		w.finish(nil)
+	}
+}
+
+// storedWait calls done when every part of a forwarded message is stored.
+type storedWait struct {
+	cn          *clusterNode
+	from, topic string
+	left        atomic.Int32
+	done        func()
+}
+
+func (w *storedWait) finish(err error) {
+	if err != nil {
+		// The store refused it: the peer cannot be told (a link ack has no
+		// error); it is acknowledged, as the local part of a publish that
+		// reached a node whose disk failed would be lost there too.
+		w.cn.log.Warn("a forwarded message could not be stored", "peer", w.from, "topic", w.topic, "err", err)
+	}
+	if w.left.Add(-1) == 0 {
+		w.done()
 	}
 }
 

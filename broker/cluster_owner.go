@@ -555,8 +555,8 @@ func (t *relayTable) onward(cn *clusterNode, m *Message, to []string) {
 }
 
 // deliverTo hands a relayed message to the named sessions here, unless
-// they already hold it; the channel reports when it is stored (QoS 1/2).
-func (t *relayTable) deliverTo(cn *clusterNode, m *Message, keys, to []string) chan error {
+// they already hold it; w (nil for QoS 0) hears when it is stored.
+func (t *relayTable) deliverTo(cn *clusterNode, m *Message, keys, to []string, w *storedWait) {
 	now := cn.srv.now()
 	lb := lazyBatch{db: cn.srv.store}
 	for _, key := range keys {
@@ -577,13 +577,11 @@ func (t *relayTable) deliverTo(cn *clusterNode, m *Message, keys, to []string) c
 		}
 		s.deliver(m, qos, retain, subIDs, now, &lb)
 	}
-	if m.QoS == 0 {
+	if w == nil {
 		cn.srv.commit(&lb, nil)
-		return nil
+		return
 	}
-	ch := make(chan error, 1)
-	cn.srv.commit(&lb, func(err error) { ch <- err })
-	return ch
+	cn.srv.commit(&lb, w.finish)
 }
 
 // matchSubs is what route would decide for s alone: the highest QoS and

@@ -46,13 +46,54 @@ type link struct {
 	nextID  uint64
 	conn    *peerConn // current connection, nil while down; REQUIRES: mu held
 	closed  bool      // REQUIRES: mu held
-	// Receive side: the peer's incarnation and the last seq of its QoS>0
-	// publishes handed to the delegate.
-	recvInc   uint64 // REQUIRES: mu held
-	delivered uint64 // REQUIRES: mu held
-	ackDue    bool   // REQUIRES: mu held
+	// Receive side: the peer's incarnation, the last seq of its QoS>0
+	// publishes handed to the delegate (duplicates are those at or below
+	// it), and the last one the delegate is done with (acknowledged, and
+	// told in the hello): the same unless the delegate is asynchronous,
+	// whose publishes in progress wait in pending, in seq order.
+	recvInc   uint64     // REQUIRES: mu held
+	handed    uint64     // REQUIRES: mu held
+	delivered uint64     // REQUIRES: mu held
+	pending   []asyncAck // REQUIRES: mu held
+	ackDue    bool       // REQUIRES: mu held
 
 	st linkCounters
+}
+
+// asyncAck is a publish handed to an AsyncPublishDelegate, done or not.
+type asyncAck struct {
+	seq  uint64
+	done bool
+}
+
+// completed records that the asynchronous delegate is done with seq (of
+// the peer's incarnation inc) and moves delivered past every done publish
+// at the head. Any goroutine.
+func (l *link) completed(inc, seq uint64) {
+	l.mu.Lock()
+	if inc != l.recvInc {
+		l.mu.Unlock()
+		return // the peer restarted since: its old seqs mean nothing now
+	}
+	for i := range l.pending {
+		if l.pending[i].seq == seq {
+			l.pending[i].done = true
+			break
+		}
+	}
+	k := 0
+	for k < len(l.pending) && l.pending[k].done {
+		l.delivered = l.pending[k].seq
+		k++
+	}
+	if k > 0 {
+		l.pending = append(l.pending[:0], l.pending[k:]...)
+		l.ackDue = true
+	}
+	l.mu.Unlock()
+	if k > 0 {
+		l.signal()
+	}
 }
 
 type outFrame struct {
@@ -120,7 +161,7 @@ func newLink(c *Cluster, peer, addr string, recvInc, delivered uint64) *link {
 		attach:  make(chan *peerConn),
 		done:    make(chan struct{}),
 		calls:   make(map[uint64]*call),
-		recvInc: recvInc, delivered: delivered,
+		recvInc: recvInc, handed: delivered, delivered: delivered,
 	}
 }
 
@@ -302,7 +343,7 @@ func (l *link) connected(pc *peerConn) {
 	}
 	l.unacked = nil
 	if pc.peerInc != l.recvInc {
-		l.recvInc, l.delivered = pc.peerInc, 0
+		l.recvInc, l.handed, l.delivered, l.pending = pc.peerInc, 0, 0, nil
 	}
 	l.conn = pc
 	l.ackDue = true // tell the peer where we are, even if it knows

@@ -155,7 +155,8 @@ func (c *Cluster) handshakeDial(conn net.Conn, l *link) (*peerConn, error) {
 	return &peerConn{Conn: conn, peerInc: ack.incarnation, peerDelivered: ack.delivered, dead: make(chan struct{})}, nil
 }
 
-// deliveredFor is the last seq handed over from incarnation inc of the peer.
+// deliveredFor is the last seq the delegate is done with, of incarnation
+// inc of the peer.
 func (l *link) deliveredFor(inc uint64) uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -317,7 +318,7 @@ func (l *link) handle(f *frame) error {
 	case framePublish:
 		if f.seq != 0 {
 			l.mu.Lock()
-			if f.seq <= l.delivered {
+			if f.seq <= l.handed {
 				l.ackDue = true
 				l.mu.Unlock()
 				l.st.duplicates.Add(1)
@@ -326,12 +327,25 @@ func (l *link) handle(f *frame) error {
 			}
 			l.mu.Unlock()
 		}
+		if ad, ok := c.opts.Publish.(AsyncPublishDelegate); ok {
+			var done func()
+			if seq := f.seq; seq != 0 {
+				l.mu.Lock()
+				l.handed = seq
+				l.pending = append(l.pending, asyncAck{seq: seq})
+				inc := l.recvInc
+				l.mu.Unlock()
+				done = func() { l.completed(inc, seq) }
+			}
+			ad.HandlePublishAsync(l.peer, f.pub, done)
+			return nil
+		}
 		if d := c.opts.Publish; d != nil {
 			d.HandlePublish(l.peer, f.pub)
 		}
 		if f.seq != 0 {
 			l.mu.Lock()
-			l.delivered = f.seq
+			l.handed, l.delivered = f.seq, f.seq
 			l.ackDue = true
 			l.mu.Unlock()
 			l.signal()

@@ -15,3 +15,16 @@ package cluster
 type PublishDelegate interface {
 	HandlePublish(from string, p *Publish)
 }
+
+// AsyncPublishDelegate is a PublishDelegate that acknowledges later: a
+// delegate that implements it gets HandlePublishAsync instead of
+// HandlePublish. It is called the same way (the link's reader goroutine,
+// in order per peer) but must not block: it calls done (from any
+// goroutine, once) when this node has the message, e.g. once the broker
+// stored it. Acknowledgements go to the sender cumulatively, so a message
+// is acknowledged only when it and every earlier one from that peer are
+// done; meanwhile the link goes on reading, so the peer's stream is not
+// held to one message per store round trip. done is nil for QoS 0.
+type AsyncPublishDelegate interface {
+	HandlePublishAsync(from string, p *Publish, done func())
+}

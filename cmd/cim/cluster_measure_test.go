@@ -68,12 +68,34 @@ func TestClusterMeasureThroughput(t *testing.T) {
 					sub, where = n2, "cross"
 				}
 				args := append(strings.Fields(c.args), "--pub-addr", n1, "--sub-addr", sub)
+				cpu0 := procCPU(nodes[0]) + procCPU(nodes[1])
 				rep := benchRun(t, args...)
-				t.Logf("MEASURE %-20s round %d %-5s rate %9.0f msg/s  p50 %6d us  p99 %6d us  lost %d dup %d",
-					c.name, round, where, rep.Rate, rep.Latency.P50, rep.Latency.P99, rep.Lost, rep.Duplicates)
+				cpu := procCPU(nodes[0]) + procCPU(nodes[1]) - cpu0
+				perMsg := 0.0
+				if rep.Received > 0 {
+					perMsg = cpu.Seconds() * 1e6 / float64(rep.Received)
+				}
+				t.Logf("MEASURE %-20s round %d %-5s rate %9.0f msg/s  p50 %6d us  p99 %6d us  brokers' cpu %5.2f us/msg  lost %d dup %d",
+					c.name, round, where, rep.Rate, rep.Latency.P50, rep.Latency.P99, perMsg, rep.Lost, rep.Duplicates)
 			}
 		}
 	}
+}
+
+// procCPU is the CPU time n's process used so far (user + system).
+func procCPU(n *procNode) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(n.cmd.Process.Pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	k, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+k) * 10 * time.Millisecond // USER_HZ is 100 on Linux
 }
 
 // TestClusterMeasureConvergence: n processes started at once, all seeded
