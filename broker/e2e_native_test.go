@@ -7,8 +7,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"testing"
 	"time"
+
+	"github.com/cimgo/cim/storage"
+	"github.com/cockroachdb/pebble/vfs"
 
 	"github.com/cimgo/cim/broker/wire"
 	"github.com/cimgo/cim/client"
@@ -409,4 +413,76 @@ func TestMQTTDelayedTopic(t *testing.T) {
 	sub.none()
 	sub.expect("alarms/wake", "ring")
 	within(t, "$delayed", time.Since(start), 900*time.Millisecond, 5*time.Second)
+}
+
+// A restart: the SDK reconnects by itself to the server that comes back on
+// the same address, a delayed message due while the server was down is
+// delivered after it, and a message sent while the client was away waits
+// for it.
+func TestNativeAcrossRestart(t *testing.T) {
+	fs := vfs.NewMem()
+	addr := freePort(t)
+	start := func() (*Server, func()) {
+		db, err := storage.Open("data", storage.Options{FS: fs, SweepInterval: -1, Logger: startServerLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := New(Options{MQTTAddr: "127.0.0.1:0", NativeAddr: addr, Store: db, SysInterval: -1, Logger: startServerLogger(),
+			TokenKey: []byte("0123456789abcdef0123456789abcdef")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return s, func() {
+			ctx, cancel := contextWithTimeout()
+			defer cancel()
+			_ = s.Shutdown(ctx)
+			_ = db.Close()
+		}
+	}
+	s, stop := start()
+	register(t, s, "nina", "pw")
+	owen := register(t, s, "owen", "pw")
+	states := make(chan client.State, 100)
+	o, err := dialUser(t, s, client.Options{UserName: "owen", Password: "pw", RetryLimit: -1,
+		Backoff:       client.ExponentialBackoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond},
+		OnStateChange: func(_, to client.State) { states <- to }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := loginUser(t, s, "nina", "pw")
+	ctx, cancel := contextWithTimeout()
+	defer cancel()
+	if _, err := n.c.Publish(ctx, client.Publish{To: client.User(owen.ID), Body: []byte("wake up"), Delay: 1500 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	n.c.Close()
+	stop() // down before the delayed message is due
+	waitFor(t, "the SDK reconnecting", func() bool {
+		select {
+		case st := <-states:
+			return st == client.Reconnecting
+		default:
+			return false
+		}
+	})
+	time.Sleep(1600 * time.Millisecond) // let the message fall due while the server is down (not synchronization)
+	s, stop = start()
+	defer stop()
+	o.expect("nina", "wake up")
+	if !s.Online(owen.ID) {
+		t.Fatal("owen not back online")
+	}
+}
+
+func freePort(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
