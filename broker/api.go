@@ -231,3 +231,6 @@ func (s *Server) LiveFilters() []string { return s.filters.filters() }
 // logins from now on use a; connected clients keep their identity, and
 // their deliveries are judged by a's rules.
 func (s *Server) SetAuth(a *Auth) { s.auth.Store(a) }
+
+// NodeName is this node's name.
+func (s *Server) NodeName() string { return s.opts.NodeName }

@@ -65,6 +65,7 @@ func (s *Server) Register(ctx context.Context, name, password string) (acct Acco
 	s.im.dir.mu.Lock()
 	a := s.im.dir.putLocked(&r.Account)
 	s.im.dir.mu.Unlock()
+	s.imSession(a.ID) // its inbox exists from now on
 	return *a, r.New, nil
 }
 
@@ -201,10 +202,7 @@ func (s *Server) LeaveGroup(ctx context.Context, name string, user uint64) error
 // groupSubscription subscribes (or unsubscribes) the user's session, if it
 // has one, to the group's topic.
 func (s *Server) groupSubscription(user uint64, name string, join bool) {
-	ss := s.sessions.lookup(nativeKey(user))
-	if ss == nil {
-		return // its first login subscribes it
-	}
+	ss := s.imSession(user)
 	if join {
 		s.subscribe(ss, groupTopic(name), topic.Subscription{QoS: 1, NoLocal: true})
 	} else {

@@ -169,3 +169,15 @@ func hashPassword(password string) ([]byte, error) {
 	}
 	return bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
 }
+
+// imSession returns the session of a native user, making it (offline,
+// subscribed to its inbox, everyone and its groups, stored) if the user
+// never logged in: a message for a user who has not logged in yet waits in
+// that session's queue. Any goroutine; never with a session lock held.
+func (srv *Server) imSession(user uint64) *session {
+	s, created := srv.sessions.ensure(nativeKey(user), foreverExpiry, 1)
+	if created {
+		srv.imSubscriptions(s, user)
+	}
+	return s
+}

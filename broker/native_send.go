@@ -109,6 +109,9 @@ func (srv *Server) imSend(r *sendReq, done func(sendResult)) {
 		}
 		name, conv, indexFor = inboxTopic(to.ID), privateConversation(r.from.ID, to.ID), []uint64{r.from.ID, to.ID}
 		routeQoS, receiverOffline = 1, !srv.im.dir.isOnline(to.ID)
+		if receiverOffline {
+			srv.imSession(to.ID) // (an account from before sessions were made at registration)
+		}
 	case wire.KindGroup:
 		member, exists := srv.im.dir.isMember(r.target.Name, r.from.ID)
 		switch {
