@@ -47,6 +47,9 @@ type Config struct {
 	StoreMaxQueuedBytes int64         `yaml:"store_max_queued_bytes"`
 	QueueFullPolicy     string        `yaml:"queue_full_policy"`
 	QueueTTL            time.Duration `yaml:"queue_ttl"`
+	// HistoryTTL is how long the IM server keeps conversation history
+	// (default 30 days).
+	HistoryTTL time.Duration `yaml:"history_ttl"`
 
 	HTTPAddr    string   `yaml:"http_addr"`     // HTTP API, /metrics, /healthz (default :8083); not supported yet
 	ClusterAddr string   `yaml:"cluster_addr"`  // gossip, tcp+udp (default :7946); not supported yet
@@ -78,7 +81,7 @@ func (c *Config) authOptions() broker.AuthOptions {
 func (c *Config) storageOptions() storage.Options {
 	return storage.Options{Durability: storage.Durability(c.Durability),
 		MaxQueuedPerSession: c.StoreMaxQueued, MaxQueuedBytesPerSession: c.StoreMaxQueuedBytes,
-		QueueFullPolicy: storage.QueueFullPolicy(c.QueueFullPolicy), QueueTTL: c.QueueTTL}
+		QueueFullPolicy: storage.QueueFullPolicy(c.QueueFullPolicy), QueueTTL: c.QueueTTL, HistoryTTL: c.HistoryTTL}
 }
 
 // errConfig is wrapped by every configuration error (exit status 2).
@@ -613,7 +616,8 @@ func splitKeyed(s string) (string, string) {
 // so that a Validate message never speaks Go ("ACLDefault").
 var goFieldKeys = func() map[string]string {
 	m := map[string]string{"Durability": "durability", "MaxQueuedPerSession": "store_max_queued",
-		"MaxQueuedBytesPerSession": "store_max_queued_bytes", "QueueFullPolicy": "queue_full_policy", "QueueTTL": "queue_ttl"}
+		"MaxQueuedBytesPerSession": "store_max_queued_bytes", "QueueFullPolicy": "queue_full_policy", "QueueTTL": "queue_ttl",
+		"HistoryTTL": "history_ttl"}
 	t := reflect.TypeOf(broker.Options{})
 	for i := range t.NumField() {
 		f := t.Field(i)
