@@ -384,7 +384,7 @@ func (s *Server) Send(ctx context.Context, from uint64, to wire.Target, bodies [
 	if !ok {
 		return nil, fmt.Errorf("%w: %d", ErrNoSuchUser, from)
 	}
-	id := &Identity{User: acct.Name, Method: AuthPassword}
+	id := acct.ident
 	sess := s.sessions.lookup(nativeKey(from))
 	results := make([]SendResult, len(bodies))
 	ch := make(chan struct{}, len(bodies))

@@ -92,7 +92,7 @@ func (c *nativeConn) finishLogin(acct *Account, askedKa uint32) {
 		ka = max
 	}
 	c.acct = acct
-	c.id = &Identity{User: acct.Name, Method: AuthPassword}
+	c.id = acct.ident
 	c.kaSpan = int32(ka) + int32(ka+1)/2
 	a := attachment{key: nativeKey(acct.ID), ident: c.id, expiry: foreverExpiry, window: srv.opts.MaxInflight, version: 1}
 	if o := srv.opts.Owner; o != nil {
