@@ -486,3 +486,49 @@ func freePort(t testing.TB) string {
 	defer l.Close()
 	return l.Addr().String()
 }
+
+// A QoS 1 message sent again after a restart (the SDK resends what it was
+// not acknowledged, with the same client message id) is known: the same
+// server id comes back and the receiver gets one copy.
+func TestNativeDedupAcrossRestart(t *testing.T) {
+	fs := vfs.NewMem()
+	start := func() (*Server, func()) {
+		db, err := storage.Open("data", storage.Options{FS: fs, SweepInterval: -1, Logger: startServerLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := New(Options{MQTTAddr: "127.0.0.1:0", NativeAddr: "127.0.0.1:0", Store: db, SysInterval: -1, Logger: startServerLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return s, func() {
+			ctx, cancel := contextWithTimeout()
+			defer cancel()
+			_ = s.Shutdown(ctx)
+			_ = db.Close()
+		}
+	}
+	s, stop := start()
+	register(t, s, "pia", "")
+	quinn := register(t, s, "quinn", "")
+	send := func(s *Server) wire.SendAck {
+		r := dialNative(t, s)
+		r.login("pia")
+		r.send(&wire.Send{ID: 77, Target: wire.ToUser(quinn.ID), QoS: 1, Body: []byte("only once")})
+		return r.expect(wire.TypeSendAck).SendAck
+	}
+	first := send(s)
+	stop()
+	s, stop = start()
+	defer stop()
+	again := send(s)
+	if again.MsgID != first.MsgID {
+		t.Fatalf("resend after a restart got id %d, the first %d", again.MsgID, first.MsgID)
+	}
+	q := loginUser(t, s, "quinn", "")
+	q.expect("pia", "only once")
+	q.none()
+}

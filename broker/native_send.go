@@ -51,19 +51,59 @@ func (c *nativeConn) handleSend(f *wire.Send) {
 	} else if len(f.Body) > 0 {
 		bodies = append([][]byte{f.Body}, bodies...)
 	}
+	reqs := make([]*sendReq, len(bodies))
 	for k, b := range bodies {
 		r := &sendReq{from: c.acct, sess: c.sess, id: c.id, target: cloneTarget(f.Target), body: slices.Clone(b),
 			qos: min(f.QoS, 1), delay: time.Duration(f.Delay) * time.Millisecond}
 		if f.ID != 0 {
 			r.cmid = f.ID + uint64(k)
 		}
+		reqs[k] = r
+	}
+	if f.ID != 0 && f.QoS > 0 && srv.im.dedupCold(srv.now()) {
+		// Soon after a restart a resend may come before the memory knows
+		// its original: ask the store (off the loop) first.
+		offLoop(&c.transport, func() []sendResult { return srv.storedDedup(reqs) }, func(known []sendResult) {
+			c.sendAll(reqs, known)
+		})
+		return
+	}
+	c.sendAll(reqs, nil)
+}
+
+// sendAll sends each request, or answers one the store already knows
+// (known[i].msgID != 0) with its first id. Loop only.
+func (c *nativeConn) sendAll(reqs []*sendReq, known []sendResult) {
+	srv := c.loop.srv
+	for i, r := range reqs {
 		cmid := r.cmid
+		if known != nil && known[i].msgID != 0 {
+			srv.im.recent.put(dedupKey{r.from.ID, cmid}, known[i], srv.now())
+			c.appendSendAck(cmid, known[i])
+			continue
+		}
 		srv.imSend(r, func(res sendResult) {
 			if cmid != 0 {
 				c.appendSendAck(cmid, res)
 			}
 		})
 	}
+}
+
+// storedDedup looks up each request's (sender, client message id) in the
+// store. Off the loops.
+func (srv *Server) storedDedup(reqs []*sendReq) []sendResult {
+	out := make([]sendResult, len(reqs))
+	for i, r := range reqs {
+		if _, ok := srv.im.recent.get(dedupKey{r.from.ID, r.cmid}); ok {
+			continue // known in memory: imSend answers it
+		}
+		id, err := srv.store.GetDedup(strconv.FormatUint(r.from.ID, 10), strconv.FormatUint(r.cmid, 10))
+		if err == nil && id != 0 {
+			out[i] = sendResult{msgID: id, code: wire.CodeOK, at: idTime(id).UnixMilli()}
+		}
+	}
+	return out
 }
 
 func cloneTarget(t wire.Target) wire.Target {
