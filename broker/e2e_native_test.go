@@ -363,9 +363,15 @@ func TestNativeMQTTInterop(t *testing.T) {
 	k := loginUser(t, s, "kim", "")
 	dev := connectV5(t, s, "sensor-1")
 	dev.publish(inboxTopic(kim.ID), "21.5C", 1, false)
-	if m := k.expect("sensor-1", "21.5C"); m.From != 0 {
+	if m := k.expect("sensor-1", "21.5C"); m.From != 0 || m.ID == 0 || m.QoS != 1 {
 		t.Fatalf("from an MQTT device: %+v", m)
 	}
+	waitE2E(t, "the MQTT message acknowledged by the native receiver", func() bool {
+		ss := s.sessions.lookup(nativeKey(kim.ID))
+		ss.mu.Lock()
+		defer ss.mu.Unlock()
+		return len(ss.inflight) == 0
+	})
 	watcher := connectV5(t, s, "watcher")
 	watcher.subscribe("cim/all", 0)
 	k.send(client.Everyone(), "to all, MQTT included")

@@ -84,7 +84,9 @@ func (c *mqttConn) handlePublish(pk *packets.Packet) {
 		c.loop.srv.route(m, s, nil)
 		*m = Message{}
 	case qos == 0:
-		c.loop.srv.route(newMessage(pk, name, c.clientID(), c.loop.srv.now()), s, nil)
+		m := newMessage(pk, name, c.clientID(), c.loop.srv.now())
+		m.ID = c.loop.srv.newID() // retained: kept, so named
+		c.loop.srv.route(m, s, nil)
 	default:
 		// Acknowledged once stored (persist.go); a v5 publisher learns when
 		// nobody was subscribed. A QoS 2 id is stored with the message, so
@@ -99,7 +101,9 @@ func (c *mqttConn) handlePublish(pk *packets.Packet) {
 			}
 			s.mu.Unlock()
 		}
-		c.loop.srv.routeWith(newMessage(pk, name, c.clientID(), c.loop.srv.now()), s, func(matched int, err error) {
+		m := newMessage(pk, name, c.clientID(), c.loop.srv.now())
+		m.ID = c.loop.srv.newID() // a native receiver acknowledges it by id
+		c.loop.srv.routeWith(m, s, func(matched int, err error) {
 			reason := byte(0)
 			if matched == 0 && v >= 5 {
 				reason = packets.CodeNoMatchingSubscribers.Code
