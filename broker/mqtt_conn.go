@@ -163,6 +163,7 @@ func (c *mqttConn) release() {
 	}
 	c.released = true
 	c.srv.stats.ClientsConnected.Add(-1)
+	c.logDisconnected() // limits.go
 	will := c.will
 	if c.normalEnd {
 		will = nil // [MQTT-3.1.2-10]
