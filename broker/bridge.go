@@ -362,6 +362,32 @@ func (p *pump) closeAll() {
 	_ = p.pair.Close()
 }
 
+// loopsUp is closed at the first tick: gnet calls OnBoot before it starts
+// its loops, and Engine.Register needs them (and the happens-before edge
+// of their creation).
+type loopsUp struct {
+	make, close sync.Once
+	ch          chan struct{}
+}
+
+func (u *loopsUp) c() chan struct{} {
+	u.make.Do(func() { u.ch = make(chan struct{}) })
+	return u.ch
+}
+
+// loopsRunning marks the loops started. OnTick only.
+func (s *Server) loopsRunning() { s.guard.up.close.Do(func() { close(s.guard.up.c()) }) }
+
+// waitLoops waits for the loops to run. Start only.
+func (s *Server) waitLoops() error {
+	select {
+	case <-s.guard.up.c():
+		return nil
+	case <-s.stopped:
+		return fmt.Errorf("%w: event loops did not start", ErrServer)
+	}
+}
+
 // ServeListener accepts connections from ln and bridges each as protocol
 // (ProtocolMQTT or ProtocolNative) with the given transport name, until ln
 // is closed (it then returns nil) or the server stops. A *tls.Conn has its

@@ -110,6 +110,7 @@ type guardRails struct {
 	ipMu     sync.Mutex
 	perIP    map[netip.Addr]int32 // REQUIRES: ipMu held. sockets per source address, while MaxConnectionsPerIP is set
 	logs     logLimiter
+	up       loopsUp // bridge.go
 	noLimits Limits
 }
 

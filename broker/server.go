@@ -137,6 +137,9 @@ func (s *Server) Start() error {
 	if err := <-s.booted; err != nil {
 		return err
 	}
+	if err := s.waitLoops(); err != nil { // bridge.go
+		return err
+	}
 	s.serving.Store(true)
 	if s.opts.SysInterval > 0 {
 		go s.publishSys()
@@ -337,6 +340,7 @@ func (h handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 // sessions' deadlines, once a second.
 func (h handler) OnTick() (time.Duration, gnet.Action) {
 	s := h.s
+	s.loopsRunning() // bridge.go
 	now := s.opts.Now().Unix()
 	s.clock.Store(now)
 	s.loopsMu.Lock()
