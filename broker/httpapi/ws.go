@@ -134,6 +134,7 @@ type wsConn struct {
 	pending   []byte  // FramingUvarint: bytes to hand out before reading on
 	assembly  []byte  // FramingUvarint: a fragmented message being put together
 	readErr   error
+	hdr       [ws.MaxHeaderSize - 2]byte // header scratch (ws.ReadHeaderBuffer)
 
 	// Write side.
 	wmu       sync.Mutex
@@ -176,7 +177,7 @@ func (c *wsConn) Read(p []byte) (int, error) {
 
 // nextFrame reads frame headers (and control frames) until data is due.
 func (c *wsConn) nextFrame() error {
-	h, err := ws.ReadHeader(c.src)
+	h, err := ws.ReadHeaderBuffer(c.src, c.hdr[:])
 	if err != nil {
 		return err
 	}
