@@ -331,7 +331,7 @@ func (h handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	t.ep.release()
 	h.s.closed(t) // limits.go
 	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
-		h.s.log.Debug("connection closed", "remote", gc.RemoteAddr(), "err", err)
+		h.s.log.Debug("connection closed", "remote", t.remoteAddr(), "err", err)
 	}
 	return gnet.None
 }
