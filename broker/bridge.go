@@ -266,22 +266,45 @@ type pump struct {
 // one read; bigger packets take several.
 const upBufSize = 2048
 
-// downPool holds the down pump's buffers, taken only while bytes flow.
+// downPool holds the pumps' buffers, taken only while bytes flow.
 var downPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// ReadWaiter is a bridged connection that can wait for input without a
+// buffer: WaitRead blocks until a Read would return data or an error
+// without blocking long (a WebSocket frame header arrived). The up pump
+// then takes a pooled buffer only while bytes flow, so an idle connection
+// holds none. Called by the up pump only.
+type ReadWaiter interface {
+	WaitRead() error
+}
 
 // up copies the client's bytes to the broker; at the client's end of
 // stream (or an error) it half-closes the pair, so the loop sees the end.
 func (p *pump) up() {
-	buf := make([]byte, upBufSize)
+	rw, waits := p.conn.(ReadWaiter)
+	var own []byte
+	if !waits {
+		own = make([]byte, upBufSize) // held while blocked in Read
+	}
 	for {
-		n, err := p.conn.Read(buf)
-		if n > 0 {
-			if _, werr := p.pair.Write(buf[:n]); werr != nil {
-				break // the broker closed its end
+		buf, bp := own, (*[]byte)(nil)
+		if waits {
+			if err := rw.WaitRead(); err != nil {
+				break
 			}
+			bp = downPool.Get().(*[]byte)
+			buf = *bp
 		}
-		if err != nil {
-			break
+		n, err := p.conn.Read(buf)
+		var werr error
+		if n > 0 {
+			_, werr = p.pair.Write(buf[:n])
+		}
+		if bp != nil {
+			downPool.Put(bp)
+		}
+		if werr != nil || err != nil {
+			break // the broker closed its end, or the client's
 		}
 	}
 	_ = p.pair.CloseWrite()

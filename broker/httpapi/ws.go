@@ -175,6 +175,22 @@ func (c *wsConn) Read(p []byte) (int, error) {
 	}
 }
 
+// WaitRead blocks until Read has bytes (or an error) to return: it reads
+// frame headers, and answers control frames, without a data buffer
+// (broker.ReadWaiter). Up pump only.
+func (c *wsConn) WaitRead() error {
+	for len(c.pending) == 0 && (c.remaining == 0 || c.assembly != nil) {
+		if c.readErr != nil {
+			return c.readErr
+		}
+		if err := c.nextFrame(); err != nil {
+			c.readErr = err
+			return err
+		}
+	}
+	return nil
+}
+
 // nextFrame reads frame headers (and control frames) until data is due.
 func (c *wsConn) nextFrame() error {
 	h, err := ws.ReadHeaderBuffer(c.src, c.hdr[:])
