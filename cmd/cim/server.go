@@ -515,7 +515,6 @@ func (r *reloader) reload() {
 		r.certs.Set(mat)
 	}
 	r.api.SetAdminToken(token)
-	r.level.Set(lvl)
 	var restart []string
 	for _, k := range changedKeys(r.loaded, cfg) {
 		if !reloadable[k] {
@@ -531,10 +530,11 @@ func (r *reloader) reload() {
 	if mat != nil {
 		attrs = append(attrs, "tls_certificate", mat.Subject())
 	}
-	r.log.Info("configuration reloaded", attrs...)
+	r.log.Info("configuration reloaded", attrs...) // at the old level: a reload to "warn" still says so
 	if len(restart) > 0 {
 		r.log.Warn("changed keys take effect after a restart", "keys", strings.Join(restart, ","))
 	}
+	r.level.Set(lvl)
 }
 
 // changedKeys lists the config keys whose values differ between a and b.
