@@ -106,7 +106,10 @@ func TestCtl(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "kicked sensor-7") {
 		t.Fatalf("kick: %d %s", code, out)
 	}
-	waitForCond(t, "kicked", func() bool { return srv.Stats().ClientsConnected == 0 })
+	waitForCond(t, "kicked client offline", func() bool {
+		cs := srv.Clients()
+		return len(cs) == 0 || !cs[0].Connected
+	})
 
 	// Refusals from the node: exit 1 with its code and message.
 	for _, c := range []struct {
