@@ -4,6 +4,7 @@
 //	cim bench  ...       load-test a broker (see cim bench -h)
 //	cim passwd USER      print a password-file line
 //	cim health           probe a node's /healthz (for container health checks)
+//	cim ctl ...          the admin API's client (see cim ctl -h)
 //	cim version          print the version
 package main
 
@@ -34,6 +35,8 @@ func main() {
 		os.Exit(runPasswd(args, os.Stdin, os.Stdout, os.Stderr))
 	case "health":
 		os.Exit(runHealth(ctx, args, os.Stdout, os.Stderr))
+	case "ctl":
+		os.Exit(runCtl(ctx, args, os.Stdout, os.Stderr))
 	case "version", "-v", "--version":
 		fmt.Println(versionLine())
 	case "help", "-h", "--help":
@@ -53,6 +56,7 @@ commands:
   bench     load-test a broker
   passwd    print a password-file line (prompts on a terminal, else reads stdin)
   health    GET a node's /healthz: exit 0 if healthy, 1 if not
+  ctl       the admin API's client: clients, kick ID, subs ID, retained, publish TOPIC MSG
   version   print the version
 
 Run 'cim <command> -h' for a command's flags.
