@@ -89,7 +89,7 @@ check "an unknown route is 404" '404' "$r"
 r=$(curl -s -o /dev/null -w '%{http_code}' "$API/p2pRoute")
 check "a wrong method is 405" '405' "$r"
 r=$(head -c 2000000 /dev/zero | tr '\0' 'a' | sed 's/^/{"userName":"/;s/$/"}/' | curl -s -X POST -H 'Content-Type: application/json' --data-binary @- "$API/registerAccount")
-check "a body over the limit is refused" 'over' "$r"
+check "a body over the limit is refused (413)" '"code": "too_large"' "$r"
 
 echo "$pass passed, $fail failed"
 if [ "$fail" -ne 0 ]; then
