@@ -62,10 +62,12 @@ type Config struct {
 	AdminToken     string `yaml:"admin_token"`      // bearer token of /v1/admin; none: the admin API is off
 	AdminTokenFile string `yaml:"admin_token_file"` // or read it from this file (first line)
 
-	// TLS: MQTT over TLS on tls_addr and WebSocket over TLS on wss_addr,
-	// both on when tls_cert is set. Files are re-read on SIGHUP.
+	// TLS: MQTT over TLS on tls_addr, the native protocol over TLS on
+	// native_tls_addr and WebSocket over TLS on wss_addr, all on when
+	// tls_cert is set. Files are re-read on SIGHUP.
 	TLSAddr               string `yaml:"tls_addr"`                 // default :8883
-	WSSAddr               string `yaml:"wss_addr"`                 // HTTPS with /mqtt; default :8084
+	NativeTLSAddr         string `yaml:"native_tls_addr"`          // default :9443
+	WSSAddr               string `yaml:"wss_addr"`                 // HTTPS with /mqtt and /ws; default :8084
 	TLSCert               string `yaml:"tls_cert"`                 // PEM certificate chain file
 	TLSKey                string `yaml:"tls_key"`                  // PEM private key file
 	TLSClientCA           string `yaml:"tls_client_ca"`            // PEM CA file for client certificates (mTLS)
@@ -568,7 +570,7 @@ func checkConfig(c *Config) []problem {
 	oneOf("acl_default", c.ACLDefault, "allow", "deny")
 	oneOf("queue_full_policy", c.QueueFullPolicy, "drop-oldest", "reject-new")
 	for key, v := range map[string]string{"mqtt_addr": c.MQTTAddr, "native_addr": c.NativeAddr, "http_addr": c.HTTPAddr,
-		"cluster_addr": c.ClusterAddr, "peer_addr": c.PeerAddr, "tls_addr": c.TLSAddr, "wss_addr": c.WSSAddr, "pprof": c.Pprof} {
+		"cluster_addr": c.ClusterAddr, "peer_addr": c.PeerAddr, "tls_addr": c.TLSAddr, "native_tls_addr": c.NativeTLSAddr, "wss_addr": c.WSSAddr, "pprof": c.Pprof} {
 		if v != "" {
 			if err := checkAddr(v); err != nil {
 				add(key, "%v", err)
@@ -720,7 +722,7 @@ func checkTLS(c *Config) []problem {
 		add("tls_cert", "missing: tls_key needs its certificate")
 	}
 	if c.TLSCert == "" {
-		for key, set := range map[string]bool{"tls_addr": c.TLSAddr != "", "wss_addr": c.WSSAddr != "",
+		for key, set := range map[string]bool{"tls_addr": c.TLSAddr != "", "native_tls_addr": c.NativeTLSAddr != "", "wss_addr": c.WSSAddr != "",
 			"tls_client_ca": c.TLSClientCA != "", "tls_client_auth": c.TLSClientAuth != "", "tls_identity_as_username": c.TLSIdentityAsUsername} {
 			if set {
 				add(key, "needs tls_cert and tls_key")
@@ -768,7 +770,8 @@ func (c *Config) adminToken() (string, error) {
 
 // Defaults of the listeners of this file.
 const (
-	defaultHTTPAddr = ":8083"
-	defaultTLSAddr  = ":8883"
-	defaultWSSAddr  = ":8084"
+	defaultHTTPAddr      = ":8083"
+	defaultTLSAddr       = ":8883"
+	defaultNativeTLSAddr = ":9443"
+	defaultWSSAddr       = ":8084"
 )

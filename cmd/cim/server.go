@@ -21,6 +21,7 @@ import (
 	"runtime/debug"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -52,7 +53,8 @@ var serverFlags = []struct {
 	{"admin-token", "bearer `token` of /v1/admin (at least 16 characters; none: admin API off)", flagString},
 	{"admin-token-file", "read the admin token from `file`", flagString},
 	{"tls-addr", "MQTT over TLS listener `host:port` (default :8883 when --tls-cert is set)", flagString},
-	{"wss-addr", "MQTT over secure WebSocket (HTTPS, /mqtt) `host:port` (default :8084 when --tls-cert is set)", flagString},
+	{"native-tls-addr", "native protocol over TLS listener `host:port` (default :9443 when --tls-cert is set)", flagString},
+	{"wss-addr", "secure WebSocket (HTTPS: /mqtt and /ws) `host:port` (default :8084 when --tls-cert is set)", flagString},
 	{"tls-cert", "TLS certificate chain PEM `file` (re-read on SIGHUP)", flagString},
 	{"tls-key", "TLS private key PEM `file`", flagString},
 	{"tls-client-ca", "CA PEM `file` client certificates must chain to (mTLS)", flagString},
@@ -357,9 +359,9 @@ func tokenKey(dataDir string) ([]byte, error) {
 }
 
 // listeners are the sockets cim server binds itself (the MQTT one is the
-// broker's): HTTP, MQTT over TLS, HTTPS for WSS.
+// broker's): HTTP, MQTT over TLS, native over TLS, HTTPS for WSS.
 type listeners struct {
-	http, tls, wss net.Listener
+	http, tls, nativeTLS, wss net.Listener
 }
 
 // listenAll binds the listeners the config asks for; the error names the
@@ -385,6 +387,9 @@ func listenAll(cfg *Config, tlsOn bool) (*listeners, error) {
 		if l.tls, err = bind("tls_addr", cfg.TLSAddr, defaultTLSAddr); err != nil {
 			return nil, err
 		}
+		if l.nativeTLS, err = bind("native_tls_addr", cfg.NativeTLSAddr, defaultNativeTLSAddr); err != nil {
+			return nil, err
+		}
 		if l.wss, err = bind("wss_addr", cfg.WSSAddr, defaultWSSAddr); err != nil {
 			return nil, err
 		}
@@ -393,7 +398,7 @@ func listenAll(cfg *Config, tlsOn bool) (*listeners, error) {
 }
 
 func (l *listeners) close() {
-	for _, ln := range []net.Listener{l.http, l.tls, l.wss} {
+	for _, ln := range []net.Listener{l.http, l.tls, l.nativeTLS, l.wss} {
 		if ln != nil {
 			ln.Close()
 		}
@@ -403,13 +408,13 @@ func (l *listeners) close() {
 // served is what serve started; shutdown stops it.
 type served struct {
 	https []*http.Server
-	tls   net.Listener
-	done  chan struct{} // closed when the TLS accept loop returned
+	tls   []net.Listener // the TLS listeners the broker accepts on
+	done  sync.WaitGroup // their accept loops
 }
 
 // serve starts the HTTP server(s) and the TLS accept loop.
 func (l *listeners) serve(srv *broker.Server, api *httpapi.API, certs *httpapi.Certs, cfg *Config, log *slog.Logger) *served {
-	s := &served{done: make(chan struct{})}
+	s := &served{}
 	newHTTP := func() *http.Server {
 		h := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 			MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
@@ -426,19 +431,22 @@ func (l *listeners) serve(srv *broker.Server, api *httpapi.API, certs *httpapi.C
 	}
 	serveHTTP(newHTTP(), l.http, "http")
 	if l.tls == nil {
-		close(s.done)
 		return s
 	}
-	s.tls = tls.NewListener(l.tls, certs.Config())
-	log.Info("mqtt tls listening", "addr", l.tls.Addr().String(), "client_auth", clientAuthName(cfg), "identity_as_username", cfg.TLSIdentityAsUsername)
-	go func() {
-		defer close(s.done)
-		if err := srv.ServeListener(s.tls, broker.ProtocolMQTT, "tls", cfg.TLSIdentityAsUsername); err != nil {
-			log.Error("mqtt tls listener stopped", "err", err)
-		}
-	}()
+	serveTLS := func(ln net.Listener, protocol, what string) {
+		tl := tls.NewListener(ln, certs.Config())
+		s.tls = append(s.tls, tl)
+		log.Info(what+" listening", "addr", ln.Addr().String(), "client_auth", clientAuthName(cfg), "identity_as_username", cfg.TLSIdentityAsUsername)
+		s.done.Go(func() {
+			if err := srv.ServeListener(tl, protocol, "tls", cfg.TLSIdentityAsUsername); err != nil {
+				log.Error(what+" listener stopped", "err", err)
+			}
+		})
+	}
+	serveTLS(l.tls, broker.ProtocolMQTT, "mqtt tls")
+	serveTLS(l.nativeTLS, broker.ProtocolNative, "native tls")
 	wss := newHTTP()
-	log.Info("wss listening", "addr", l.wss.Addr().String(), "path", "/mqtt")
+	log.Info("wss listening", "addr", l.wss.Addr().String(), "paths", "/mqtt /ws")
 	go func() {
 		if err := wss.Serve(tls.NewListener(l.wss, certs.Config("http/1.1"))); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("wss listener stopped", "err", err)
@@ -460,10 +468,10 @@ func clientAuthName(cfg *Config) string {
 // shutdown stops accepting and lets HTTP requests finish within ctx
 // (bridged WebSocket and TLS connections close with the broker).
 func (s *served) shutdown(ctx context.Context) {
-	if s.tls != nil {
-		s.tls.Close()
-		<-s.done
+	for _, ln := range s.tls {
+		ln.Close()
 	}
+	s.done.Wait()
 	for _, h := range s.https {
 		_ = h.Shutdown(ctx)
 	}
