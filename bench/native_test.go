@@ -242,10 +242,12 @@ func TestNativeRegisterFails(t *testing.T) {
 	b := startIM(t)
 	var mu sync.Mutex
 	answers := map[string]func(w http.ResponseWriter){
-		"500":      func(w http.ResponseWriter) { http.Error(w, "boom", http.StatusInternalServerError) },
-		"html":     func(w http.ResponseWriter) { io.WriteString(w, "<html>not json</html>") },
-		"refused":  func(w http.ResponseWriter) { io.WriteString(w, `{"code":"3000","message":"name: no","dataBody":null}`) },
-		"no id":    func(w http.ResponseWriter) { io.WriteString(w, `{"code":"9000","message":"success","dataBody":{"name":"x"}}`) },
+		"500":     func(w http.ResponseWriter) { http.Error(w, "boom", http.StatusInternalServerError) },
+		"html":    func(w http.ResponseWriter) { io.WriteString(w, "<html>not json</html>") },
+		"refused": func(w http.ResponseWriter) { io.WriteString(w, `{"code":"3000","message":"name: no","dataBody":null}`) },
+		"no id": func(w http.ResponseWriter) {
+			io.WriteString(w, `{"code":"9000","message":"success","dataBody":{"name":"x"}}`)
+		},
 		"bad body": func(w http.ResponseWriter) { io.WriteString(w, `{"code":"9000","message":"success","dataBody":[1,2]}`) },
 		"huge":     func(w http.ResponseWriter) { w.Write(make([]byte, maxAPIAnswer+10)) },
 	}
