@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"io"
 	"log/slog"
 	"net"
@@ -32,6 +33,11 @@ func TestMain(m *testing.M) {
 	if IsWorker() {
 		// The test binary doubles as the worker executable (--workers).
 		os.Exit(ServeWorker(context.Background(), os.Stdin, os.Stdout))
+	}
+	flag.Parse()
+	if *serveIM {
+		// The test binary doubles as a broker for bench/native.sh.
+		os.Exit(serveIMServer())
 	}
 	os.Exit(m.Run())
 }
