@@ -148,13 +148,13 @@ type nativeClient struct {
 // runs: the server deduplicates QoS 1 sends by (sender, id), so an id must
 // never come back. A connection's ids start at the clock in nanoseconds,
 // which no earlier connection of the same account can have reached (it
-// would have sent a message per nanosecond).
+// would have sent a message per nanosecond since it started).
 var idBase atomic.Uint64
 
 func nextIDBase() uint64 {
 	for {
 		old, now := idBase.Load(), uint64(time.Now().UnixNano())
-		b := max(now, old+1<<20)
+		b := max(now, old+1)
 		if idBase.CompareAndSwap(old, b) {
 			return b
 		}

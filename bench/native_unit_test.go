@@ -404,3 +404,13 @@ func BenchmarkNativeReadDeliveries(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/msg")
 }
+
+func BenchmarkMQTTPublish(b *testing.B) {
+	b.ReportAllocs()
+	c := &mqttClient{conn: discardConn{}, version: 4, h: &nopHandler{}, flushAt: 8 << 10, dead: make(chan struct{}), done: make(chan struct{})}
+	payload := make([]byte, 64)
+	ctx := context.Background()
+	for b.Loop() {
+		_, _ = c.Publish(ctx, "bench/fanin", payload, 0)
+	}
+}
