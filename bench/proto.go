@@ -62,40 +62,6 @@ type SessionPresenter interface {
 	SessionPresent() bool
 }
 
-// Preparer may be implemented by a Proto whose clients need something in
-// place on the server before they connect: the native protocol registers
-// its accounts. The runner calls Prepare once, from Setup, before its
-// first Dial, and dials with the Proto it returns (which may carry what
-// was prepared, such as the ids the server gave the accounts). An error
-// means none of the runner's clients can connect; it should wrap
-// ErrRegister or another sentinel of errors.go.
-type Preparer interface {
-	Prepare(ctx context.Context, p *Preparation) (Proto, error)
-}
-
-// Finisher may be implemented by a Proto that Prepare returned: the runner
-// calls Finish once, after it has closed every client, to undo what
-// Prepare did that should not outlive the run. An error is counted in the
-// report; Finish must give up when ctx is done.
-type Finisher interface {
-	Finish(ctx context.Context) error
-}
-
-// Preparation is what a runner tells a Preparer about its share of a run.
-// Everything in it is read only.
-type Preparation struct {
-	Options *Options
-	Clients []PreparedClient
-}
-
-// PreparedClient is one client of a Preparation.
-type PreparedClient struct {
-	Name string // its client id
-	// Topic is the topic pattern it publishes to (%i, %c and %u expanded,
-	// %rand not), Filter the filter it subscribes to; "" for none.
-	Topic, Filter string
-}
-
 // Handler receives what a Client's reader goroutine sees. Calls for one
 // client come from one goroutine and must not block.
 type Handler interface {
