@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"io"
 	"log/slog"
 	"net"
@@ -32,6 +33,11 @@ func TestMain(m *testing.M) {
 	if IsWorker() {
 		// The test binary doubles as the worker executable (--workers).
 		os.Exit(ServeWorker(context.Background(), os.Stdin, os.Stdout))
+	}
+	flag.Parse()
+	if *serveIM {
+		// The test binary doubles as a broker for bench/native.sh.
+		os.Exit(serveIMServer())
 	}
 	os.Exit(m.Run())
 }
@@ -164,7 +170,7 @@ func run(t *testing.T, o Options) (*Report, string) {
 // left (readers, publishers, tickers).
 func checkNoLeaks(t *testing.T) {
 	t.Helper()
-	markers := []string{"bench.(*mqttClient)", "bench.(*runner)", "bench.(*progress)", "bench.runLoop"}
+	markers := []string{"bench.(*mqttClient)", "bench.(*nativeClient)", "bench.(*runner)", "bench.(*progress)", "bench.runLoop"}
 	var stacks string
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
