@@ -63,6 +63,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./broker/wire
 	$(GO) test -run '^$$' -fuzz FuzzAgentFrame -fuzztime $(FUZZTIME) ./bench
 	$(GO) test -run '^$$' -fuzz FuzzDecodeHist -fuzztime $(FUZZTIME) ./bench
+	$(GO) test -run '^$$' -fuzz FuzzNativeClientRead -fuzztime $(FUZZTIME) ./bench
 
 clean:
 	rm -rf bin

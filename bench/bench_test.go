@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"io"
 	"log/slog"
 	"net"
@@ -33,11 +32,6 @@ func TestMain(m *testing.M) {
 	if IsWorker() {
 		// The test binary doubles as the worker executable (--workers).
 		os.Exit(ServeWorker(context.Background(), os.Stdin, os.Stdout))
-	}
-	flag.Parse()
-	if *serveIM {
-		// The test binary doubles as a broker for bench/native.sh.
-		os.Exit(serveIMServer())
 	}
 	os.Exit(m.Run())
 }

@@ -5,13 +5,10 @@
 # protocol order alternating every round. Prints medians and native/MQTT
 # ratios as markdown tables (the numbers of docs/bench.md).
 #
-# The broker is cim's, with the IM HTTP API beside it (the native protocol
-# registers its accounts there). While `cim server --http-addr` does not
-# serve that API, it is the bench package's test binary in -cim.serve mode
-# (bench/imserver_test.go), which runs the broker as `cim server` does;
-# SERVER_BIN names another build of it. It listens on 127.0.0.$IP_LAST
-# (MQTT :1883, native :9000, HTTP API :8083, the ports `cim bench` assumes),
-# so it does not collide with a broker on 127.0.0.1.
+# The broker is `cim server` (the native protocol registers its accounts
+# on its HTTP API); SERVER_BIN names another build of it. It listens on
+# 127.0.0.$IP_LAST (MQTT :1883, native :9000, HTTP API :8083, the ports
+# `cim bench` assumes), so it does not collide with a broker on 127.0.0.1.
 #
 # Usage: bench/native.sh        (from anywhere)
 # Environment (defaults in brackets):
@@ -50,22 +47,19 @@ command -v python3 >/dev/null || { log "needs python3 (JSON)"; exit 1; }
 log "building cim and the broker"
 (cd "$ROOT" && go build -o "$TMP/cim" ./cmd/cim) || exit 1
 CIM=$TMP/cim
-if [ -z "${SERVER_BIN:-}" ]; then
-	(cd "$ROOT" && go test -c -o "$TMP/server.test" ./bench) || exit 1
-	SERVER_BIN=$TMP/server.test
-fi
+SERVER_BIN=${SERVER_BIN:-$CIM}
 
 BPID=
 start_broker() { # -> BPID
 	local dir=$TMP/run
 	rm -rf "$dir" && mkdir -p "$dir"
-	"$SERVER_BIN" -cim.serve -cim.mqtt "$IP:1883" -cim.native "$IP:9000" -cim.http "$IP:8083" \
-		-cim.data "$dir/data" -cim.durability "$DURABILITY" >"$dir/out" 2>"$dir/log" &
+	"$SERVER_BIN" server --mqtt-addr "$IP:1883" --native-addr "$IP:9000" --http-addr "$IP:8083" \
+		--data-dir "$dir/data" --durability "$DURABILITY" --log-level warn >"$dir/out" 2>"$dir/log" &
 	BPID=$!
 	PIDS+=("$BPID")
 	local i
 	for i in $(seq 1 100); do
-		grep -q '^ready' "$dir/out" 2>/dev/null && return 0
+		curl -sf "http://$IP:8083/readyz" >/dev/null 2>&1 && return 0
 		kill -0 "$BPID" 2>/dev/null || break
 		sleep 0.1
 	done

@@ -42,9 +42,13 @@ func startIM(t *testing.T) *imBroker {
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	hs := httptest.NewServer(mux)
-	httpapi.MountIM(mux, srv, hs.Listener.Addr().String())
+	hs := httptest.NewUnstartedServer(nil)
+	api, err := httpapi.New(srv, httpapi.Options{Addr: hs.Listener.Addr().String(), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs.Config.Handler = api.Handler()
+	hs.Start()
 	t.Cleanup(func() {
 		hs.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -97,10 +97,10 @@ type AuthMethod uint8
 
 // How a client logged in.
 const (
-	AuthAnonymous AuthMethod = iota // no credentials configured
-	AuthPassword                    // a password-file line
-	AuthJWT                         // a signed token
-	AuthCertificate                 // a verified TLS client certificate (BridgeInfo.IdentityAsUser)
+	AuthAnonymous   AuthMethod = iota // no credentials configured
+	AuthPassword                      // a password-file line
+	AuthJWT                           // a signed token
+	AuthCertificate                   // a verified TLS client certificate (BridgeInfo.IdentityAsUser)
 )
 
 func (m AuthMethod) String() string {
