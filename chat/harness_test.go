@@ -92,7 +92,9 @@ func startChat(t *testing.T, opts chat.Options) *chatter {
 	pr, pw := io.Pipe()
 	c := &chatter{t: t, name: opts.User, in: pw, out: &lines{}, done: make(chan error, 1)}
 	if opts.Client == nil {
-		opts.Client = func(o *client.Options) { o.Backoff = client.ExponentialBackoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond} }
+		opts.Client = func(o *client.Options) {
+			o.Backoff = client.ExponentialBackoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}
+		}
 	}
 	go func() {
 		c.done <- chat.RunLines(context.Background(), opts, pr, c.out)
