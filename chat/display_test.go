@@ -78,9 +78,9 @@ func TestTagOf(t *testing.T) {
 
 func TestAIAnswer(t *testing.T) {
 	for in, want := range map[string]string{
-		"你好吗?":     "我好!",
-		"在吗？":      "在！",
-		"你吃饭了嘛?":   "我吃饭了!",
+		"你好吗?":        "我好!",
+		"在吗？":         "在！",
+		"你吃饭了嘛?":      "我吃饭了!",
 		"are you ok?": "are you ok!",
 	} {
 		if got := AIAnswer(in); got != want {
