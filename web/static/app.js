@@ -44,8 +44,10 @@ function convOf(m) {
 }
 
 function add(c, m) {
-  const had = c.msgs.has(m.id);
-  c.msgs.set(m.id, { ...c.msgs.get(m.id), ...m });
+  const old = c.msgs.get(m.id);
+  const had = !!old;
+  // the history's copy of a message does not say it waited offline: keep the mark
+  c.msgs.set(m.id, { ...old, ...m, offline: !!(old?.offline || m.offline) });
   if (!had && c.key !== st.current && m.from !== st.me.id && !m.history) c.unread++;
 }
 
@@ -76,7 +78,7 @@ async function start(name, password, token) {
   everyone();
   await Promise.all([loadGroups(), refreshOnline(), open(st.current)]);
   clearInterval(st.onlineTimer);
-  st.onlineTimer = setInterval(refreshOnline, 15000);
+  st.onlineTimer = setInterval(refreshOnline, 10000); // presence is polled
   startMqtt();
   $("text").focus();
 }
@@ -100,6 +102,7 @@ $("logout").addEventListener("click", () => {
 // ---- messages ----
 function received(m) {
   st.names.set(m.from, m.fromName);
+  if (m.from && !st.online.some((u) => u.i === m.from)) refreshOnline();
   if (m.kind === Kind.topic) { topic(m.name, m.body, m.time, m.fromName); return; }
   const c = convOf(m);
   if (!c) return;
@@ -124,7 +127,7 @@ async function open(key) {
 const fromDeliver = (d) => ({ id: String(d.i), from: d.f || 0, fromName: d.n || "", kind: d.k || 0, user: d.u || 0, name: d.t || "",
   body: d.b instanceof Uint8Array ? new TextDecoder().decode(d.b) : String(d.b ?? ""), time: Number(d.ts || 0), offline: !!d.o });
 
-function note(c, text) { add(c, { id: "note:" + Math.random(), from: 0, fromName: "*", body: text, time: Date.now(), local: true }); render(); }
+function note(c, text) { add(c, { id: "note:" + Math.random(), from: 0, fromName: "", body: text, time: Date.now(), note: true, history: true }); render(); }
 
 $("composer").addEventListener("submit", async (ev) => {
   ev.preventDefault();
@@ -137,7 +140,7 @@ $("composer").addEventListener("submit", async (ev) => {
   if (!delay) { add(c, mine); render(); }
   try {
     const ack = await st.client.send(c.target, text, Math.round(delay * 1000));
-    if (delay) { note(c, `delayed message ${ack.msgId} accepted: sent at ${stamp(Number(ack.time || Date.now()) + delay * 1000)}, even if you leave`); $("delay").value = ""; return; }
+    if (delay) { note(c, `delayed message accepted: the server sends it at ${stamp(Number(ack.time || Date.now()) + delay * 1000)}, even if you leave`); $("delay").value = ""; return; }
     c.msgs.delete(tmp);
     add(c, { ...mine, id: String(ack.msgId), time: Number(ack.time || mine.time), pending: false, stored: ack.code === Code.offline });
   } catch (e) {
@@ -158,6 +161,7 @@ function line(m, mark) {
     for (const x of body.matchAll(re)) { text.append(body.slice(at, x.index), h("mark", {}, x[0])); at = x.index + x[0].length; }
     text.append(body.slice(at));
   } else text.textContent = body;
+  if (m.note) return h("li", { class: "note" }, h("span", { class: "ts" }, "[" + stamp(m.time) + "]"), text);
   return h("li", { class: m.from === st.me?.id ? "mine" : "", "data-id": m.id },
     h("span", { class: "ts" }, "[" + stamp(m.time) + "]"), h("span", { class: "who" }, who + "$"), text,
     m.offline ? h("span", { class: "tag" }, "offline") : null,
