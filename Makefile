@@ -42,6 +42,7 @@ test: build
 	$(GO) test -count=1 -timeout 8m $(PKGS)
 	$(GO) test -count=1 -race -timeout 10m $(RACE)
 	./scripts/mosquitto_e2e.sh ./$(BIN)
+	./scripts/http_api.sh ./$(BIN)
 	$(MAKE) test-deploy
 
 bench:

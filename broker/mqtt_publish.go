@@ -42,6 +42,10 @@ func (c *mqttConn) handlePublish(pk *packets.Packet) {
 		c.fail(packets.ErrTopicNameInvalid)
 		return
 	}
+	if !c.loop.srv.publishAllowed(&c.transport, len(pk.Payload)) { // max_publish_rate (limits.go)
+		c.close(reasonProtocolError, packets.ErrMessageRateTooHigh) // v5 DISCONNECT 0x96; v3 just closes
+		return
+	}
 	c.loop.srv.stats.MessagesIn.Add(1)
 	qos, pid := pk.FixedHeader.Qos, pk.PacketID
 	s := c.sess

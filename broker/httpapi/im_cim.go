@@ -36,9 +36,6 @@ type cimEnvelope struct {
 	DataBody any    `json:"dataBody"`
 }
 
-// maxIMBody bounds a request body of the IM API.
-const maxIMBody = 1 << 20
-
 // cimRequest is the part every cim request may carry.
 type cimRequest struct {
 	ReqNo     any      `json:"reqNo"`
@@ -51,26 +48,25 @@ type cimRequest struct {
 	BatchMsg  []string `json:"batchMsg"`
 }
 
-// imRoutes serves the IM API on mux: cim's routes and /v1.
-type imRoutes struct {
+// imHandlers are the IM API's handlers: cim's routes and /v1.
+type imHandlers struct {
 	srv *broker.Server
 	// httpPort is the port this API listens on, for cim's /login answer.
 	httpPort string
 }
 
-// MountIM adds the IM server's HTTP API (cim's route API and /v1) to mux.
-// httpAddr is the address the API is served on (for /login's answer).
-func MountIM(mux *http.ServeMux, srv *broker.Server, httpAddr string) {
-	_, port, _ := net.SplitHostPort(httpAddr)
-	r := &imRoutes{srv: srv, httpPort: port}
-	mux.HandleFunc("POST /registerAccount", r.cim(r.registerAccount))
-	mux.HandleFunc("POST /login", r.cim(r.login))
-	mux.HandleFunc("POST /groupRoute", r.cim(r.groupRoute))
-	mux.HandleFunc("POST /p2pRoute", r.cim(r.p2pRoute))
-	mux.HandleFunc("POST /offLine", r.cim(r.offLine))
-	mux.HandleFunc("GET /onlineUser", r.cim(r.onlineUser))
-	mux.HandleFunc("POST /fetchOfflineMsgs", r.cim(r.fetchOfflineMsgs))
-	r.mountV1(mux)
+// imRoutes serves the IM server's HTTP API: cim's route API and /v1.
+func (a *API) imRoutes() {
+	_, port, _ := net.SplitHostPort(a.opts.Addr)
+	r := &imHandlers{srv: a.srv, httpPort: port}
+	a.Handle(http.MethodPost, "/registerAccount", r.cim(r.registerAccount))
+	a.Handle(http.MethodPost, "/login", r.cim(r.login))
+	a.Handle(http.MethodPost, "/groupRoute", r.cim(r.groupRoute))
+	a.Handle(http.MethodPost, "/p2pRoute", r.cim(r.p2pRoute))
+	a.Handle(http.MethodPost, "/offLine", r.cim(r.offLine))
+	a.Handle(http.MethodGet, "/onlineUser", r.cim(r.onlineUser))
+	a.Handle(http.MethodPost, "/fetchOfflineMsgs", r.cim(r.fetchOfflineMsgs))
+	r.v1Routes(a)
 }
 
 // imError is a refusal with its code (cim's numbers).
@@ -108,10 +104,11 @@ func codeOf(err error) wire.Code {
 	return wire.CodeFailure
 }
 
-// decodeJSON reads a JSON body into v, naming the field at fault.
+// decodeJSON reads a JSON body into v, naming the field at fault. The
+// API bounds the body (Options.MaxBodyBytes): a body of a known larger
+// length got 413 before this, a longer chunked one fails here.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	body := http.MaxBytesReader(w, r.Body, maxIMBody)
-	dec := json.NewDecoder(body)
+	dec := json.NewDecoder(r.Body)
 	if err := dec.Decode(v); err != nil {
 		var te *json.UnmarshalTypeError
 		var se *json.SyntaxError
@@ -122,7 +119,7 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 		case errors.As(err, &se):
 			return badArg("bad JSON at byte %d: %v", se.Offset, err)
 		case errors.As(err, &me):
-			return &imError{wire.CodeBadArgument, fmt.Sprintf("body over %d bytes", maxIMBody)}
+			return &imError{wire.CodeBadArgument, fmt.Sprintf("body over %d bytes", me.Limit)}
 		default:
 			return badArg("bad JSON: %v", err)
 		}
@@ -132,7 +129,7 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 
 // cim wraps a handler of cim's API: it decodes the request, calls h and
 // writes the envelope.
-func (rt *imRoutes) cim(h func(r *http.Request, req *cimRequest) (any, error)) http.HandlerFunc {
+func (rt *imHandlers) cim(h func(r *http.Request, req *cimRequest) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		req := new(cimRequest)
 		var err error
@@ -161,7 +158,7 @@ type cimUser struct {
 	UserName string `json:"userName"`
 }
 
-func (rt *imRoutes) registerAccount(r *http.Request, req *cimRequest) (any, error) {
+func (rt *imHandlers) registerAccount(r *http.Request, req *cimRequest) (any, error) {
 	if req.UserName == "" {
 		return nil, badArg("userName is required")
 	}
@@ -174,7 +171,7 @@ func (rt *imRoutes) registerAccount(r *http.Request, req *cimRequest) (any, erro
 
 // login answers which node a user should connect to: this one (a cluster
 // picks a live node by consistent hash of the user id).
-func (rt *imRoutes) login(r *http.Request, req *cimRequest) (any, error) {
+func (rt *imHandlers) login(r *http.Request, req *cimRequest) (any, error) {
 	if req.UserID == 0 && req.UserName == "" {
 		return nil, badArg("userId or userName is required")
 	}
@@ -189,7 +186,7 @@ func (rt *imRoutes) login(r *http.Request, req *cimRequest) (any, error) {
 // nativeAddrFor is the native listener a user should connect to: this
 // node's (host empty when it listens on every interface: the client then
 // uses the API's own host).
-func (rt *imRoutes) nativeAddrFor(r *http.Request, user uint64) (string, int) {
+func (rt *imHandlers) nativeAddrFor(r *http.Request, user uint64) (string, int) {
 	addr := rt.srv.ListenerAddr(broker.ProtocolNative)
 	if addr == nil {
 		return "", 0
@@ -205,12 +202,12 @@ func (rt *imRoutes) nativeAddrFor(r *http.Request, user uint64) (string, int) {
 	return host, p
 }
 
-func (rt *imRoutes) httpPortNum() int {
+func (rt *imHandlers) httpPortNum() int {
 	p, _ := strconv.Atoi(rt.httpPort)
 	return p
 }
 
-func (rt *imRoutes) groupRoute(r *http.Request, req *cimRequest) (any, error) {
+func (rt *imHandlers) groupRoute(r *http.Request, req *cimRequest) (any, error) {
 	if req.UserID == 0 {
 		return nil, badArg("userId is required")
 	}
@@ -224,7 +221,7 @@ func (rt *imRoutes) groupRoute(r *http.Request, req *cimRequest) (any, error) {
 	return nil, resultErr(res)
 }
 
-func (rt *imRoutes) p2pRoute(r *http.Request, req *cimRequest) (any, error) {
+func (rt *imHandlers) p2pRoute(r *http.Request, req *cimRequest) (any, error) {
 	switch {
 	case req.UserID == 0:
 		return nil, badArg("userId is required")
@@ -267,7 +264,7 @@ func resultErr(res []broker.SendResult) error {
 	return nil
 }
 
-func (rt *imRoutes) offLine(r *http.Request, req *cimRequest) (any, error) {
+func (rt *imHandlers) offLine(r *http.Request, req *cimRequest) (any, error) {
 	if req.UserID == 0 {
 		return nil, badArg("userId is required")
 	}
@@ -278,7 +275,7 @@ func (rt *imRoutes) offLine(r *http.Request, req *cimRequest) (any, error) {
 	return nil, nil
 }
 
-func (rt *imRoutes) onlineUser(r *http.Request, _ *cimRequest) (any, error) {
+func (rt *imHandlers) onlineUser(r *http.Request, _ *cimRequest) (any, error) {
 	users, _ := rt.srv.OnlineUsers("", 0)
 	out := make([]cimUser, 0, len(users))
 	for _, u := range users {
@@ -290,7 +287,7 @@ func (rt *imRoutes) onlineUser(r *http.Request, _ *cimRequest) (any, error) {
 // fetchOfflineMsgs: offline messages are delivered at every login (and
 // again until acknowledged), so there is nothing to fetch; it checks the
 // user and succeeds.
-func (rt *imRoutes) fetchOfflineMsgs(r *http.Request, req *cimRequest) (any, error) {
+func (rt *imHandlers) fetchOfflineMsgs(r *http.Request, req *cimRequest) (any, error) {
 	id := req.ReceiveID
 	if id == 0 {
 		id = req.UserID

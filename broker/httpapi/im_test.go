@@ -34,9 +34,13 @@ func imServer(t *testing.T) (*broker.Server, *httptest.Server) {
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	hs := httptest.NewServer(mux)
-	MountIM(mux, srv, hs.Listener.Addr().String())
+	hs := httptest.NewUnstartedServer(nil)
+	api, err := New(srv, Options{Addr: hs.Listener.Addr().String(), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs.Config.Handler = api.Handler()
+	hs.Start()
 	t.Cleanup(func() {
 		hs.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -162,12 +166,32 @@ func TestCimRouteAPI(t *testing.T) {
 		{"/p2pRoute", `{"userId":` + jsonNum(zhang.UserID) + `,"receiveUserId":424242,"msg":"x"}`, "3005", ""},
 		{"/p2pRoute", `{"userId":"x","receiveUserId":2,"msg":"m"}`, "3000", "userId"},
 		{"/groupRoute", `{"userId":999999,"msg":"m"}`, "9100", ""},
-		{"/registerAccount", `{"userName":"` + strings.Repeat("n", 2<<20) + `"}`, "3000", "body over"},
 	} {
 		code, msg, _ := call(t, hs, "POST", tc.path, tc.body)
 		if code != tc.code || !strings.Contains(msg, tc.msg) {
 			t.Errorf("%s %.40s: %s %q, want %s %q", tc.path, tc.body, code, msg, tc.code, tc.msg)
 		}
+	}
+
+	// Over the API's body bound: 413 when the length is declared, cim's
+	// 3000 when a chunked body runs over.
+	big := `{"userName":"` + strings.Repeat("n", 2<<20) + `"}`
+	resp, err := hs.Client().Post(hs.URL+"/registerAccount", "application/json", strings.NewReader(big))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("declared oversized body: status %d, want 413", resp.StatusCode)
+	}
+	resp, err = hs.Client().Post(hs.URL+"/registerAccount", "application/json", io.MultiReader(strings.NewReader(big)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(raw), `"code":"3000"`) || !strings.Contains(string(raw), "body over") {
+		t.Errorf("chunked oversized body: %d %s, want code 3000 body over", resp.StatusCode, raw)
 	}
 }
 

@@ -31,22 +31,22 @@ import (
 // cim's API, it trusts its callers: serve it on a private network (or
 // behind a proxy that authenticates).
 
-func (rt *imRoutes) mountV1(mux *http.ServeMux) {
-	mux.HandleFunc("POST /v1/accounts", rt.v1(rt.v1Register))
-	mux.HandleFunc("POST /v1/login", rt.v1(rt.v1Login))
-	mux.HandleFunc("POST /v1/messages", rt.v1(rt.v1Send))
-	mux.HandleFunc("GET /v1/online", rt.v1(rt.v1Online))
-	mux.HandleFunc("GET /v1/history", rt.v1(rt.v1History))
-	mux.HandleFunc("POST /v1/groups", rt.v1(rt.v1CreateGroup))
-	mux.HandleFunc("GET /v1/groups/{name}/members", rt.v1(rt.v1Members))
-	mux.HandleFunc("POST /v1/groups/{name}/members", rt.v1(rt.v1Join))
-	mux.HandleFunc("DELETE /v1/groups/{name}/members/{user}", rt.v1(rt.v1Leave))
-	mux.HandleFunc("GET /v1/users/{id}/groups", rt.v1(rt.v1UserGroups))
-	mux.HandleFunc("GET /v1/delayed", rt.v1(rt.v1Delayed))
+func (rt *imHandlers) v1Routes(a *API) {
+	a.Handle(http.MethodPost, "/v1/accounts", rt.v1(rt.v1Register))
+	a.Handle(http.MethodPost, "/v1/login", rt.v1(rt.v1Login))
+	a.Handle(http.MethodPost, "/v1/messages", rt.v1(rt.v1Send))
+	a.Handle(http.MethodGet, "/v1/online", rt.v1(rt.v1Online))
+	a.Handle(http.MethodGet, "/v1/history", rt.v1(rt.v1History))
+	a.Handle(http.MethodPost, "/v1/groups", rt.v1(rt.v1CreateGroup))
+	a.Handle(http.MethodGet, "/v1/groups/{name}/members", rt.v1(rt.v1Members))
+	a.Handle(http.MethodPost, "/v1/groups/{name}/members", rt.v1(rt.v1Join))
+	a.Handle(http.MethodDelete, "/v1/groups/{name}/members/{user}", rt.v1(rt.v1Leave))
+	a.Handle(http.MethodGet, "/v1/users/{id}/groups", rt.v1(rt.v1UserGroups))
+	a.Handle(http.MethodGet, "/v1/delayed", rt.v1(rt.v1Delayed))
 }
 
 // v1 wraps a /v1 handler: the envelope, and reqNo echoed from the query.
-func (rt *imRoutes) v1(h func(w http.ResponseWriter, r *http.Request) (any, error)) http.HandlerFunc {
+func (rt *imHandlers) v1(h func(w http.ResponseWriter, r *http.Request) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		data, err := h(w, r)
 		env := cimEnvelope{Code: strconv.Itoa(int(wire.CodeOK)), Message: "success", ReqNo: r.URL.Query().Get("reqNo"), DataBody: data}
@@ -75,7 +75,7 @@ type v1User struct {
 	Created string `json:"created,omitempty"`
 }
 
-func (rt *imRoutes) v1Register(w http.ResponseWriter, r *http.Request) (any, error) {
+func (rt *imHandlers) v1Register(w http.ResponseWriter, r *http.Request) (any, error) {
 	var req struct {
 		Name     string `json:"name"`
 		Password string `json:"password"`
@@ -93,7 +93,7 @@ func (rt *imRoutes) v1Register(w http.ResponseWriter, r *http.Request) (any, err
 	return v1User{a.ID, a.Name, a.Created.UTC().Format(time.RFC3339)}, nil
 }
 
-func (rt *imRoutes) v1Login(w http.ResponseWriter, r *http.Request) (any, error) {
+func (rt *imHandlers) v1Login(w http.ResponseWriter, r *http.Request) (any, error) {
 	var req struct {
 		ID   uint64 `json:"id"`
 		Name string `json:"name"`
@@ -125,7 +125,7 @@ type v1SendResult struct {
 	Text  string `json:"text,omitempty"`
 }
 
-func (rt *imRoutes) v1Send(w http.ResponseWriter, r *http.Request) (any, error) {
+func (rt *imHandlers) v1Send(w http.ResponseWriter, r *http.Request) (any, error) {
 	var req struct {
 		From     uint64   `json:"from"`
 		To       string   `json:"to"`
@@ -178,7 +178,7 @@ func (rt *imRoutes) v1Send(w http.ResponseWriter, r *http.Request) (any, error) 
 	return out, nil
 }
 
-func (rt *imRoutes) v1Online(w http.ResponseWriter, r *http.Request) (any, error) {
+func (rt *imHandlers) v1Online(w http.ResponseWriter, r *http.Request) (any, error) {
 	limit, err := queryInt(r, "limit", 0)
 	if err != nil {
 		return nil, err
@@ -212,7 +212,7 @@ func targetString(t wire.Target) string {
 	return "topic:" + t.Name
 }
 
-func (rt *imRoutes) v1History(w http.ResponseWriter, r *http.Request) (any, error) {
+func (rt *imHandlers) v1History(w http.ResponseWriter, r *http.Request) (any, error) {
 	user, err := queryInt(r, "user", 0)
 	if err != nil || user == 0 {
 		return nil, badArg("user: a user id is required")
@@ -256,7 +256,7 @@ func groupOf(g broker.GroupInfo) v1Group {
 	return v1Group{g.Name, g.Owner, g.Members, g.Created.UTC().Format(time.RFC3339)}
 }
 
-func (rt *imRoutes) v1CreateGroup(w http.ResponseWriter, r *http.Request) (any, error) {
+func (rt *imHandlers) v1CreateGroup(w http.ResponseWriter, r *http.Request) (any, error) {
 	var req struct {
 		Name  string `json:"name"`
 		Owner uint64 `json:"owner"`
@@ -277,7 +277,7 @@ func (rt *imRoutes) v1CreateGroup(w http.ResponseWriter, r *http.Request) (any, 
 	return groupOf(g), nil
 }
 
-func (rt *imRoutes) v1Members(w http.ResponseWriter, r *http.Request) (any, error) {
+func (rt *imHandlers) v1Members(w http.ResponseWriter, r *http.Request) (any, error) {
 	members, err := rt.srv.GroupMembers(r.PathValue("name"))
 	if err != nil {
 		return nil, err
@@ -289,7 +289,7 @@ func (rt *imRoutes) v1Members(w http.ResponseWriter, r *http.Request) (any, erro
 	return out, nil
 }
 
-func (rt *imRoutes) v1Join(w http.ResponseWriter, r *http.Request) (any, error) {
+func (rt *imHandlers) v1Join(w http.ResponseWriter, r *http.Request) (any, error) {
 	var req struct {
 		User uint64 `json:"user"`
 	}
@@ -306,7 +306,7 @@ func (rt *imRoutes) v1Join(w http.ResponseWriter, r *http.Request) (any, error) 
 	return groupOf(g), nil
 }
 
-func (rt *imRoutes) v1Leave(w http.ResponseWriter, r *http.Request) (any, error) {
+func (rt *imHandlers) v1Leave(w http.ResponseWriter, r *http.Request) (any, error) {
 	user, err := strconv.ParseUint(r.PathValue("user"), 10, 64)
 	if err != nil || user == 0 {
 		return nil, badArg("user: want a user id in the path")
@@ -314,7 +314,7 @@ func (rt *imRoutes) v1Leave(w http.ResponseWriter, r *http.Request) (any, error)
 	return nil, rt.srv.LeaveGroup(r.Context(), r.PathValue("name"), user)
 }
 
-func (rt *imRoutes) v1UserGroups(w http.ResponseWriter, r *http.Request) (any, error) {
+func (rt *imHandlers) v1UserGroups(w http.ResponseWriter, r *http.Request) (any, error) {
 	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
 	if err != nil || id == 0 {
 		return nil, badArg("id: want a user id in the path")
@@ -326,7 +326,7 @@ func (rt *imRoutes) v1UserGroups(w http.ResponseWriter, r *http.Request) (any, e
 	return out, nil
 }
 
-func (rt *imRoutes) v1Delayed(w http.ResponseWriter, r *http.Request) (any, error) {
+func (rt *imHandlers) v1Delayed(w http.ResponseWriter, r *http.Request) (any, error) {
 	user, err := queryInt(r, "user", 0)
 	if err != nil || user == 0 {
 		return nil, badArg("user: a user id is required")

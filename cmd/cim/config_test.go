@@ -183,9 +183,8 @@ func TestFlagParsing(t *testing.T) {
 
 func TestUnsupportedOptionsRefused(t *testing.T) {
 	for _, args := range [][]string{
-		{"--tls-addr", ":8883"}, {"--tls-cert", "c.pem"}, {"--tls-key", "k.pem"}, {"--tls-client-ca", "ca.pem"},
-		{"--admin-token", "t"}, {"--http-addr", ":8083"}, {"--cluster-addr", ":7946"},
-		{"--peer-addr", ":7947"}, {"--join", "a:7946,b:7946"},
+		// (TLS, the HTTP listener, the admin token and the native listener are supported now.)
+		{"--cluster-addr", ":7946"}, {"--peer-addr", ":7947"}, {"--join", "a:7946,b:7946"},
 	} {
 		code, out := serverRun(t, append(args, "--memory")...)
 		key := strings.ReplaceAll(strings.TrimPrefix(args[0], "--"), "-", "_")
@@ -209,7 +208,7 @@ func TestPortInUseNamesTheAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	code, out := serverRun(t, "--memory", "--mqtt-addr", l.Addr().String(), "--native-addr", "127.0.0.1:0", "--log-level", "error")
+	code, out := serverRun(t, "--memory", "--mqtt-addr", l.Addr().String(), "--native-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "error")
 	if code != 1 || !strings.Contains(out, "cannot listen on "+l.Addr().String()) {
 		t.Fatalf("exit %d: %s", code, out)
 	}

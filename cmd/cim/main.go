@@ -5,6 +5,7 @@
 //	cim chat   --user N  chat in a terminal (see cim chat -h)
 //	cim passwd USER      print a password-file line
 //	cim health           probe a node's /healthz (for container health checks)
+//	cim ctl ...          the admin API's client (see cim ctl -h)
 //	cim version          print the version
 package main
 
@@ -37,6 +38,8 @@ func main() {
 		os.Exit(runPasswd(args, os.Stdin, os.Stdout, os.Stderr))
 	case "health":
 		os.Exit(runHealth(ctx, args, os.Stdout, os.Stderr))
+	case "ctl":
+		os.Exit(runCtl(ctx, args, os.Stdout, os.Stderr))
 	case "version", "-v", "--version":
 		fmt.Println(versionLine())
 	case "help", "-h", "--help":
@@ -57,6 +60,7 @@ commands:
   chat      chat in a terminal (cim's client): cim chat --user NAME
   passwd    print a password-file line (prompts on a terminal, else reads stdin)
   health    GET a node's /healthz: exit 0 if healthy, 1 if not
+  ctl       the admin API's client: clients, kick ID, subs ID, retained, publish TOPIC MSG
   version   print the version
 
 Run 'cim <command> -h' for a command's flags.
