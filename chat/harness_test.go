@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -20,7 +19,7 @@ import (
 )
 
 // imServer runs a broker (native on an ephemeral port, a store in memory)
-// and the IM API in front of it, as cim server does.
+// and its HTTP API (the IM routes among them), as cim server does.
 func imServer(t *testing.T) (*broker.Server, *httptest.Server) {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
@@ -35,9 +34,13 @@ func imServer(t *testing.T) (*broker.Server, *httptest.Server) {
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	hs := httptest.NewServer(mux)
-	httpapi.MountIM(mux, srv, hs.Listener.Addr().String())
+	hs := httptest.NewUnstartedServer(nil)
+	api, err := httpapi.New(srv, httpapi.Options{Addr: hs.Listener.Addr().String(), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs.Config.Handler = api.Handler()
+	hs.Start()
 	t.Cleanup(func() {
 		hs.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

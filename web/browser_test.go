@@ -21,6 +21,14 @@ import (
 	"github.com/cimgo/cim/chat"
 )
 
+// pageEnv is the server the page runs against: in process (pageServer)
+// or the cim server binary (binServer, with CIM_BIN=path).
+type pageEnv interface {
+	url() string
+	mqttAddr() string
+	restart()
+}
+
 // The page in real headless Chromium (Debian's chromium), behind
 // CIM_BROWSER=1 (make test-browser): two browser contexts chat to
 // everyone, privately and in a group; a message from cim chat appears;
@@ -28,6 +36,7 @@ import (
 // login; the history search highlights; an MQTT publish appears in the
 // topic view; the page reconnects after the server restarts. Screenshots
 // go to $CIM_SCREENSHOTS (if set) and are checked to be real pictures.
+// With CIM_BIN=bin/cim it runs against the real cim server.
 func TestPageInBrowser(t *testing.T) {
 	if os.Getenv("CIM_BROWSER") == "" {
 		t.Skip("set CIM_BROWSER=1 to run the page in headless Chromium (make test-browser)")
@@ -36,7 +45,10 @@ func TestPageInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no chromium (apt-get install -y chromium): %v", err)
 	}
-	ps := newPageServer(t)
+	var ps pageEnv = newPageServer(t)
+	if bin := os.Getenv("CIM_BIN"); bin != "" {
+		ps = newBinServer(t, bin) // the real cim server: its /, /ws, /mqtt and IM API
+	}
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(bin), chromedp.UserDataDir(t.TempDir()),
 		chromedp.Flag("headless", true), chromedp.Flag("no-sandbox", true), chromedp.Flag("disable-gpu", true),
@@ -56,7 +68,7 @@ func TestPageInBrowser(t *testing.T) {
 	alice, closeAlice := tab()
 	defer closeAlice()
 	start := time.Now()
-	if err := chromedp.Do(alice, chromedp.Navigate(ps.hs.URL+"/"), waitJS("window.cim && document.getElementById('name')")); err != nil {
+	if err := chromedp.Do(alice, chromedp.Navigate(ps.url()+"/"), waitJS("window.cim && document.getElementById('name')")); err != nil {
 		t.Fatal(err)
 	}
 	tti := time.Since(start)
@@ -69,7 +81,7 @@ func TestPageInBrowser(t *testing.T) {
 	login(t, alice, "alice", "pw-a")
 	bob, closeBob := tab()
 	defer closeBob()
-	if err := chromedp.Do(bob, chromedp.Navigate(ps.hs.URL+"/")); err != nil {
+	if err := chromedp.Do(bob, chromedp.Navigate(ps.url()+"/")); err != nil {
 		t.Fatal(err)
 	}
 	login(t, bob, "bob", "pw-b")
@@ -97,7 +109,7 @@ func TestPageInBrowser(t *testing.T) {
 	pr, pw := io.Pipe()
 	carolDone := make(chan error, 1)
 	go func() {
-		carolDone <- chat.RunLines(context.Background(), chat.Options{User: "carol", APIURL: ps.hs.URL}, pr, io.Discard)
+		carolDone <- chat.RunLines(context.Background(), chat.Options{User: "carol", APIURL: ps.url()}, pr, io.Discard)
 	}()
 	fmt.Fprintln(pw, "alice;;from the terminal")
 	waitJS2(t, alice, `[...document.querySelectorAll('#convs li')].some(li => li.textContent.startsWith('carol'))`)
@@ -119,14 +131,14 @@ func TestPageInBrowser(t *testing.T) {
 	// a message to a user who is away waits for her login
 	joinOrOpen(t, bob, "dora") // registered below? not yet: open fails first
 	waitMsg(t, bob, "dora: no user dora")
-	register(t, ps.hs.URL, "dora")
+	register(t, ps.url(), "dora")
 	joinOrOpen(t, bob, "dora")
 	waitJS2(t, bob, `document.getElementById('conv-title').textContent.startsWith('dora')`)
 	sendText(t, bob, "for dora, later")
 	waitMsg(t, bob, "stored: receiver offline")
 	dora, closeDora := tab()
 	defer closeDora()
-	if err := chromedp.Do(dora, chromedp.Navigate(ps.hs.URL+"/")); err != nil {
+	if err := chromedp.Do(dora, chromedp.Navigate(ps.url()+"/")); err != nil {
 		t.Fatal(err)
 	}
 	login(t, dora, "dora", "")

@@ -140,3 +140,12 @@ func Paths() []string {
 	sort.Strings(out)
 	return out
 }
+
+// Mount registers the page on a mux through its handle function (the
+// HTTP API's Handle): GET of each of Paths.
+func Mount(handle func(method, path string, h http.Handler)) {
+	h := Handler()
+	for _, p := range Paths() {
+		handle(http.MethodGet, p, h)
+	}
+}

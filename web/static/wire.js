@@ -181,7 +181,7 @@ export class NativeClient {
   open() {
     this.setState(this.info ? "reconnecting" : "connecting");
     let ws;
-    try { ws = new WebSocket(this.url, ["cim"]); } catch (e) { this.retry(String(e)); return; }
+    try { ws = new WebSocket(this.url); } catch (e) { this.retry(String(e)); return; } // /ws takes no subprotocol
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     ws.onopen = () => {
