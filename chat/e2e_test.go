@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cimgo/cim/broker"
 	"github.com/cimgo/cim/chat"
 )
 
@@ -57,14 +58,30 @@ func TestTwoUsersChat(t *testing.T) {
 // A message to an offline user is stored: the sender is told, and the
 // receiver gets it marked offline at login.
 func TestOfflineMessagesOnLogin(t *testing.T) {
-	_, hs := imServer(t)
+	srv, hs := imServer(t)
 	carol := login(t, hs, "carol")
 	carol.quit()
+	waitOffline(t, srv, "carol") // the server notices a closed connection a moment later
 	alice := login(t, hs, "alice")
 	alice.send("carol;;while you were out")
 	alice.waitFor("* carol is offline: the message is stored")
 	carol = login(t, hs, "carol")
 	carol.waitFor("alice (private, offline)$ while you were out")
+}
+
+func waitOffline(t *testing.T, srv *broker.Server, name string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		users, _ := srv.OnlineUsers(name, 0)
+		if len(users) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still online 10 s after quitting", name)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // :delay is held by the server: it arrives after the sender quit.

@@ -119,6 +119,8 @@ expect bob "alice (private)\$ delayed hello, the whole text" ":delay arrives aft
 
 # offline messages: bob quits, carol writes to him, bob logs in again.
 quit 4 bob
+# the server notices a closed connection a moment later
+for _ in $(seq 200); do curl -s "$API/v1/online?prefix=bob" | grep -q '"users":\[\]' && break; sleep 0.05; done
 start carol 5
 expect carol "* logged in as carol" "carol logs in (no password)"
 say 5 "bob;;while you were away"
