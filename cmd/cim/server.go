@@ -28,6 +28,7 @@ import (
 	"github.com/cimgo/cim/broker"
 	"github.com/cimgo/cim/broker/httpapi"
 	"github.com/cimgo/cim/storage"
+	"github.com/cimgo/cim/web"
 )
 
 // serverFlags are `cim server`'s flags; each sets the config key named like
@@ -299,6 +300,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		log.Error("http api", "err", err) // unreachable: default options
 		return 1
 	}
+	web.Mount(api.Handle) // the chat page (web/) at / on the HTTP port
 	var certs *httpapi.Certs
 	if tlsMat != nil {
 		certs = httpapi.NewCerts(tlsMat)
