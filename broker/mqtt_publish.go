@@ -95,13 +95,13 @@ func (c *mqttConn) handlePublish(pk *packets.Packet) {
 		// Acknowledged once stored (persist.go); a v5 publisher learns when
 		// nobody was subscribed. A QoS 2 id is stored with the message, so
 		// that a resend after a restart is known [MQTT-4.3.3-10].
-		var fill func(*storage.Batch)
+		var fill func(*lazyBatch)
 		if qos == 2 {
 			s.mu.Lock()
 			if s.persistentLocked() {
 				s.stored = true
 				rec := s.recordLocked(0)
-				fill = func(b *storage.Batch) { b.PutSession(rec) }
+				fill = func(lb *lazyBatch) { lb.get().PutSession(rec) }
 			}
 			s.mu.Unlock()
 		}

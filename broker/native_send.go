@@ -9,7 +9,6 @@ import (
 	"github.com/cimgo/cim/broker/topic"
 	"github.com/cimgo/cim/broker/wire"
 	"github.com/cimgo/cim/storage"
-	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // Sending, for the native protocol and the HTTP API alike: a message from a
@@ -47,7 +46,8 @@ func (c *nativeConn) handleSend(f *wire.Send) {
 	srv := c.loop.srv
 	bodies := f.Batch
 	if len(bodies) == 0 {
-		bodies = [][]byte{f.Body}
+		one := [1][]byte{f.Body}
+		bodies = one[:]
 	} else if len(f.Body) > 0 {
 		bodies = append([][]byte{f.Body}, bodies...)
 	}
@@ -193,9 +193,10 @@ func (srv *Server) imSend(r *sendReq, done func(sendResult)) {
 	if receiverOffline && r.delay == 0 {
 		res.code = wire.CodeOffline // stored; delivered at the receiver's next login
 	}
-	rec := storeMessage(m)
-	sender := strconv.FormatUint(r.from.ID, 10)
-	cmid := strconv.FormatUint(r.cmid, 10)
+	var sender, cmid string // the dedup key, when there is a client message id
+	if r.cmid != 0 {
+		sender, cmid = strconv.FormatUint(r.from.ID, 10), strconv.FormatUint(r.cmid, 10)
+	}
 	var dup *storage.DedupResult // the store's word on (sender, cmid), read once committed
 	finish := func(err error) {
 		switch {
@@ -213,7 +214,7 @@ func (srv *Server) imSend(r *sendReq, done func(sendResult)) {
 	}
 	if r.delay > 0 {
 		due := now.Add(r.delay).UnixMilli()
-		srv.im.delayed.schedule(rec, due, func(b *storage.Batch) {
+		srv.im.delayed.schedule(storeMessage(m), due, func(b *storage.Batch) {
 			if r.cmid != 0 {
 				dup = b.Dedup(sender, cmid, m.ID)
 			}
@@ -223,12 +224,12 @@ func (srv *Server) imSend(r *sendReq, done func(sendResult)) {
 		}
 		return
 	}
-	fill := func(b *storage.Batch) {
+	fill := func(lb *lazyBatch) { // a QoS 0 send with no history and no id stores nothing: no batch
 		if conv != "" {
-			b.PutHistory(conv, rec, indexFor...)
+			lb.get().PutHistory(conv, storeMessage(m), indexFor...)
 		}
 		if r.cmid != 0 {
-			dup = b.Dedup(sender, cmid, m.ID)
+			dup = lb.get().Dedup(sender, cmid, m.ID)
 		}
 	}
 	if r.qos == 0 {
@@ -242,10 +243,9 @@ func (srv *Server) imSend(r *sendReq, done func(sendResult)) {
 // senderProps are the MQTT 5 user properties a native message carries to
 // MQTT subscribers: who sent it and its server id.
 func senderProps(m *Message) []byte {
-	p := packets.Properties{User: []packets.UserProperty{
-		{Key: "cim-sender-id", Val: strconv.FormatUint(m.Sender, 10)},
-		{Key: "cim-sender", Val: m.SenderName},
-		{Key: "cim-msg-id", Val: strconv.FormatUint(m.ID, 10)},
-	}}
-	return mqtt.AppendProperties(nil, &p, packets.Publish)
+	var num [20]byte
+	b := make([]byte, 0, 3*5+len("cim-sender-id")+len("cim-sender")+len("cim-msg-id")+len(m.SenderName)+2*len(num))
+	b = mqtt.AppendUserProperty(b, "cim-sender-id", strconv.AppendUint(num[:0], m.Sender, 10))
+	b = mqtt.AppendUserProperty(b, "cim-sender", m.SenderName)
+	return mqtt.AppendUserProperty(b, "cim-msg-id", strconv.AppendUint(num[:0], m.ID, 10))
 }

@@ -94,6 +94,7 @@ type DB struct {
 	scratch  []byte             // key buffer
 	nextUser uint64             // next user id to assign (m␀next-user)
 	ov       map[string]ovEntry // writes of decided ops in the current group
+	marks    map[string]uint64  // committer only: dedup marks read or written (dedup.go)
 	lat      []int64            // commit latencies of the current group, ns
 
 	// failed is non-nil while the store is failing (health.go): Commit and
@@ -144,6 +145,7 @@ func Open(dir string, opts Options) (db *DB, err error) {
 		sweeperStop:   make(chan struct{}),
 		sweeperDone:   make(chan struct{}),
 		ov:            make(map[string]ovEntry),
+		marks:         make(map[string]uint64),
 	}
 	db.idx.init()
 	if err := mkdirDurable(opts.FS, dir); err != nil {
