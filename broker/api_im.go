@@ -388,10 +388,22 @@ func (s *Server) Send(ctx context.Context, from uint64, to wire.Target, bodies [
 	sess := s.sessions.lookup(nativeKey(from))
 	results := make([]SendResult, len(bodies))
 	ch := make(chan struct{}, len(bodies))
+	reqs := make([]*sendReq, len(bodies))
 	for i, b := range bodies {
-		r := &sendReq{from: acct, sess: sess, id: id, target: to, body: slices.Clone(b), qos: min(o.QoS, 1), delay: o.Delay}
+		reqs[i] = &sendReq{from: acct, sess: sess, id: id, target: to, body: slices.Clone(b), qos: min(o.QoS, 1), delay: o.Delay}
 		if o.ClientID != 0 {
-			r.cmid = o.ClientID + uint64(i)
+			reqs[i].cmid = o.ClientID + uint64(i)
+		}
+	}
+	var known []sendResult
+	if o.QoS > 0 && s.needsLookup(from, o.ClientID) {
+		known = s.lookupSends(reqs) // maybe a resend
+	}
+	for i, r := range reqs {
+		if known != nil && known[i].msgID != 0 {
+			results[i] = SendResult{MsgID: known[i].msgID, Code: known[i].code}
+			ch <- struct{}{}
+			continue
 		}
 		s.imSend(r, func(res sendResult) {
 			results[i] = SendResult{MsgID: res.msgID, Code: res.code, Text: res.text}

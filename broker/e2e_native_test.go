@@ -538,3 +538,35 @@ func TestNativeDedupAcrossRestart(t *testing.T) {
 	q.expect("pia", "only once")
 	q.none()
 }
+
+// A resend while the node runs (a reconnect's) is answered with the first
+// copy's id and not delivered again; a new message numbered below the
+// sender's highest (ids need not arrive in order) is still delivered.
+func TestNativeDedupResend(t *testing.T) {
+	s := startIM(t, Options{})
+	register(t, s, "rhea", "")
+	sol := register(t, s, "sol", "")
+	q := loginUser(t, s, "sol", "")
+	r := dialNative(t, s)
+	r.login("rhea")
+	send := func(id uint64, body string) wire.SendAck {
+		t.Helper()
+		r.send(&wire.Send{ID: id, Target: wire.ToUser(sol.ID), QoS: 1, Body: []byte(body)})
+		return r.expect(wire.TypeSendAck).SendAck
+	}
+	first := send(500, "five hundred")
+	q.expect("rhea", "five hundred")
+	if again := send(500, "five hundred"); again.MsgID != first.MsgID || again.Code != wire.CodeOK {
+		t.Fatalf("resend: %+v, first %+v", again, first)
+	}
+	q.none()
+	send(600, "six hundred")
+	q.expect("rhea", "six hundred")
+	if low := send(550, "between"); low.MsgID == first.MsgID || low.Code != wire.CodeOK {
+		t.Fatalf("new id below the highest: %+v", low)
+	}
+	q.expect("rhea", "between")
+	send(500, "five hundred")
+	send(550, "between")
+	q.none()
+}

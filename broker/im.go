@@ -83,16 +83,11 @@ func checkName(what, name string) error {
 
 // imState is the IM server's part of a Server.
 type imState struct {
-	dir      *directory
-	tokens   tokenSigner
-	recent   dedupCache
-	delayed  *delayedSched
-	warmFrom int64 // unix seconds from which the dedup memory covers the whole window
+	dir     *directory
+	tokens  tokenSigner
+	marks   dedupMarks
+	delayed *delayedSched
 }
-
-// dedupCold reports whether the node started less than a dedup window ago,
-// so that a resend may come before the memory of its original.
-func (im *imState) dedupCold(now int64) bool { return now < im.warmFrom }
 
 // Account is a registered user.
 type Account struct {

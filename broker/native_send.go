@@ -60,10 +60,9 @@ func (c *nativeConn) handleSend(f *wire.Send) {
 		}
 		reqs[k] = r
 	}
-	if f.ID != 0 && f.QoS > 0 && srv.im.dedupCold(srv.now()) {
-		// Soon after a restart a resend may come before the memory knows
-		// its original: ask the store (off the loop) first.
-		offLoop(&c.transport, func() []sendResult { return srv.storedDedup(reqs) }, func(known []sendResult) {
+	if f.QoS > 0 && srv.needsLookup(c.acct.ID, f.ID) {
+		// Maybe a resend: ask the store (off the loop) first.
+		offLoop(&c.transport, func() []sendResult { return srv.lookupSends(reqs) }, func(known []sendResult) {
 			c.sendAll(reqs, known)
 		})
 		return
@@ -78,7 +77,6 @@ func (c *nativeConn) sendAll(reqs []*sendReq, known []sendResult) {
 	for i, r := range reqs {
 		cmid := r.cmid
 		if known != nil && known[i].msgID != 0 {
-			srv.im.recent.put(dedupKey{r.from.ID, cmid}, known[i], srv.now())
 			c.appendSendAck(cmid, known[i])
 			continue
 		}
@@ -88,22 +86,6 @@ func (c *nativeConn) sendAll(reqs []*sendReq, known []sendResult) {
 			}
 		})
 	}
-}
-
-// storedDedup looks up each request's (sender, client message id) in the
-// store. Off the loops.
-func (srv *Server) storedDedup(reqs []*sendReq) []sendResult {
-	out := make([]sendResult, len(reqs))
-	for i, r := range reqs {
-		if _, ok := srv.im.recent.get(dedupKey{r.from.ID, r.cmid}); ok {
-			continue // known in memory: imSend answers it
-		}
-		id, err := srv.store.GetDedup(strconv.FormatUint(r.from.ID, 10), strconv.FormatUint(r.cmid, 10))
-		if err == nil && id != 0 {
-			out[i] = sendResult{msgID: id, code: wire.CodeOK, at: idTime(id).UnixMilli()}
-		}
-	}
-	return out
 }
 
 func cloneTarget(t wire.Target) wire.Target {
@@ -179,12 +161,8 @@ func (srv *Server) imSend(r *sendReq, done func(sendResult)) {
 		fail(wire.CodeBadArgument, "send: target kind "+strconv.Itoa(int(r.target.Kind)))
 		return
 	}
-	key := dedupKey{r.from.ID, r.cmid}
 	if r.cmid != 0 && r.qos > 0 {
-		if prev, ok := srv.im.recent.get(key); ok {
-			done(prev) // a resend: the first one's answer, not a second copy
-			return
-		}
+		srv.im.marks.raise(r.from.ID, r.cmid)
 	}
 	m := &Message{ID: srv.newID(), Topic: name, Payload: r.body, Sender: r.from.ID, SenderName: r.from.Name,
 		Created: now.Unix(), QoS: routeQoS}
@@ -206,9 +184,6 @@ func (srv *Server) imSend(r *sendReq, done func(sendResult)) {
 			// A resend the memory did not know (the node restarted since
 			// the first copy): the store kept the first id and wrote nothing.
 			res.msgID = dup.ServerID
-		}
-		if err == nil && r.cmid != 0 {
-			srv.im.recent.put(key, res, srv.now())
 		}
 		done(res)
 	}

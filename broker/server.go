@@ -89,8 +89,7 @@ func New(opts Options) (*Server, error) {
 	if opts.NativeAddr != "" {
 		s.listeners = append(s.listeners, listener{proto: storage.ProtocolNative, addr: opts.NativeAddr})
 	}
-	s.im = &imState{dir: newDirectory(), tokens: newTokenSigner(opts.TokenKey, opts.TokenTTL), delayed: newDelayedSched(s),
-		warmFrom: opts.Now().Unix() + dedupWindowSecs}
+	s.im = &imState{dir: newDirectory(), tokens: newTokenSigner(opts.TokenKey, opts.TokenTTL), delayed: newDelayedSched(s)}
 	auth := opts.Auth
 	if auth == nil {
 		a, err := NewAuth(AuthOptions{PasswordFile: opts.PasswordFile, ACL: opts.ACL, ACLDefault: opts.ACLDefault, DenyFilters: opts.DenyFilters})

@@ -5,6 +5,7 @@ import (
 	"github.com/cockroachdb/pebble"
 	"math"
 	"reflect"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -189,11 +190,26 @@ func TestDedupMarks(t *testing.T) {
 	reopen()
 	check("resend after a restart", "7", true)
 	check("new after a restart", "8", false)
+	mark := func(want uint64) {
+		t.Helper()
+		if m, err := db.DedupMark("u1"); err != nil || m != want {
+			t.Fatalf("DedupMark = %d, %v; want %d", m, err, want)
+		}
+	}
+	mark(5 + markLease) // written with the first record, leased ahead
+	check("new below the stored mark", "100", false)
+	check("resend below the stored mark", "100", true)
+	far := strconv.FormatUint(5+markLease+1, 10)
+	check("past the lease", far, false)
+	mark(5 + markLease + 1 + markLease)
+	check("resend past the lease", far, true)
 	// A store from before marks: the records alone.
 	if err := db.pdb.Delete(appendNameKey(nil, spaceDedupMark, "u1"), pebble.Sync); err != nil {
 		t.Fatal(err)
 	}
 	reopen()
+	mark(5 + markLease + 1) // scanned: the highest record
+	check("resend without a mark", far, true)
 	check("resend without a mark", "8", true)
 	check("resend without a mark", "6", true)
 	check("new without a mark", "9", false)
