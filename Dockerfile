@@ -36,7 +36,7 @@ WORKDIR /data
 VOLUME ["/data"]
 # MQTT, MQTT over TLS, native protocol, HTTP (API, /metrics, /healthz),
 # gossip (tcp and udp), peer links.
-EXPOSE 1883/tcp 8883/tcp 9000/tcp 8083/tcp 7946/tcp 7946/udp 7947/tcp
+EXPOSE 1883/tcp 8883/tcp 9000/tcp 9443/tcp 8083/tcp 8084/tcp 7946/tcp 7946/udp 7947/tcp
 # No curl in distroless: cim itself probes /healthz on the HTTP listener.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["/usr/local/bin/cim", "health", "-q", "--url", "http://127.0.0.1:8083/healthz"]

@@ -3,14 +3,14 @@ GO      ?= go
 BIN     := bin/cim
 PKGS    := ./...
 # Packages where concurrency lives run under the race detector.
-RACE    := ./broker/... ./storage/... ./bench/... ./client/...
+RACE    := ./broker/... ./storage/... ./bench/... ./client/... ./chat/... ./web/...
 
 # The version `cim version` prints; without git (or tags) cim falls back to
 # what the Go toolchain recorded (see cmd/cim/version.go).
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: build run test bench bench-recovery fuzz clean cross test-deploy
+.PHONY: build run test test-browser bench bench-recovery fuzz clean cross test-deploy
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/cim
@@ -42,7 +42,16 @@ test: build
 	$(GO) test -count=1 -timeout 8m $(PKGS)
 	$(GO) test -count=1 -race -timeout 10m $(RACE)
 	./scripts/mosquitto_e2e.sh ./$(BIN)
+	./scripts/http_api.sh ./$(BIN)
+	./scripts/chat_e2e.sh ./$(BIN)
+	./scripts/chat_tmux.sh ./$(BIN)
+	$(MAKE) test-browser
 	$(MAKE) test-deploy
+
+# The chat page in headless Chromium against the built binary (needs
+# chromium); screenshots in bin/screenshots.
+test-browser: build
+	CIM_BROWSER=1 CIM_BIN=$(CURDIR)/$(BIN) CIM_SCREENSHOTS=$(CURDIR)/bin/screenshots $(GO) test -count=1 -run TestPageInBrowser -v ./web
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./broker/... ./storage/...
@@ -62,6 +71,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./broker/wire
 	$(GO) test -run '^$$' -fuzz FuzzAgentFrame -fuzztime $(FUZZTIME) ./bench
 	$(GO) test -run '^$$' -fuzz FuzzDecodeHist -fuzztime $(FUZZTIME) ./bench
+	$(GO) test -run '^$$' -fuzz FuzzNativeClientRead -fuzztime $(FUZZTIME) ./bench
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./chat
 
 clean:
 	rm -rf bin

@@ -30,6 +30,7 @@ var allowed = map[string][]string{
 	"broker":         {"broker/mqtt", "broker/wire", "broker/topic", "storage", "cluster"},
 	"broker/httpapi": {"broker", "broker/mqtt", "broker/wire", "broker/topic", "storage", "cluster"},
 	"bench":          {"client", "broker/wire", "broker/mqtt"},
+	"chat":           {"client", "broker/wire"},
 	"cmd/cim":        {"*"},
 }
 

@@ -164,7 +164,7 @@ func run(t *testing.T, o Options) (*Report, string) {
 // left (readers, publishers, tickers).
 func checkNoLeaks(t *testing.T) {
 	t.Helper()
-	markers := []string{"bench.(*mqttClient)", "bench.(*runner)", "bench.(*progress)", "bench.runLoop"}
+	markers := []string{"bench.(*mqttClient)", "bench.(*nativeClient)", "bench.(*runner)", "bench.(*progress)", "bench.runLoop"}
 	var stacks string
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {

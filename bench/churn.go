@@ -19,6 +19,9 @@ var errChurnTimeout = errors.New("bench: churn: own message not delivered")
 // per second over all runners; Count the cycles per client.
 func (r *runner) churn(ctx context.Context, endAt time.Time) {
 	o := r.o
+	if r.prepFailed {
+		return
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var tokens chan struct{}

@@ -152,7 +152,7 @@ start_broker() {
 	case $name in
 	cim)
 		# shellcheck disable=SC2086
-		"$CIM" server --mqtt-addr "127.0.0.1:$port" --native-addr 127.0.0.1:0 --data-dir "$dir/data" $CIM_FLAGS >"$dir/log" 2>&1 &
+		"$CIM" server --mqtt-addr "127.0.0.1:$port" --native-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --data-dir "$dir/data" $CIM_FLAGS >"$dir/log" 2>&1 &
 		;;
 	mosquitto)
 		printf 'listener %d 127.0.0.1\nallow_anonymous true\n' "$port" >"$dir/mosquitto.conf"

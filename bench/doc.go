@@ -115,8 +115,31 @@
 //
 // # Protocols
 //
-// A protocol is a Proto registered by name (mqtt.go registers "mqtt"); the
-// native protocol plugs in by adding one file that calls Register.
+// A protocol is a Proto registered by name: mqtt.go registers "mqtt",
+// native.go "native" (cim's native protocol, on broker/wire's codec).
 // Publisher options a protocol may not have (retain, user properties)
-// reach it in ClientConfig; SessionPresenter is optional.
+// reach it in ClientConfig; SessionPresenter is optional. A protocol whose
+// clients need server-side state first implements Preparer: each runner
+// calls Prepare in its setup, before any dial, and dials with the Proto it
+// returns; Finisher undoes it after the run. The native protocol uses them
+// to register its accounts and join its groups through the IM HTTP API
+// (--api) and to leave the groups again:
+//
+//	runner               Preparer (native)                 IM HTTP API
+//	Setup ─ Prepare ───► POST /v1/accounts {name} ×N  ───►  id per name (idempotent)
+//	                     POST /v1/groups, .../members  ───►  cim/g/<name> topics
+//	dial ─ Dial ───────► login {name} on --addr, subscribe, send ...
+//	Close ─ Finish ────► DELETE .../members/<id>      ───►  (clean runs only)
+//
+// Native clients map the run onto the protocol so: the client id is the
+// account's user name; a publish to cim/u/<id or name>, cim/g/<group> or
+// cim/all is a send to that user, group or everyone, any other topic a
+// send to the topic (seen by MQTT subscribers too); QoS 0 sends carry no
+// client message id, QoS 1 sends one (unique per account over runs, since
+// the server deduplicates by it) and their send-ack is the publish ack (code
+// 7000, stored for an offline receiver, counts as success); a QoS 1 deliver
+// is answered with a deliver-ack; a subscription is a subscribe frame, the
+// inbox and cim/all being subscribed at login already. A native session
+// lasts as long as its account, so a clean client unsubscribes what it
+// subscribed before it closes.
 package bench

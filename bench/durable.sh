@@ -30,7 +30,7 @@ start() { # broker dir
 	local b=$1 d=$2
 	mkdir -p "$d"
 	case $b in
-	cim) "$TMP/cim" server --mqtt-addr 127.0.0.1:$PORT --native-addr 127.0.0.1:0 --data-dir "$d/data" --durability sync --log-level warn >"$d/log" 2>&1 & ;;
+	cim) "$TMP/cim" server --mqtt-addr 127.0.0.1:$PORT --native-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --data-dir "$d/data" --durability sync --log-level warn >"$d/log" 2>&1 & ;;
 	nats)
 		printf 'server_name: durable\nlisten: 127.0.0.1:-1\njetstream { store_dir: "%s/js" }\nmqtt { listen: 127.0.0.1:%s }\n' "$d" $PORT >"$d/nats.conf"
 		/usr/sbin/nats-server -c "$d/nats.conf" >"$d/log" 2>&1 & ;;

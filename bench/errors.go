@@ -24,6 +24,7 @@ var (
 	ErrWorker     = errors.New("bench: worker failed")
 	ErrStalled    = errors.New("bench: broker stalled")
 	ErrAgent      = errors.New("bench: agent failed")
+	ErrRegister   = errors.New("bench: registering accounts failed")
 	errBadHist    = errors.New("bench: bad histogram from a runner")
 )
 
@@ -57,6 +58,7 @@ const (
 	KindStalled     = "stalled"         // publishing made no progress for --drain
 	KindAgent       = "agent"           // an agent failed or went away
 	KindChurn       = "churn_timeout"   // churn: a client's own message did not come back in time
+	KindRegister    = "register"        // native: the HTTP API did not register the run's accounts
 )
 
 // errKind maps an error to the kind it is counted under.
@@ -82,6 +84,8 @@ func errKind(err error) string {
 		return KindAgent
 	case errors.Is(err, errChurnTimeout):
 		return KindChurn
+	case errors.Is(err, ErrRegister):
+		return KindRegister
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
 		if errors.Is(err, ErrDial) {
 			return KindTimeout

@@ -38,12 +38,19 @@ type UserProperty struct {
 // worker processes as JSON.
 type Options struct {
 	Scenario string `json:"scenario"`
-	// Proto selects the protocol (see Register). Default "mqtt".
+	// Proto selects the protocol (see Register): "mqtt" or "native".
+	// Default "mqtt".
 	Proto string `json:"proto"`
 	// Addr is the broker's host:port, or a comma-separated list of them:
 	// clients are spread over the list round robin by their index within
-	// their role. Default "127.0.0.1:1883".
+	// their role. Default "127.0.0.1:1883", with the native protocol
+	// "127.0.0.1:9000".
 	Addr string `json:"addr"`
+	// API is the base URL of the IM server's HTTP API, where the native
+	// protocol registers the run's accounts before connecting (POST
+	// /v1/accounts). Default http://<host of the first broker address>:8083.
+	// Only the native protocol uses it.
+	API string `json:"api,omitempty"`
 	// PubAddr and SubAddr, when set, replace Addr for publishers and for
 	// subscribers (lists as Addr), to put them on different cluster nodes.
 	PubAddr string `json:"pub_addr,omitempty"`
@@ -179,6 +186,12 @@ func (o *Options) EnsureDefaults() {
 	}
 	if o.Addr == "" {
 		o.Addr = "127.0.0.1:1883"
+		if o.Proto == ProtoNative {
+			o.Addr = "127.0.0.1:9000"
+		}
+	}
+	if o.API == "" && o.Proto == ProtoNative {
+		o.API = defaultAPI(o.allAddrs())
 	}
 	if o.MQTTVersion == 0 {
 		o.MQTTVersion = 4
@@ -362,8 +375,19 @@ func (o *Options) Validate() error {
 		return usageErr("--broker-pid %d: want a process id", o.BrokerPID)
 	case len(o.UserProperties) > 0 && o.Proto == "mqtt" && o.MQTTVersion != 5:
 		return usageErr("--user-property needs --mqtt-version 5")
+	case o.Proto == ProtoNative && o.QoS > 1:
+		return usageErr("--qos %d: the native protocol has QoS 0 and 1", o.QoS)
+	case o.Proto == ProtoNative && o.Retain:
+		return usageErr("--retain: the native protocol has no retained messages")
+	case o.Proto == ProtoNative && len(o.UserProperties) > 0:
+		return usageErr("--user-property: MQTT 5 only, the native protocol has none")
 	case o.Agents != "" && len(o.AgentToken) < minTokenLen:
 		return usageErr("--agents: the agent token (--token-file or $%s) must be at least %d characters", TokenEnv, minTokenLen)
+	}
+	if o.Proto == ProtoNative {
+		if err := checkAPI(o.API); err != nil {
+			return err
+		}
 	}
 	for _, p := range o.UserProperties {
 		if p.Key == "" || len(p.Key) > 65535 || len(p.Value) > 65535 || !utf8.ValidString(p.Key) || !utf8.ValidString(p.Value) {

@@ -139,6 +139,10 @@ type runner struct {
 	cpuMu                sync.Mutex // guards cpuFrom, samples
 	samples              []seriesSample
 
+	// prepFailed: the protocol could not set the run up (Preparer); no
+	// client is dialed.
+	prepFailed bool
+
 	stop     chan struct{} // closed by Stop: end the run early
 	stopOnce sync.Once
 	bg       sync.WaitGroup // ticker, pinger, sampler
@@ -263,11 +267,49 @@ func (r *runner) Setup(ctx context.Context) {
 	r.bg.Add(2)
 	go r.ticker()
 	go r.pinger()
+	if !r.prepare(ctx) {
+		r.phase(phaseReady)
+		return
+	}
 	if r.o.Scenario != ScenarioConn && r.o.Scenario != ScenarioChurn {
 		r.dialAll(ctx, r.subs, 0)
 		r.dialAll(ctx, r.pubs, 0)
 	}
 	r.phase(phaseReady)
+}
+
+// prepare lets a Preparer protocol set the run up (native: register the
+// accounts); false if it failed, and then every client counts as failed
+// and none is dialed.
+func (r *runner) prepare(ctx context.Context) bool {
+	pr, ok := r.proto.(Preparer)
+	if !ok || len(r.clients) == 0 {
+		return true
+	}
+	p := &Preparation{Options: r.o}
+	for _, c := range r.clients {
+		pc := PreparedClient{Name: c.id}
+		switch c.role {
+		case roleSub:
+			pc.Filter = c.topic
+		case rolePub:
+			pc.Topic = c.topic
+		case roleChurn: // subscribes to the topic it publishes to
+			pc.Topic, pc.Filter = c.topic, c.topic
+		}
+		p.Clients = append(p.Clients, pc)
+	}
+	proto, err := pr.Prepare(ctx, p)
+	if err != nil {
+		if ctx.Err() == nil && !r.stopped() {
+			r.failed.Add(int64(len(r.clients)))
+			r.errs.note(err)
+		}
+		r.prepFailed = true
+		return false
+	}
+	r.proto = proto
+	return true
 }
 
 // phase reports a phase with the counters as of now, so the parent can act
@@ -431,6 +473,9 @@ func (r *runner) sum(f func(*client) int64) int64 {
 // dialAll connects clients, rate per second (0: as fast as ConnParallel
 // concurrent handshakes allow), and subscribes subscribers.
 func (r *runner) dialAll(ctx context.Context, list []*client, rate float64) {
+	if r.prepFailed {
+		return
+	}
 	sem := make(chan struct{}, max(r.o.ConnParallel/r.n, 1))
 	var wg sync.WaitGroup
 	t0 := time.Now()
@@ -598,7 +643,17 @@ func (r *runner) Close() {
 		}()
 	}
 	wg.Wait()
+	if f, ok := r.proto.(Finisher); ok && !r.prepFailed {
+		ctx, cancel := context.WithTimeout(context.Background(), finishWait)
+		if err := f.Finish(ctx); err != nil {
+			r.errs.note(err)
+		}
+		cancel()
+	}
 }
+
+// finishWait bounds a Finisher's clean-up after the run.
+const finishWait = 30 * time.Second
 
 // Result totals the run. REQUIRES: Close has returned (no reader goroutine
 // still touches the clients' trackers and buffers).

@@ -361,8 +361,13 @@ func TestChurn(t *testing.T) {
 	// Persistent: every connect after a client's first resumes its session,
 	// which kept the subscription (the cycle does not subscribe again).
 	rep, _ = run(t, Options{Scenario: ScenarioChurn, Addr: addr, MQTTVersion: 5, Clients: 3, Count: 4, QoS: 1, Persistent: true})
-	if rep.Connected != 12 || rep.SessionPresent != 9 || rep.Received != 12 || rep.Lost != 0 || rep.Duplicates != 0 {
-		t.Fatalf("persistent: cycles %d session present %d received %d lost %d errors %v", rep.Connected, rep.SessionPresent, rep.Received, rep.Lost, rep.Errors)
+	// (QoS 1 is at least once: a reconnect that overtakes the previous
+	// connection's last PUBACK on the broker — the two sockets are served
+	// by different event loops — gets that message again, so each resumed
+	// cycle may see one duplicate; on a loaded machine many do. It is
+	// counted as a duplicate, never as received twice.)
+	if rep.Connected != 12 || rep.SessionPresent != 9 || rep.Received != 12 || rep.Lost != 0 || rep.Duplicates > rep.SessionPresent {
+		t.Fatalf("persistent: cycles %d session present %d received %d lost %d duplicates %d errors %v", rep.Connected, rep.SessionPresent, rep.Received, rep.Lost, rep.Duplicates, rep.Errors)
 	}
 	// Paced by --conn-rate over --duration.
 	rep, _ = run(t, Options{Scenario: ScenarioChurn, Addr: addr, Clients: 4, ConnRate: 50, Duration: time.Second})

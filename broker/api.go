@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"slices"
 	"strings"
@@ -108,6 +109,8 @@ type ClientInfo struct {
 	Inflight  int       // QoS 1/2 sent and not yet acknowledged
 	Queued    int       // waiting in memory (plus what is on disk after a restart)
 	Subs      int
+	Transport string // what the connection runs over: "tcp", "tls", "ws", "wss" (connected only)
+	Identity  string // the verified TLS client certificate's identity, if any (bridge.go)
 }
 
 // Clients lists every session, sorted by protocol and id.
@@ -123,8 +126,12 @@ func (s *Server) Clients() []ClientInfo {
 		if ep := ss.ep; ep != nil {
 			t := ep.tr()
 			ci.Connected = true
-			ci.Remote = t.gc.RemoteAddr().String()
+			ci.Remote = t.remoteAddr().String() // the real one for a bridged conn
 			ci.Since = time.Unix(int64(t.opened), 0)
+			ci.Transport = t.transportName()
+			if br := t.bridgeInfo(); br != nil {
+				ci.Identity = br.Identity
+			}
 		}
 		ss.mu.Unlock()
 		out = append(out, ci)
@@ -227,7 +234,39 @@ func (s *Server) DeleteRetained(name string) bool {
 // cluster's full interest state).
 func (s *Server) LiveFilters() []string { return s.filters.filters() }
 
+// ErrNotReady is wrapped by Ready's errors.
+var ErrNotReady = errors.New("broker: not ready")
+
+// Ready reports whether the server serves: recovered (New did that),
+// listening (Start returned and Shutdown has not begun) and able to write
+// to its store (no write failed since the last one that succeeded, and no
+// sticky write failure). The error says which is missing.
+func (s *Server) Ready() error {
+	if !s.serving.Load() {
+		return fmt.Errorf("%w: not listening", ErrNotReady)
+	}
+	if s.store != nil {
+		if f := s.store.Stats().Failed; f != nil {
+			return fmt.Errorf("%w: storage refuses writes: %w", ErrNotReady, f)
+		}
+	}
+	if s.storeFailing.Load() {
+		return fmt.Errorf("%w: the last storage write failed", ErrNotReady)
+	}
+	return nil
+}
+
+// Uptime is how long ago the server was created.
+func (s *Server) Uptime() time.Duration { return s.opts.Now().Sub(s.started) }
+
+// Store is the storage the server writes to, nil in memory mode (for
+// metrics; the caller must not write to it).
+func (s *Server) Store() *storage.DB { return s.store }
+
 // SetAuth replaces who may log in and what clients may do (a reload):
 // logins from now on use a; connected clients keep their identity, and
 // their deliveries are judged by a's rules.
 func (s *Server) SetAuth(a *Auth) { s.auth.Store(a) }
+
+// NodeName is this node's name.
+func (s *Server) NodeName() string { return s.opts.NodeName }

@@ -68,6 +68,7 @@ func (s *Server) Register(ctx context.Context, name, password string) (acct Acco
 	s.im.dir.mu.Lock()
 	a := s.im.dir.putLocked(&r.Account)
 	s.im.dir.mu.Unlock()
+	s.imSession(a.ID) // its inbox exists from now on
 	return *a, r.New, nil
 }
 
@@ -220,10 +221,7 @@ func (s *Server) LeaveGroup(ctx context.Context, name string, user uint64) error
 // groupSubscription subscribes (or unsubscribes) the user's session, if it
 // has one, to the group's topic.
 func (s *Server) groupSubscription(user uint64, name string, join bool) {
-	ss := s.sessions.lookup(nativeKey(user))
-	if ss == nil {
-		return // its first login subscribes it
-	}
+	ss := s.imSession(user)
 	if join {
 		s.subscribe(ss, groupTopic(name), topic.Subscription{QoS: 1, NoLocal: true})
 	} else {
@@ -405,14 +403,26 @@ func (s *Server) Send(ctx context.Context, from uint64, to wire.Target, bodies [
 	if !ok {
 		return nil, fmt.Errorf("%w: %d", ErrNoSuchUser, from)
 	}
-	id := &Identity{User: acct.Name, Method: AuthPassword}
+	id := acct.ident
 	sess := s.sessions.lookup(nativeKey(from))
 	results := make([]SendResult, len(bodies))
 	ch := make(chan struct{}, len(bodies))
+	reqs := make([]*sendReq, len(bodies))
 	for i, b := range bodies {
-		r := &sendReq{from: acct, sess: sess, id: id, target: to, body: slices.Clone(b), qos: min(o.QoS, 1), delay: o.Delay}
+		reqs[i] = &sendReq{from: acct, sess: sess, id: id, target: to, body: slices.Clone(b), qos: min(o.QoS, 1), delay: o.Delay}
 		if o.ClientID != 0 {
-			r.cmid = o.ClientID + uint64(i)
+			reqs[i].cmid = o.ClientID + uint64(i)
+		}
+	}
+	var known []sendResult
+	if o.QoS > 0 && s.needsLookup(from, o.ClientID) {
+		known = s.lookupSends(reqs) // maybe a resend
+	}
+	for i, r := range reqs {
+		if known != nil && known[i].msgID != 0 {
+			results[i] = SendResult{MsgID: known[i].msgID, Code: known[i].code}
+			ch <- struct{}{}
+			continue
 		}
 		s.imSend(r, func(res sendResult) {
 			results[i] = SendResult{MsgID: res.msgID, Code: res.code, Text: res.text}

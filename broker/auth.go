@@ -97,9 +97,10 @@ type AuthMethod uint8
 
 // How a client logged in.
 const (
-	AuthAnonymous AuthMethod = iota // no credentials configured
-	AuthPassword                    // a password-file line
-	AuthJWT                         // a signed token
+	AuthAnonymous   AuthMethod = iota // no credentials configured
+	AuthPassword                      // a password-file line
+	AuthJWT                           // a signed token
+	AuthCertificate                   // a verified TLS client certificate (BridgeInfo.IdentityAsUser)
 )
 
 func (m AuthMethod) String() string {
@@ -108,6 +109,8 @@ func (m AuthMethod) String() string {
 		return "password"
 	case AuthJWT:
 		return "jwt"
+	case AuthCertificate:
+		return "certificate"
 	}
 	return "anonymous"
 }

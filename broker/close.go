@@ -22,6 +22,7 @@ func (t *transport) close(r closeReason, err error) {
 	if t.state == stateClosing {
 		return
 	}
+	t.closedBy = uint8(r) + 1 // for the disconnect log (limits.go)
 	if r != reasonProtocolError {
 		t.loop.srv.log.Debug("closing", "reason", r.String(), "remote", t.gc.RemoteAddr())
 	}

@@ -86,7 +86,7 @@ type clusterNode struct {
 	recent   recentRoutes // cluster_owner.go
 	park     parkLots     // cluster_park.go
 	presence presenceTable
-	hints    hintQueue // cluster_forward.go
+	hints    hintQueue  // cluster_forward.go
 	dir      dirReplica // cluster_sync.go
 }
 

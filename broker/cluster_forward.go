@@ -478,7 +478,7 @@ func publishFor(m *Message, t *fwdTarget, to []string, copyBytes bool) *cluster.
 		Shares: t.shares, Relay: t.relay, To: to, Plain: t.plain}
 	if !copyBytes {
 		return &cluster.Publish{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain,
-			Props: appendEnvelope(make([]byte, 0, envelopeSize(&env)), &env),
+			Props:  appendEnvelope(make([]byte, 0, envelopeSize(&env)), &env),
 			Sender: m.From, ID: m.ID, Created: m.Created, Expiry: m.Expiry, Origin: m.Origin}
 	}
 	nt, np := len(m.Topic), len(m.Payload)

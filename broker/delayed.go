@@ -141,7 +141,8 @@ func (srv *Server) routeDelayed(rec *storage.Message, at storage.Due, done func(
 			srv.log.Error("delayed message not delivered: retried later", "id", m.ID, "err", err)
 		}
 		done()
-	}, func(b *storage.Batch) {
+	}, func(lb *lazyBatch) {
+		b := lb.get()
 		b.DeleteDelayed(at)
 		if conv != "" {
 			b.PutHistory(conv, storeMessage(m), indexFor...)

@@ -7,8 +7,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"testing"
 	"time"
+
+	"github.com/cimgo/cim/storage"
+	"github.com/cockroachdb/pebble/vfs"
 
 	"github.com/cimgo/cim/broker/wire"
 	"github.com/cimgo/cim/client"
@@ -359,9 +363,15 @@ func TestNativeMQTTInterop(t *testing.T) {
 	k := loginUser(t, s, "kim", "")
 	dev := connectV5(t, s, "sensor-1")
 	dev.publish(inboxTopic(kim.ID), "21.5C", 1, false)
-	if m := k.expect("sensor-1", "21.5C"); m.From != 0 {
+	if m := k.expect("sensor-1", "21.5C"); m.From != 0 || m.ID == 0 || m.QoS != 1 {
 		t.Fatalf("from an MQTT device: %+v", m)
 	}
+	waitE2E(t, "the MQTT message acknowledged by the native receiver", func() bool {
+		ss := s.sessions.lookup(nativeKey(kim.ID))
+		ss.mu.Lock()
+		defer ss.mu.Unlock()
+		return len(ss.inflight) == 0
+	})
 	watcher := connectV5(t, s, "watcher")
 	watcher.subscribe("cim/all", 0)
 	k.send(client.Everyone(), "to all, MQTT included")
@@ -409,4 +419,154 @@ func TestMQTTDelayedTopic(t *testing.T) {
 	sub.none()
 	sub.expect("alarms/wake", "ring")
 	within(t, "$delayed", time.Since(start), 900*time.Millisecond, 5*time.Second)
+}
+
+// A restart: the SDK reconnects by itself to the server that comes back on
+// the same address, a delayed message due while the server was down is
+// delivered after it, and a message sent while the client was away waits
+// for it.
+func TestNativeAcrossRestart(t *testing.T) {
+	fs := vfs.NewMem()
+	addr := freePort(t)
+	start := func() (*Server, func()) {
+		db, err := storage.Open("data", storage.Options{FS: fs, SweepInterval: -1, Logger: startServerLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := New(Options{MQTTAddr: "127.0.0.1:0", NativeAddr: addr, Store: db, SysInterval: -1, Logger: startServerLogger(),
+			TokenKey: []byte("0123456789abcdef0123456789abcdef")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return s, func() {
+			ctx, cancel := contextWithTimeout()
+			defer cancel()
+			_ = s.Shutdown(ctx)
+			_ = db.Close()
+		}
+	}
+	s, stop := start()
+	register(t, s, "nina", "pw")
+	owen := register(t, s, "owen", "pw")
+	states := make(chan client.State, 100)
+	o, err := dialUser(t, s, client.Options{UserName: "owen", Password: "pw", RetryLimit: -1,
+		Backoff:       client.ExponentialBackoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond},
+		OnStateChange: func(_, to client.State) { states <- to }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := loginUser(t, s, "nina", "pw")
+	ctx, cancel := contextWithTimeout()
+	defer cancel()
+	if _, err := n.c.Publish(ctx, client.Publish{To: client.User(owen.ID), Body: []byte("wake up"), Delay: 1500 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	n.c.Close()
+	stop() // down before the delayed message is due
+	waitFor(t, "the SDK reconnecting", func() bool {
+		select {
+		case st := <-states:
+			return st == client.Reconnecting
+		default:
+			return false
+		}
+	})
+	time.Sleep(1600 * time.Millisecond) // let the message fall due while the server is down (not synchronization)
+	s, stop = start()
+	defer stop()
+	o.expect("nina", "wake up")
+	if !s.Online(owen.ID) {
+		t.Fatal("owen not back online")
+	}
+}
+
+func freePort(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// A QoS 1 message sent again after a restart (the SDK resends what it was
+// not acknowledged, with the same client message id) is known: the same
+// server id comes back and the receiver gets one copy.
+func TestNativeDedupAcrossRestart(t *testing.T) {
+	fs := vfs.NewMem()
+	start := func() (*Server, func()) {
+		db, err := storage.Open("data", storage.Options{FS: fs, SweepInterval: -1, Logger: startServerLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := New(Options{MQTTAddr: "127.0.0.1:0", NativeAddr: "127.0.0.1:0", Store: db, SysInterval: -1, Logger: startServerLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return s, func() {
+			ctx, cancel := contextWithTimeout()
+			defer cancel()
+			_ = s.Shutdown(ctx)
+			_ = db.Close()
+		}
+	}
+	s, stop := start()
+	register(t, s, "pia", "")
+	quinn := register(t, s, "quinn", "")
+	send := func(s *Server) wire.SendAck {
+		r := dialNative(t, s)
+		r.login("pia")
+		r.send(&wire.Send{ID: 77, Target: wire.ToUser(quinn.ID), QoS: 1, Body: []byte("only once")})
+		return r.expect(wire.TypeSendAck).SendAck
+	}
+	first := send(s)
+	stop()
+	s, stop = start()
+	defer stop()
+	again := send(s)
+	if again.MsgID != first.MsgID {
+		t.Fatalf("resend after a restart got id %d, the first %d", again.MsgID, first.MsgID)
+	}
+	q := loginUser(t, s, "quinn", "")
+	q.expect("pia", "only once")
+	q.none()
+}
+
+// A resend while the node runs (a reconnect's) is answered with the first
+// copy's id and not delivered again; a new message numbered below the
+// sender's highest (ids need not arrive in order) is still delivered.
+func TestNativeDedupResend(t *testing.T) {
+	s := startIM(t, Options{})
+	register(t, s, "rhea", "")
+	sol := register(t, s, "sol", "")
+	q := loginUser(t, s, "sol", "")
+	r := dialNative(t, s)
+	r.login("rhea")
+	send := func(id uint64, body string) wire.SendAck {
+		t.Helper()
+		r.send(&wire.Send{ID: id, Target: wire.ToUser(sol.ID), QoS: 1, Body: []byte(body)})
+		return r.expect(wire.TypeSendAck).SendAck
+	}
+	first := send(500, "five hundred")
+	q.expect("rhea", "five hundred")
+	if again := send(500, "five hundred"); again.MsgID != first.MsgID || again.Code != wire.CodeOK {
+		t.Fatalf("resend: %+v, first %+v", again, first)
+	}
+	q.none()
+	send(600, "six hundred")
+	q.expect("rhea", "six hundred")
+	if low := send(550, "between"); low.MsgID == first.MsgID || low.Code != wire.CodeOK {
+		t.Fatalf("new id below the highest: %+v", low)
+	}
+	q.expect("rhea", "between")
+	send(500, "five hundred")
+	send(550, "between")
+	q.none()
 }

@@ -53,3 +53,26 @@ func (e *encodeOnce) get(version, qos byte, retain bool) ([]byte, int) {
 	e.entries = append(e.entries, sharedPublish{version: version, qos: qos, retain: retain, off: off, end: len(e.buf), pidAt: pidAt})
 	return e.buf[off:], pidAt
 }
+
+// nativeGet returns the shared encoding of e.m as a native deliver frame,
+// which is the same for every native receiver of a group (QoS, offline):
+// nothing in it is per connection.
+func (e *encodeOnce) nativeGet(qos byte, offline bool) ([]byte, error) {
+	for i := range e.entries {
+		x := &e.entries[i]
+		if x.version == nativeVersion && x.qos == qos && x.retain == offline {
+			return e.buf[x.off:x.end], nil
+		}
+	}
+	off := len(e.buf)
+	out, err := appendNativeDeliver(e.buf, e.m, qos, offline)
+	if err != nil {
+		return nil, err
+	}
+	e.buf = out
+	e.entries = append(e.entries, sharedPublish{version: nativeVersion, qos: qos, retain: offline, off: off, end: len(e.buf), pidAt: -1})
+	return e.buf[off:], nil
+}
+
+// nativeVersion marks native entries among the MQTT versions (3, 4, 5).
+const nativeVersion = 0

@@ -85,7 +85,7 @@ func checkName(what, name string) error {
 type imState struct {
 	dir     *directory
 	tokens  tokenSigner
-	recent  dedupCache
+	marks   dedupMarks
 	delayed *delayedSched
 }
 
@@ -94,7 +94,8 @@ type Account struct {
 	ID      uint64
 	Name    string
 	Created time.Time
-	hash    []byte // credential (bcrypt); nil: none
+	hash    []byte    // credential (bcrypt); nil: none
+	ident   *Identity // for the ACL, shared by the user's connections
 }
 
 // directory is the in-memory view of accounts, groups and presence.
@@ -142,7 +143,8 @@ func (d *directory) load(db *storage.DB) error {
 
 // putLocked records an account. REQUIRES: d.mu held.
 func (d *directory) putLocked(a *storage.Account) *Account {
-	acc := &Account{ID: a.ID, Name: a.Name, Created: time.UnixMilli(a.Created), hash: a.Hash}
+	acc := &Account{ID: a.ID, Name: a.Name, Created: time.UnixMilli(a.Created), hash: a.Hash,
+		ident: &Identity{User: a.Name, Method: AuthPassword}}
 	d.byID[a.ID] = acc
 	d.byName[a.Name] = a.ID
 	return acc

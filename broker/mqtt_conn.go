@@ -174,6 +174,7 @@ func (c *mqttConn) release() {
 	}
 	c.released = true
 	c.loop.srv.stats.ClientsConnected.Add(-1)
+	c.logDisconnected() // limits.go
 	var will *Message
 	var delay uint32
 	if c.will != nil && !c.normalEnd { // [MQTT-3.1.2-10]

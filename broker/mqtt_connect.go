@@ -76,6 +76,16 @@ func (c *mqttConn) handleConnect(pk *packets.Packet) {
 		c.close(reasonProtocolError, packets.ErrBadAuthenticationMethod)
 		return
 	}
+	if code, ok := c.loop.srv.admitConnect(&c.transport); !ok { // max_connections (limits.go)
+		c.connack(v, code, nil, false)
+		c.linger()
+		return
+	}
+	if id, ok := c.certIdentity(); ok { // a verified certificate is the credential (bridge.go)
+		cp.username = id.User
+		c.finishConnect(cp, id, nil)
+		return
+	}
 	a := c.loop.srv.auth.Load()
 	if id, ok := a.Cached(pk.Connect.Username, pk.Connect.Password, c.loop.srv.opts.Now()); ok {
 		c.finishConnect(cp, identityOf(id), nil)
@@ -112,7 +122,8 @@ func identityOf(id Identity) *Identity {
 func (c *mqttConn) finishConnect(cp *connectParams, id *Identity, authErr error) {
 	v := cp.version
 	if authErr != nil {
-		c.loop.srv.log.Info("auth failed", "client", cp.clientID, "user", cp.username, "remote", c.gc.RemoteAddr(), "err", authErr)
+		// Counted, and logged at a bounded rate (limits.go).
+		c.logAuthFailed(cp.clientID, cp.username, authErr)
 		c.connack(v, packets.ErrBadUsernameOrPassword, nil, false) // [MQTT-3.1.4-2]
 		c.linger()
 		return
@@ -199,6 +210,7 @@ func (c *mqttConn) attach(a attachment, ack *packets.Properties) {
 		return
 	}
 	c.loop.wheel.add(&c.transport, now+int64(max(c.kaSpan, 1)))
+	c.logConnected(a.clean) // limits.go
 	s.start(c, now)
 }
 

@@ -42,6 +42,10 @@ func (c *mqttConn) handlePublish(pk *packets.Packet) {
 		c.fail(packets.ErrTopicNameInvalid)
 		return
 	}
+	if !c.loop.srv.publishAllowed(&c.transport, len(pk.Payload)) { // max_publish_rate (limits.go)
+		c.close(reasonProtocolError, packets.ErrMessageRateTooHigh) // v5 DISCONNECT 0x96; v3 just closes
+		return
+	}
 	c.loop.srv.stats.MessagesIn.Add(1)
 	qos, pid := pk.FixedHeader.Qos, pk.PacketID
 	s := c.sess
@@ -84,22 +88,26 @@ func (c *mqttConn) handlePublish(pk *packets.Packet) {
 		c.loop.srv.route(m, s, nil)
 		*m = Message{}
 	case qos == 0:
-		c.loop.srv.route(newMessage(pk, name, c.clientID(), c.loop.srv.now()), s, nil)
+		m := newMessage(pk, name, c.clientID(), c.loop.srv.now())
+		m.ID = c.loop.srv.newID() // retained: kept, so named
+		c.loop.srv.route(m, s, nil)
 	default:
 		// Acknowledged once stored (persist.go); a v5 publisher learns when
 		// nobody was subscribed. A QoS 2 id is stored with the message, so
 		// that a resend after a restart is known [MQTT-4.3.3-10].
-		var fill func(*storage.Batch)
+		var fill func(*lazyBatch)
 		if qos == 2 {
 			s.mu.Lock()
 			if s.persistentLocked() {
 				s.stored = true
 				rec := s.recordLocked(0)
-				fill = func(b *storage.Batch) { b.PutSession(rec) }
+				fill = func(lb *lazyBatch) { lb.get().PutSession(rec) }
 			}
 			s.mu.Unlock()
 		}
-		c.loop.srv.routeWith(newMessage(pk, name, c.clientID(), c.loop.srv.now()), s, func(matched int, err error) {
+		m := newMessage(pk, name, c.clientID(), c.loop.srv.now())
+		m.ID = c.loop.srv.newID() // a native receiver acknowledges it by id
+		c.loop.srv.routeWith(m, s, func(matched int, err error) {
 			reason := byte(0)
 			if matched == 0 && v >= 5 {
 				reason = packets.CodeNoMatchingSubscribers.Code

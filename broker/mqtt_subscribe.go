@@ -39,6 +39,9 @@ func (c *mqttConn) handleSubscribe(pk *packets.Packet) {
 		case a.Denied(filter) || !a.Allowed(c.id, c.clientID(), inner, AccessRead):
 			codes[i] = failCode(v, packets.ErrNotAuthorized)
 			continue
+		case !c.loop.srv.subscriptionAllowed(s, filter): // max_subscriptions_per_client (limits.go)
+			codes[i] = failCode(v, packets.ErrQuotaExceeded)
+			continue
 		}
 		sub := topic.Subscription{QoS: f.Qos, ID: uint32(f.Identifier)}
 		if v >= 5 {

@@ -219,23 +219,25 @@ func (c *nativeConn) deliver(d delivery) bool {
 		c.loop.srv.stats.Dropped.Add(1)
 		return true
 	}
-	at := m.Created * 1000
-	if m.ID != 0 {
-		at = idTime(m.ID).UnixMilli()
-	}
-	f := wire.Deliver{MsgID: m.ID, From: m.Sender, FromName: m.SenderName, Target: targetOf(m.Topic), Body: m.Payload,
-		Time: at, QoS: min(d.qos, 1), Offline: d.offline}
-	if f.FromName == "" {
-		f.FromName = m.From // an MQTT client, by its client id
-	}
+	qos := min(d.qos, 1)
 	ob := c.bufLocked()
-	out, err := wire.AppendDeliver(ob.b, &f)
+	var err error
+	if d.shared != nil {
+		var b []byte
+		if b, err = d.shared.nativeGet(qos, d.offline); err == nil {
+			ob.b = append(ob.b, b...)
+		}
+	} else {
+		var out []byte
+		if out, err = appendNativeDeliver(ob.b, m, qos, d.offline); err == nil {
+			ob.b = out
+		}
+	}
 	if err != nil { // larger than a frame can be: never deliverable
 		c.mu.Unlock()
 		c.loop.srv.stats.Dropped.Add(1)
 		return false
 	}
-	ob.b = out
 	if d.qos > 0 && m.ID != 0 {
 		if c.acks == nil {
 			c.acks = make(map[uint64]uint16)
@@ -272,4 +274,18 @@ func targetOf(topic string) wire.Target {
 		return wire.ToGroup(topic[len(groupPrefix):])
 	}
 	return wire.ToTopic(topic)
+}
+
+// appendNativeDeliver encodes m as a deliver frame.
+func appendNativeDeliver(dst []byte, m *Message, qos byte, offline bool) ([]byte, error) {
+	at := m.Created * 1000
+	if m.ID != 0 {
+		at = idTime(m.ID).UnixMilli()
+	}
+	f := wire.Deliver{MsgID: m.ID, From: m.Sender, FromName: m.SenderName, Target: targetOf(m.Topic), Body: m.Payload,
+		Time: at, QoS: qos, Offline: offline}
+	if f.FromName == "" {
+		f.FromName = m.From // an MQTT client, by its client id
+	}
+	return wire.AppendDeliver(dst, &f)
 }

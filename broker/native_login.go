@@ -92,7 +92,7 @@ func (c *nativeConn) finishLogin(acct *Account, askedKa uint32) {
 		ka = max
 	}
 	c.acct = acct
-	c.id = &Identity{User: acct.Name, Method: AuthPassword}
+	c.id = acct.ident
 	c.kaSpan = int32(ka) + int32(ka+1)/2
 	a := attachment{key: nativeKey(acct.ID), ident: c.id, expiry: foreverExpiry, window: srv.opts.MaxInflight, version: 1}
 	if o := srv.opts.Owner; o != nil {
@@ -168,4 +168,16 @@ func hashPassword(password string) ([]byte, error) {
 		return nil, nil
 	}
 	return bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+}
+
+// imSession returns the session of a native user, making it (offline,
+// subscribed to its inbox, everyone and its groups, stored) if the user
+// never logged in: a message for a user who has not logged in yet waits in
+// that session's queue. Any goroutine; never with a session lock held.
+func (srv *Server) imSession(user uint64) *session {
+	s, created := srv.sessions.ensure(nativeKey(user), foreverExpiry, 1)
+	if created {
+		srv.imSubscriptions(s, user)
+	}
+	return s
 }

@@ -9,7 +9,6 @@ import (
 	"github.com/cimgo/cim/broker/topic"
 	"github.com/cimgo/cim/broker/wire"
 	"github.com/cimgo/cim/storage"
-	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // Sending, for the native protocol and the HTTP API alike: a message from a
@@ -47,17 +46,40 @@ func (c *nativeConn) handleSend(f *wire.Send) {
 	srv := c.loop.srv
 	bodies := f.Batch
 	if len(bodies) == 0 {
-		bodies = [][]byte{f.Body}
+		one := [1][]byte{f.Body}
+		bodies = one[:]
 	} else if len(f.Body) > 0 {
 		bodies = append([][]byte{f.Body}, bodies...)
 	}
+	reqs := make([]*sendReq, len(bodies))
 	for k, b := range bodies {
 		r := &sendReq{from: c.acct, sess: c.sess, id: c.id, target: cloneTarget(f.Target), body: slices.Clone(b),
 			qos: min(f.QoS, 1), delay: time.Duration(f.Delay) * time.Millisecond}
 		if f.ID != 0 {
 			r.cmid = f.ID + uint64(k)
 		}
+		reqs[k] = r
+	}
+	if f.QoS > 0 && srv.needsLookup(c.acct.ID, f.ID) {
+		// Maybe a resend: ask the store (off the loop) first.
+		offLoop(&c.transport, func() []sendResult { return srv.lookupSends(reqs) }, func(known []sendResult) {
+			c.sendAll(reqs, known)
+		})
+		return
+	}
+	c.sendAll(reqs, nil)
+}
+
+// sendAll sends each request, or answers one the store already knows
+// (known[i].msgID != 0) with its first id. Loop only.
+func (c *nativeConn) sendAll(reqs []*sendReq, known []sendResult) {
+	srv := c.loop.srv
+	for i, r := range reqs {
 		cmid := r.cmid
+		if known != nil && known[i].msgID != 0 {
+			c.appendSendAck(cmid, known[i])
+			continue
+		}
 		srv.imSend(r, func(res sendResult) {
 			if cmid != 0 {
 				c.appendSendAck(cmid, res)
@@ -109,6 +131,9 @@ func (srv *Server) imSend(r *sendReq, done func(sendResult)) {
 		}
 		name, conv, indexFor = inboxTopic(to.ID), privateConversation(r.from.ID, to.ID), []uint64{r.from.ID, to.ID}
 		routeQoS, receiverOffline = 1, !srv.userOnline(to.ID) // cluster-wide (cluster_sync.go)
+		if receiverOffline {
+			srv.imSession(to.ID) // (an account from before sessions were made at registration)
+		}
 	case wire.KindGroup:
 		member, exists := srv.im.dir.isMember(r.target.Name, r.from.ID)
 		switch {
@@ -136,12 +161,8 @@ func (srv *Server) imSend(r *sendReq, done func(sendResult)) {
 		fail(wire.CodeBadArgument, "send: target kind "+strconv.Itoa(int(r.target.Kind)))
 		return
 	}
-	key := dedupKey{r.from.ID, r.cmid}
 	if r.cmid != 0 && r.qos > 0 {
-		if prev, ok := srv.im.recent.get(key); ok {
-			done(prev) // a resend: the first one's answer, not a second copy
-			return
-		}
+		srv.im.marks.raise(r.from.ID, r.cmid)
 	}
 	m := &Message{ID: srv.newID(), Topic: name, Payload: r.body, Sender: r.from.ID, SenderName: r.from.Name,
 		Created: now.Unix(), QoS: routeQoS}
@@ -150,9 +171,10 @@ func (srv *Server) imSend(r *sendReq, done func(sendResult)) {
 	if receiverOffline && r.delay == 0 {
 		res.code = wire.CodeOffline // stored; delivered at the receiver's next login
 	}
-	rec := storeMessage(m)
-	sender := strconv.FormatUint(r.from.ID, 10)
-	cmid := strconv.FormatUint(r.cmid, 10)
+	var sender, cmid string // the dedup key, when there is a client message id
+	if r.cmid != 0 {
+		sender, cmid = strconv.FormatUint(r.from.ID, 10), strconv.FormatUint(r.cmid, 10)
+	}
 	var dup *storage.DedupResult // the store's word on (sender, cmid), read once committed
 	finish := func(err error) {
 		switch {
@@ -163,14 +185,11 @@ func (srv *Server) imSend(r *sendReq, done func(sendResult)) {
 			// the first copy): the store kept the first id and wrote nothing.
 			res.msgID = dup.ServerID
 		}
-		if err == nil && r.cmid != 0 {
-			srv.im.recent.put(key, res, srv.now())
-		}
 		done(res)
 	}
 	if r.delay > 0 {
 		due := now.Add(r.delay).UnixMilli()
-		srv.im.delayed.schedule(rec, due, func(b *storage.Batch) {
+		srv.im.delayed.schedule(storeMessage(m), due, func(b *storage.Batch) {
 			if r.cmid != 0 {
 				dup = b.Dedup(sender, cmid, m.ID)
 			}
@@ -180,12 +199,12 @@ func (srv *Server) imSend(r *sendReq, done func(sendResult)) {
 		}
 		return
 	}
-	fill := func(b *storage.Batch) {
+	fill := func(lb *lazyBatch) { // a QoS 0 send with no history and no id stores nothing: no batch
 		if conv != "" {
-			b.PutHistory(conv, rec, indexFor...)
+			lb.get().PutHistory(conv, storeMessage(m), indexFor...)
 		}
 		if r.cmid != 0 {
-			dup = b.Dedup(sender, cmid, m.ID)
+			dup = lb.get().Dedup(sender, cmid, m.ID)
 		}
 	}
 	if r.qos == 0 {
@@ -199,10 +218,9 @@ func (srv *Server) imSend(r *sendReq, done func(sendResult)) {
 // senderProps are the MQTT 5 user properties a native message carries to
 // MQTT subscribers: who sent it and its server id.
 func senderProps(m *Message) []byte {
-	p := packets.Properties{User: []packets.UserProperty{
-		{Key: "cim-sender-id", Val: strconv.FormatUint(m.Sender, 10)},
-		{Key: "cim-sender", Val: m.SenderName},
-		{Key: "cim-msg-id", Val: strconv.FormatUint(m.ID, 10)},
-	}}
-	return mqtt.AppendProperties(nil, &p, packets.Publish)
+	var num [20]byte
+	b := make([]byte, 0, 3*5+len("cim-sender-id")+len("cim-sender")+len("cim-msg-id")+len(m.SenderName)+2*len(num))
+	b = mqtt.AppendUserProperty(b, "cim-sender-id", strconv.AppendUint(num[:0], m.Sender, 10))
+	b = mqtt.AppendUserProperty(b, "cim-sender", m.SenderName)
+	return mqtt.AppendUserProperty(b, "cim-msg-id", strconv.AppendUint(num[:0], m.ID, 10))
 }

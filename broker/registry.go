@@ -202,6 +202,22 @@ func (r *registry) lookup(k skey) *session {
 	return sh.m[k]
 }
 
+// ensure returns the session of key, making an offline one with expiry if
+// there is none (a native user who never logged in still has an inbox).
+// created reports a new session. Any goroutine.
+func (r *registry) ensure(k skey, expiry uint32, version byte) (s *session, created bool) {
+	sh := &r.shards[r.shard(k)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if s := sh.m[k]; s != nil {
+		return s, false
+	}
+	s = &session{key: k, srv: r.srv, expiry: expiry, version: version}
+	sh.m[k] = s
+	r.srv.stats.Sessions.Add(1)
+	return s, true
+}
+
 // insert adds a session built from a snapshot (recovery). The key must be
 // free. Any goroutine.
 func (r *registry) insert(s *session) {

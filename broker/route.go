@@ -125,7 +125,7 @@ func (srv *Server) route(m *Message, from *session, done func(matched int, err e
 
 // routeWith is route with fill adding more records to the same batch, so
 // they are durable exactly when m is (MQTT: an inbound QoS 2 packet id).
-func (srv *Server) routeWith(m *Message, from *session, done func(matched int, err error), fill func(*storage.Batch)) int {
+func (srv *Server) routeWith(m *Message, from *session, done func(matched int, err error), fill func(*lazyBatch)) int {
 	cn := srv.clusterNode() // cluster hook (cluster_forward.go): nil when not clustered
 	if cn != nil && m.ID == 0 && m.Origin == "" && m.QoS > 0 {
 		m.ID = srv.newID() // forwarded QoS 1/2 copies are known by id (acks, hand-off dedup)
@@ -145,7 +145,7 @@ func (srv *Server) routeWith(m *Message, from *session, done func(matched int, e
 	now := srv.now()
 	lb := lazyBatch{db: srv.store}
 	if fill != nil && srv.store != nil {
-		fill(lb.get())
+		fill(&lb)
 	}
 	if srv.store != nil && m.Retain && !strings.HasPrefix(m.Topic, "$SYS/") { // $SYS is rebuilt on start
 		if len(m.Payload) == 0 {

@@ -40,6 +40,8 @@ type Server struct {
 	// frame (input.go), bounded by MaxPartialBytes.
 	partialBytes atomic.Int64
 	storeFailing atomic.Bool // the last write to the store failed (persist.go)
+	serving      atomic.Bool // Start bound the listeners and Shutdown has not begun (Ready, Bridge)
+	guard        guardRails  // limits and per-listener counts (limits.go)
 
 	loopsMu sync.Mutex
 	loops   map[gnet.EventLoop]*loop // REQUIRES: loopsMu held
@@ -131,6 +133,9 @@ func (s *Server) Start() error {
 			gnet.WithTicker(true),
 			gnet.WithReuseAddr(true),
 			gnet.WithLogger(gnetLogger{s.log}),
+			// Bridge registers connections from other goroutines, which
+			// round robin's unsynchronised counter does not allow.
+			gnet.WithLoadBalancing(gnet.LeastConnections),
 		)
 		select {
 		case s.booted <- fmt.Errorf("%w: %w", ErrServer, err):
@@ -144,6 +149,10 @@ func (s *Server) Start() error {
 	if err := <-s.booted; err != nil {
 		return err
 	}
+	if err := s.waitLoops(); err != nil { // bridge.go
+		return err
+	}
+	s.serving.Store(true)
 	if s.opts.SysInterval > 0 {
 		go s.publishSys()
 	}
@@ -194,6 +203,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	default:
 		close(s.sysStop)
 	}
+	s.serving.Store(false)
 	var eps []endpoint
 	s.sessions.each(func(ss *session) {
 		ss.mu.Lock()
@@ -301,8 +311,10 @@ func (s *Server) protoAt(gc gnet.Conn) byte {
 func (h handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	s := h.s
 	l := s.loopOf(gc.EventLoop())
+	br := bridgedOf(gc) // a TLS/WebSocket connection handed over by Bridge, or nil (bridge.go)
+	proto := s.protoOf(gc, br)
 	var ep endpoint
-	switch s.protoAt(gc) {
+	switch proto {
 	case storage.ProtocolNative:
 		c := &nativeConn{}
 		c.init(gc, l, c)
@@ -313,6 +325,7 @@ func (h handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		ep = c
 	}
 	gc.SetContext(ep.tr())
+	s.opened(ep.tr(), proto, br) // counts, per-IP table (limits.go)
 	s.stats.ClientsTotal.Add(1)
 	return nil, gnet.None
 }
@@ -347,8 +360,9 @@ func (h handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	t.dropPartial()
 	t.state = stateClosing
 	t.ep.release()
+	h.s.closed(t) // limits.go
 	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
-		h.s.log.Debug("connection closed", "remote", gc.RemoteAddr(), "err", err)
+		h.s.log.Debug("connection closed", "remote", t.remoteAddr(), "err", err)
 	}
 	return gnet.None
 }
@@ -357,6 +371,7 @@ func (h handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 // sessions' deadlines, once a second.
 func (h handler) OnTick() (time.Duration, gnet.Action) {
 	s := h.s
+	s.loopsRunning() // bridge.go
 	now := s.opts.Now().Unix()
 	s.clock.Store(now)
 	s.loopsMu.Lock()
@@ -365,6 +380,7 @@ func (h handler) OnTick() (time.Duration, gnet.Action) {
 	}
 	s.loopsMu.Unlock()
 	s.deadlines.advance(now, func(ss *session, at int64) { s.sessions.timeout(ss, at, now) })
+	s.guard.logs.flush(s) // "log lines suppressed" summaries (limits.go)
 	return time.Second, gnet.None
 }
 

@@ -21,6 +21,15 @@ type Stats struct {
 	InputTimeouts    atomic.Int64 // connections closed for not finishing a packet within PacketTimeout
 	InputShed        atomic.Int64 // connections closed because unfinished input passed MaxPartialBytes
 	StoreErrors      atomic.Int64 // writes the store refused or failed (retried or refused to the client)
+
+	// Guard rails and connection events (limits.go, bridge.go).
+	RefusedConnections      atomic.Int64 // CONNECTs refused by max_connections
+	RefusedConnectionsPerIP atomic.Int64 // CONNECTs refused by max_connections_per_ip
+	RefusedSubscriptions    atomic.Int64 // filters refused by max_subscriptions_per_client
+	RateLimited             atomic.Int64 // connections closed for publishing over max_publish_rate / max_publish_bytes_rate
+	AuthFailures            atomic.Int64 // logins refused (bad credentials)
+	TLSHandshakeErrors      atomic.Int64 // TLS connections that failed their handshake
+	LogsSuppressed          atomic.Int64 // info lines dropped by log_rate
 }
 
 // StatsSnapshot is a copy of Stats at one moment.
@@ -28,6 +37,9 @@ type StatsSnapshot struct {
 	ClientsConnected, ClientsTotal, MessagesIn, MessagesOut, BytesIn, BytesOut       int64
 	Dropped, QueueDropped, QueueRejected, Expired, Retained, Sessions, Subscriptions int64
 	ProtocolErrors, InputTimeouts, InputShed, StoreErrors                            int64
+
+	RefusedConnections, RefusedConnectionsPerIP, RefusedSubscriptions, RateLimited int64
+	AuthFailures, TLSHandshakeErrors, LogsSuppressed                               int64
 }
 
 // Snapshot copies the counters.
@@ -40,5 +52,9 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		Retained: s.Retained.Load(), Sessions: s.Sessions.Load(), Subscriptions: s.Subscriptions.Load(),
 		ProtocolErrors: s.ProtocolErrors.Load(), InputTimeouts: s.InputTimeouts.Load(), InputShed: s.InputShed.Load(),
 		StoreErrors: s.StoreErrors.Load(),
+
+		RefusedConnections: s.RefusedConnections.Load(), RefusedConnectionsPerIP: s.RefusedConnectionsPerIP.Load(),
+		RefusedSubscriptions: s.RefusedSubscriptions.Load(), RateLimited: s.RateLimited.Load(),
+		AuthFailures: s.AuthFailures.Load(), TLSHandshakeErrors: s.TLSHandshakeErrors.Load(), LogsSuppressed: s.LogsSuppressed.Load(),
 	}
 }

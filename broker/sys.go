@@ -46,6 +46,12 @@ func (s *Server) sysOnce() {
 		{"messages/dropped", st.Dropped + st.QueueDropped},
 		{"bytes/received", st.BytesIn},
 		{"bytes/sent", st.BytesOut},
+		// Refusals of the guard rails (limits.go).
+		{"refused/connections", st.RefusedConnections},
+		{"refused/connections_per_ip", st.RefusedConnectionsPerIP},
+		{"refused/subscriptions", st.RefusedSubscriptions},
+		{"refused/publish_rate", st.RateLimited},
+		{"refused/auth", st.AuthFailures},
 	} {
 		s.publishInternal("$SYS/broker/"+kv.name, []byte(strconv.FormatInt(kv.v, 10)), now.Unix())
 	}

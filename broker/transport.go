@@ -47,7 +47,16 @@ type transport struct {
 	shut          bool     // write side shut down (close.go)
 	part          *partial // an inbound frame not fully arrived (input.go)
 
+	// Loop only; for the guard rails and connection logs (limits.go).
+	closedBy  uint8 // close reason + 1 once the broker closed it (close.go)
+	ipCounted bool  // counted in the per-IP connection table
+	kind      uint8 // (protocol, transport) index of the per-listener counts
+
 	backlog atomic.Int64 // bytes gnet still held for the socket after the last flush
+
+	// ext is rare per-connection state (a bridged connection's real address
+	// and TLS identity, a publish rate bucket), nil for most (bridge.go).
+	ext atomic.Pointer[connExt]
 
 	mu      sync.Mutex
 	dirty   bool    // REQUIRES: mu held. on the loop's mailbox

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -286,8 +287,15 @@ func (c *Client) attempt(ctx context.Context) (cn *conn, err error) {
 // login connects to addr and logs in; the connection's goroutines are not
 // started yet.
 func (c *Client) login(ctx context.Context, addr string, login *wire.Login) (*conn, error) {
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	var nc net.Conn
+	var err error
+	if c.opts.TLSConfig != nil {
+		d := tls.Dialer{Config: c.opts.TLSConfig}
+		nc, err = d.DialContext(ctx, "tcp", addr) // ServerName defaults to addr's host
+	} else {
+		var d net.Dialer
+		nc, err = d.DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("client: connecting to %s: %w", addr, err)
 	}

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -33,6 +34,10 @@ type Options struct {
 	// Register makes Dial register UserName through POST /registerAccount
 	// first (idempotent: an existing name gets its id back). Needs APIURL.
 	Register bool
+	// TLSConfig, when set, makes the native connection TLS (the server's
+	// native_tls_addr, default :9443). A config without ServerName gets
+	// the host of the address dialled.
+	TLSConfig *tls.Config
 	// HTTPClient makes the HTTP API calls; default: one with a timeout of
 	// ConnectTimeout.
 	HTTPClient *http.Client

@@ -103,7 +103,7 @@ start_server() {
 	for try in 1 2 3; do
 		PORT=$(free_port) || return 1
 		# Run from the temp dir so nothing lands in the caller's tree.
-		(cd "$tmp" && exec "$BIN" server --mqtt-addr "127.0.0.1:$PORT" --native-addr 127.0.0.1:0 "${data_flag[@]}") >"$tmp/server.log" 2>&1 &
+		(cd "$tmp" && exec "$BIN" server --mqtt-addr "127.0.0.1:$PORT" --native-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 "${data_flag[@]}") >"$tmp/server.log" 2>&1 &
 		server_pid=$!
 		for _ in $(seq $((WAIT * 20))); do
 			if ! kill -0 "$server_pid" 2>/dev/null; then

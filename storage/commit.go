@@ -221,6 +221,9 @@ func (db *DB) commitGroup(group []*Batch) int {
 		}
 		pb.Close()
 		clear(db.ov)
+		if err != nil {
+			clear(db.marks) // read again from what the store holds
+		}
 	}
 	// Count before the dones run, so a writer that saw its done sees it
 	// counted in Stats.

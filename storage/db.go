@@ -91,10 +91,11 @@ type DB struct {
 	// sweeper need no disk reads. Written only by the committer.
 	idx index
 	// Committer-only state.
-	scratch  []byte             // key buffer
-	nextUser uint64             // next user id to assign (m␀next-user)
-	ov       map[string]ovEntry // writes of decided ops in the current group
-	lat      []int64            // commit latencies of the current group, ns
+	scratch  []byte               // key buffer
+	nextUser uint64               // next user id to assign (m␀next-user)
+	ov       map[string]ovEntry   // writes of decided ops in the current group
+	marks    map[string]dedupMark // committer only: dedup marks read or written (dedup.go)
+	lat      []int64              // commit latencies of the current group, ns
 
 	// failed is non-nil while the store is failing (health.go): Commit and
 	// readers refuse with it. bgErr is a failure Pebble reported from one
@@ -144,6 +145,7 @@ func Open(dir string, opts Options) (db *DB, err error) {
 		sweeperStop:   make(chan struct{}),
 		sweeperDone:   make(chan struct{}),
 		ov:            make(map[string]ovEntry),
+		marks:         make(map[string]dedupMark),
 	}
 	db.idx.init()
 	if err := mkdirDurable(opts.FS, dir); err != nil {

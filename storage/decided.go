@@ -80,6 +80,7 @@ func (db *DB) decideOp(pb *pebble.Batch, b *Batch, o *op, now int64) error {
 	case opDedup:
 		r := b.res[o.aux].(*DedupResult)
 		db.cset(pb, key, appendDedup(nil, r.ServerID, now))
+		db.raiseDedupMark(pb, key)
 	case opExpireDedup:
 		v, ok, err := db.cget(key)
 		if err != nil || !ok {

@@ -2,8 +2,10 @@ package storage
 
 import (
 	"errors"
+	"github.com/cockroachdb/pebble"
 	"math"
 	"reflect"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -143,6 +145,76 @@ func TestDedup(t *testing.T) {
 	if st := db.Stats(); st.Duplicates != 1 || st.ExpiredDedup != 1 {
 		t.Fatalf("stats %+v", st)
 	}
+}
+
+// TestDedupMarks: with numeric client message ids, a send above the
+// sender's mark is new without a lookup; everything at or below it is
+// still checked, also after a restart and in a store without marks.
+func TestDedupMarks(t *testing.T) {
+	c := newClock()
+	fs := newMemFS()
+	db, err := Open("db", testOpts(fs, c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { db.Close() }()
+	next := uint64(100)
+	send := func(cmid string) *DedupResult {
+		var r *DedupResult
+		next++
+		mustCommit(t, db, func(b *Batch) {
+			r = b.Dedup("u1", cmid, next)
+			b.PutHistory("conv", hmsg(c, next, cmid))
+		})
+		return r
+	}
+	check := func(what, cmid string, dup bool) {
+		t.Helper()
+		if r := send(cmid); r.Duplicate != dup {
+			t.Fatalf("%s %s: %+v, want duplicate %v", what, cmid, r, dup)
+		}
+	}
+	check("first", "5", false)
+	check("above the mark", "7", false)
+	check("below the mark, new", "6", false)
+	check("resend", "7", true)
+	check("resend", "5", true)
+	check("resend", "6", true)
+	reopen := func() {
+		t.Helper()
+		db.Close()
+		if db, err = Open("db", testOpts(fs, c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reopen()
+	check("resend after a restart", "7", true)
+	check("new after a restart", "8", false)
+	mark := func(want uint64) {
+		t.Helper()
+		if m, err := db.DedupMark("u1"); err != nil || m != want {
+			t.Fatalf("DedupMark = %d, %v; want %d", m, err, want)
+		}
+	}
+	mark(5 + markLease) // written with the first record, leased ahead
+	check("new below the stored mark", "100", false)
+	check("resend below the stored mark", "100", true)
+	far := strconv.FormatUint(5+markLease+1, 10)
+	check("past the lease", far, false)
+	mark(5 + markLease + 1 + markLease)
+	check("resend past the lease", far, true)
+	// A store from before marks: the records alone.
+	if err := db.pdb.Delete(appendNameKey(nil, spaceDedupMark, "u1"), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	reopen()
+	mark(5 + markLease + 1) // scanned: the highest record
+	check("resend without a mark", far, true)
+	check("resend without a mark", "8", true)
+	check("resend without a mark", "6", true)
+	check("new without a mark", "9", false)
+	check("not a number", "x", false)
+	check("not a number, resent", "x", true)
 }
 
 // TestDedupRace: resends of one message race each other (as a client's

@@ -26,6 +26,7 @@
 //	c ␀ <userID u64> ␀ <conversation>       nil: the user's conversations (search index)
 //	d ␀ <dueUnixMs u64> ␀ <msgID u64>       delayed Message, in due order
 //	i ␀ <sender> ␀ <clientMsgID>            dedup: {server id, created}
+//	j ␀ <sender>                            dedup mark: highest numeric clientMsgID recorded
 //	m ␀ <name>                              store metadata: format (key layout 2), next-user
 //	S ␀ …, O ␀ …                            only while migrating layout 1 (migrate.go)
 //

@@ -22,6 +22,7 @@ const (
 	spaceMember       = 'p' // group -> members
 	spaceUserGroup    = 'u' // user -> groups
 	spaceDedup        = 'i'
+	spaceDedupMark    = 'j' // sender -> the highest numeric client message id recorded
 	spaceMeta         = 'm'
 	// Used only while migrating a version-1 store (migrate.go).
 	spaceMigSession = 'S'

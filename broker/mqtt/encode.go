@@ -171,3 +171,16 @@ func AppendAck(dst []byte, version, typ byte, pid uint16, reason byte) []byte {
 	}
 	return append(dst, first, 2, byte(pid>>8), byte(pid))
 }
+
+// AppendUserProperty appends one user property (0x26, a UTF-8 string pair)
+// to a property block, without a length prefix, as AppendProperties does.
+// key and val must be valid UTF-8 of at most 65,535 bytes. It is written by
+// hand for the properties every native message carries (the broker's
+// senderProps): going through the codec's Properties.Encode was 41% of the
+// broker's CPU per native send (bench/native.sh profile).
+func AppendUserProperty[V string | []byte](dst []byte, key string, val V) []byte {
+	dst = append(dst, 0x26, byte(len(key)>>8), byte(len(key)))
+	dst = append(dst, key...)
+	dst = append(dst, byte(len(val)>>8), byte(len(val)))
+	return append(dst, val...)
+}

@@ -484,6 +484,23 @@ func TestAppendProperties(t *testing.T) {
 	}
 }
 
+// AppendUserProperty writes what the codec writes for the same pairs.
+func TestAppendUserProperty(t *testing.T) {
+	pairs := []packets.UserProperty{{Key: "cim-sender-id", Val: "18446744073709551615"}, {Key: "cim-sender", Val: "张三"}, {Key: "", Val: ""}}
+	want := AppendProperties([]byte{0xee}, &packets.Properties{User: pairs}, packets.Publish)
+	got := []byte{0xee}
+	for i, p := range pairs {
+		if i%2 == 0 {
+			got = AppendUserProperty(got, p.Key, p.Val)
+		} else {
+			got = AppendUserProperty(got, p.Key, []byte(p.Val))
+		}
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("AppendUserProperty\n got % x\nwant % x", got, want)
+	}
+}
+
 func TestAppendErrors(t *testing.T) {
 	dst := []byte{1, 2}
 	for _, tc := range []struct {

@@ -1,5 +1,7 @@
 package wire
 
+import "slices"
+
 // Hand-written codecs for the frames of the message path: Send, SendAck,
 // Deliver, DeliverAck, Ping and Pong. They produce exactly what the msgpack
 // struct tags in frame.go describe (a map of the non-zero fields, in field
@@ -17,16 +19,10 @@ func appendPrefix(dst []byte, n int) []byte {
 	return append(dst, byte(n))
 }
 
-// grow makes room for n more bytes at once, so a frame costs at most one
-// allocation.
-func grow(dst []byte, n int) []byte {
-	if cap(dst)-len(dst) < n {
-		nb := make([]byte, len(dst), len(dst)+n)
-		copy(nb, dst)
-		dst = nb
-	}
-	return dst
-}
+// grow makes room for n more bytes, amortized (a subscriber's outbound
+// buffer with a backlog grows by appends: growing to exactly n copied it
+// on every delivery).
+func grow(dst []byte, n int) []byte { return slices.Grow(dst, n) }
 
 func sizeTarget(t *Target) (n, fields int) {
 	if t.Kind != 0 {

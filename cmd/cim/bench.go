@@ -33,6 +33,11 @@ Scenarios:
   shared   --pubs P (1) publishers -> --subs S (10) members of $share/<--group>/<topic>
            (--groups G splits them into G groups); loss and duplicates counted per group
 
+Protocols: --proto mqtt (default; --mqtt-version 4 or 5) or --proto native
+(cim's native protocol: topics cim/u/<id|name> are private sends, cim/g/<group>
+group sends, cim/all everyone, others topic sends; accounts are registered
+through --api first; QoS 0 or 1).
+
 Topic variables: %i client index in its role, %c client id, %u user name,
 %rand a random number below --rand-max (per message for publishers).
 
@@ -46,6 +51,7 @@ Examples:
   cim bench conn --count 19000 --workers 2 --broker-pid $(pidof mosquitto)
   cim bench fanout --addr n1:1883,n2:1883 --pub-addr n1:1883 --subs 1000
   cim bench shared --subs 8 --mqtt-version 5 --user-property src=bench
+  cim bench fanin --proto native --addr 127.0.0.1:9000 --api http://127.0.0.1:8083 --qos 1
 
 Exit codes:
   0  run completed without errors (message loss at QoS 0 is reported, not an error)
@@ -118,7 +124,8 @@ func parseBenchFlags(args []string, stderr io.Writer) (o *bench.Options, cpuProf
 		tokenFile              string
 		userProps              propList
 	)
-	fs.StringVar(&o.Addr, "addr", "127.0.0.1:1883", "broker `host:port`, or a comma-separated list (clients spread round robin)")
+	fs.StringVar(&o.Addr, "addr", "", "broker `host:port`, or a comma-separated list (clients spread round robin); default 127.0.0.1:1883, native 127.0.0.1:9000")
+	fs.StringVar(&o.API, "api", "", "native: the IM HTTP API's base `URL`, where the run registers its accounts (default http://<first --addr host>:8083)")
 	fs.StringVar(&o.PubAddr, "pub-addr", "", "publishers connect here (`host:port,...`) instead of --addr")
 	fs.StringVar(&o.SubAddr, "sub-addr", "", "subscribers connect here (`host:port,...`) instead of --addr")
 	fs.IntVar(&version, "mqtt-version", 4, "MQTT protocol version: 4 (3.1.1) or 5")

@@ -26,6 +26,7 @@ type procNode struct {
 	t                          *testing.T
 	name, dir                  string
 	mqtt, native, gossip, peer string
+	http                       string // the HTTP API's host:port
 	join, secret               string
 	cmd                        *exec.Cmd
 	exited                     chan struct{}
@@ -34,7 +35,7 @@ type procNode struct {
 func newProcNode(t *testing.T, name string) *procNode {
 	t.Helper()
 	n := &procNode{t: t, name: name, dir: t.TempDir(), mqtt: freeAddr(t), native: freeAddr(t),
-		gossip: freeAddr(t), peer: freeAddr(t)}
+		gossip: freeAddr(t), peer: freeAddr(t), http: freeAddr(t)}
 	t.Cleanup(n.kill)
 	return n
 }
@@ -46,7 +47,7 @@ func (n *procNode) start() {
 	if l := os.Getenv("CIM_TEST_LOG_LEVEL"); l != "" {
 		level = l
 	}
-	args := []string{"--node-name", n.name, "--mqtt-addr", n.mqtt, "--native-addr", n.native, "--data-dir", n.dir,
+	args := []string{"--node-name", n.name, "--mqtt-addr", n.mqtt, "--native-addr", n.native, "--http-addr", n.http, "--data-dir", n.dir,
 		"--cluster-addr", n.gossip, "--peer-addr", n.peer, "--cluster-timing", "loopback", "--log-level", level}
 	if n.join != "" {
 		args = append(args, "--join", n.join)
@@ -456,7 +457,7 @@ func TestClusterConfig(t *testing.T) {
 	// A real start and stop, at debug level: the secret appears nowhere.
 	secret := "a-secret-that-must-never-be-logged-0123"
 	t.Setenv(clusterSecretEnv, secret)
-	code, out := serverRun(t, "--memory", "--mqtt-addr", "127.0.0.1:0", "--native-addr", "127.0.0.1:0",
+	code, out := serverRun(t, "--memory", "--mqtt-addr", "127.0.0.1:0", "--native-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 		"--cluster-addr", "127.0.0.1:0", "--peer-addr", "127.0.0.1:0", "--log-level", "debug")
 	if code != 0 {
 		t.Fatalf("clustered start: exit %d: %s", code, out)

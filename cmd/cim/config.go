@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cimgo/cim/broker"
+	"github.com/cimgo/cim/broker/httpapi"
 	"github.com/cimgo/cim/broker/topic"
 	"github.com/cimgo/cim/storage"
 	"github.com/go-viper/mapstructure/v2"
@@ -47,16 +48,38 @@ type Config struct {
 	StoreMaxQueuedBytes int64         `yaml:"store_max_queued_bytes"`
 	QueueFullPolicy     string        `yaml:"queue_full_policy"`
 	QueueTTL            time.Duration `yaml:"queue_ttl"`
+	// HistoryTTL is how long the IM server keeps conversation history
+	// (default 30 days).
+	HistoryTTL time.Duration `yaml:"history_ttl"`
 
-	HTTPAddr    string   `yaml:"http_addr"`     // HTTP API, /metrics, /healthz (default :8083); not supported yet
-	ClusterAddr string   `yaml:"cluster_addr"`  // gossip, tcp+udp (default :7946 once clustered)
-	PeerAddr    string   `yaml:"peer_addr"`     // peer links (default :7947 once clustered)
-	Join        []string `yaml:"join"`          // host:port of nodes to join
-	TLSAddr     string   `yaml:"tls_addr"`      // MQTT over TLS (default :8883); not supported yet
-	TLSCert     string   `yaml:"tls_cert"`      // PEM certificate chain file; not supported yet
-	TLSKey      string   `yaml:"tls_key"`       // PEM private key file; not supported yet
-	TLSClientCA string   `yaml:"tls_client_ca"` // PEM CA file for client certificates (mTLS); not supported yet
-	AdminToken  string   `yaml:"admin_token"`   // bearer token of /v1/admin; not supported yet
+	// The cluster (docs/cluster.md): setting any of these makes the node
+	// clustered; the other cluster keys are in ClusterConfig.
+	ClusterAddr string   `yaml:"cluster_addr"` // gossip, tcp+udp (default :7946 once clustered)
+	PeerAddr    string   `yaml:"peer_addr"`    // peer links (default :7947 once clustered)
+	Join        []string `yaml:"join"`         // host:port of nodes to join
+
+	// The HTTP listener: /metrics, /healthz, /readyz, /v1/admin, /mqtt (WebSocket).
+	HTTPAddr       string `yaml:"http_addr"`        // default :8083
+	HTTPPprof      bool   `yaml:"http_pprof"`       // /debug/pprof on the HTTP listener (behind admin_token if set)
+	AdminToken     string `yaml:"admin_token"`      // bearer token of /v1/admin; none: the admin API is off
+	AdminTokenFile string `yaml:"admin_token_file"` // or read it from this file (first line)
+
+	// TLS: MQTT over TLS on tls_addr, the native protocol over TLS on
+	// native_tls_addr and WebSocket over TLS on wss_addr, all on when
+	// tls_cert is set. Files are re-read on SIGHUP.
+	TLSAddr               string `yaml:"tls_addr"`                 // default :8883
+	NativeTLSAddr         string `yaml:"native_tls_addr"`          // default :9443
+	WSSAddr               string `yaml:"wss_addr"`                 // HTTPS with /mqtt and /ws; default :8084
+	TLSCert               string `yaml:"tls_cert"`                 // PEM certificate chain file
+	TLSKey                string `yaml:"tls_key"`                  // PEM private key file
+	TLSClientCA           string `yaml:"tls_client_ca"`            // PEM CA file for client certificates (mTLS)
+	TLSClientAuth         string `yaml:"tls_client_auth"`          // required (default with a CA) or optional
+	TLSIdentityAsUsername bool   `yaml:"tls_identity_as_username"` // a client certificate's CN (or SAN) is the user name, no password
+
+	// Guard rails: max_connections, max_connections_per_ip,
+	// max_subscriptions_per_client, max_publish_rate,
+	// max_publish_bytes_rate, log_rate (all reloadable).
+	broker.Limits `yaml:",inline"`
 
 	// JWT accepts signed tokens as passwords (broker.NewAuth).
 	JWT broker.JWTOptions `yaml:"jwt"`
@@ -82,7 +105,7 @@ func (c *Config) authOptions() broker.AuthOptions {
 func (c *Config) storageOptions() storage.Options {
 	return storage.Options{Durability: storage.Durability(c.Durability),
 		MaxQueuedPerSession: c.StoreMaxQueued, MaxQueuedBytesPerSession: c.StoreMaxQueuedBytes,
-		QueueFullPolicy: storage.QueueFullPolicy(c.QueueFullPolicy), QueueTTL: c.QueueTTL}
+		QueueFullPolicy: storage.QueueFullPolicy(c.QueueFullPolicy), QueueTTL: c.QueueTTL, HistoryTTL: c.HistoryTTL}
 }
 
 // errConfig is wrapped by every configuration error (exit status 2).
@@ -106,6 +129,13 @@ var keyHints = map[string]string{
 	"max_inflight":        "messages",
 	"topic_alias_maximum": "aliases",
 	"loops":               "event loops",
+
+	"max_connections":              "connections",
+	"max_connections_per_ip":       "connections",
+	"max_subscriptions_per_client": "filters",
+	"max_publish_rate":             "messages per second",
+	"max_publish_bytes_rate":       "bytes per second",
+	"log_rate":                     "lines per second",
 }
 
 // wantError is a value of the wrong type or range; the key is added later.
@@ -156,6 +186,18 @@ func strictHook(_ reflect.Type, to reflect.Type, data any) (any, error) {
 			return s, nil
 		}
 		return nil, &wantError{"a string", data}
+	case to.Kind() == reflect.Float64 || to.Kind() == reflect.Float32:
+		switch v := data.(type) {
+		case int:
+			return float64(v), nil
+		case float64:
+			return v, nil
+		case string:
+			if f, err := strconv.ParseFloat(v, 64); err == nil {
+				return f, nil
+			}
+		}
+		return nil, &wantError{"a number", data}
 	case to.Kind() == reflect.Bool:
 		switch v := data.(type) {
 		case bool:
@@ -534,7 +576,7 @@ func checkConfig(c *Config) []problem {
 	oneOf("acl_default", c.ACLDefault, "allow", "deny")
 	oneOf("queue_full_policy", c.QueueFullPolicy, "drop-oldest", "reject-new")
 	for key, v := range map[string]string{"mqtt_addr": c.MQTTAddr, "native_addr": c.NativeAddr, "http_addr": c.HTTPAddr,
-		"cluster_addr": c.ClusterAddr, "peer_addr": c.PeerAddr, "tls_addr": c.TLSAddr, "pprof": c.Pprof} {
+		"cluster_addr": c.ClusterAddr, "peer_addr": c.PeerAddr, "tls_addr": c.TLSAddr, "native_tls_addr": c.NativeTLSAddr, "wss_addr": c.WSSAddr, "pprof": c.Pprof} {
 		if v != "" {
 			if err := checkAddr(v); err != nil {
 				add(key, "%v", err)
@@ -566,6 +608,17 @@ func checkConfig(c *Config) []problem {
 		if err := topic.ValidFilter(f); err != nil {
 			add(fmt.Sprintf("deny_filters[%d]", i), "%q is not a topic filter: %v", f, err)
 		}
+	}
+	ps = append(ps, checkTLS(c)...)
+	if c.AdminToken != "" && c.AdminTokenFile != "" {
+		add("admin_token_file", "give admin_token or admin_token_file, not both")
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < 16 {
+		add("admin_token", "want at least 16 characters, got %d", len(c.AdminToken))
+	}
+	if err := c.Limits.Validate(); err != nil {
+		key, msg := splitKeyed(strings.TrimPrefix(err.Error(), broker.ErrLimits.Error()+": "))
+		add(key, "%s", msg)
 	}
 	// What the components' own Validate refuse beyond the above (the
 	// caller keeps the first problem of each key).
@@ -617,7 +670,8 @@ func splitKeyed(s string) (string, string) {
 // so that a Validate message never speaks Go ("ACLDefault").
 var goFieldKeys = func() map[string]string {
 	m := map[string]string{"Durability": "durability", "MaxQueuedPerSession": "store_max_queued",
-		"MaxQueuedBytesPerSession": "store_max_queued_bytes", "QueueFullPolicy": "queue_full_policy", "QueueTTL": "queue_ttl"}
+		"MaxQueuedBytesPerSession": "store_max_queued_bytes", "QueueFullPolicy": "queue_full_policy", "QueueTTL": "queue_ttl",
+		"HistoryTTL": "history_ttl"}
 	t := reflect.TypeOf(broker.Options{})
 	for i := range t.NumField() {
 		f := t.Field(i)
@@ -649,12 +703,7 @@ func unsupported(c *Config) []problem {
 		set bool
 		why string
 	}{
-		{"http_addr", c.HTTPAddr != "", "the HTTP listener (/metrics, /healthz, API)"},
-		{"tls_addr", c.TLSAddr != "", "the TLS listener"},
-		{"tls_cert", c.TLSCert != "", "the TLS listener"},
-		{"tls_key", c.TLSKey != "", "the TLS listener"},
-		{"tls_client_ca", c.TLSClientCA != "", "the TLS listener"},
-		{"admin_token", c.AdminToken != "", "the admin API"},
+		// (none now: the cluster, TLS, HTTP and admin keys are all built)
 	} {
 		if o.set {
 			ps = append(ps, problem{o.key, "not supported yet (" + o.why + " is not built)"})
@@ -664,3 +713,69 @@ func unsupported(c *Config) []problem {
 }
 
 var configType = reflect.TypeOf(Config{})
+
+// checkTLS checks that the TLS keys go together; the files themselves are
+// read by tlsFiles' caller (httpapi.ReadTLS).
+func checkTLS(c *Config) []problem {
+	var ps []problem
+	add := func(key, msg string) { ps = append(ps, problem{key, msg}) }
+	switch {
+	case c.TLSCert != "" && c.TLSKey == "":
+		add("tls_key", "missing: tls_cert needs its private key")
+	case c.TLSKey != "" && c.TLSCert == "":
+		add("tls_cert", "missing: tls_key needs its certificate")
+	}
+	if c.TLSCert == "" {
+		for key, set := range map[string]bool{"tls_addr": c.TLSAddr != "", "native_tls_addr": c.NativeTLSAddr != "", "wss_addr": c.WSSAddr != "",
+			"tls_client_ca": c.TLSClientCA != "", "tls_client_auth": c.TLSClientAuth != "", "tls_identity_as_username": c.TLSIdentityAsUsername} {
+			if set {
+				add(key, "needs tls_cert and tls_key")
+			}
+		}
+	}
+	switch c.TLSClientAuth {
+	case "", "required", "optional":
+		if c.TLSClientAuth != "" && c.TLSClientCA == "" && c.TLSCert != "" {
+			add("tls_client_auth", "needs tls_client_ca (the CA client certificates are checked against)")
+		}
+	default:
+		add("tls_client_auth", fmt.Sprintf("want required or optional, got %q", c.TLSClientAuth))
+	}
+	if c.TLSIdentityAsUsername && c.TLSClientCA == "" && c.TLSCert != "" {
+		add("tls_identity_as_username", "needs tls_client_ca: only a verified certificate has an identity")
+	}
+	return ps
+}
+
+// tlsFiles are the TLS files of the config, nil when TLS is off.
+func (c *Config) tlsFiles() *httpapi.TLSFiles {
+	if c.TLSCert == "" {
+		return nil
+	}
+	return &httpapi.TLSFiles{CertFile: c.TLSCert, KeyFile: c.TLSKey, ClientCAFile: c.TLSClientCA, ClientAuth: c.TLSClientAuth}
+}
+
+// adminToken is admin_token, or the first line of admin_token_file.
+func (c *Config) adminToken() (string, error) {
+	if c.AdminTokenFile == "" {
+		return c.AdminToken, nil
+	}
+	b, err := os.ReadFile(c.AdminTokenFile)
+	if err != nil {
+		return "", fmt.Errorf("admin_token_file: %w", err)
+	}
+	tok, _, _ := strings.Cut(string(b), "\n")
+	tok = strings.TrimSpace(tok)
+	if len(tok) < 16 {
+		return "", fmt.Errorf("admin_token_file %s: want a token of at least 16 characters on its first line", c.AdminTokenFile)
+	}
+	return tok, nil
+}
+
+// Defaults of the listeners of this file.
+const (
+	defaultHTTPAddr      = ":8083"
+	defaultTLSAddr       = ":8883"
+	defaultNativeTLSAddr = ":9443"
+	defaultWSSAddr       = ":8084"
+)

@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 // startChild runs `cim server` on dataDir and waits until it accepts.
 func startChild(t *testing.T, addr, dataDir string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "--mqtt-addr", addr, "--native-addr", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "warn")
+	cmd := exec.Command(os.Args[0], "--mqtt-addr", addr, "--native-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "warn")
 	cmd.Env = append(os.Environ(), "CIM_TEST_SERVER=1")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {

@@ -31,7 +31,7 @@ func TestExampleConfigRuns(t *testing.T) {
 	var errb syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- runServer(ctx, []string{"--config", exampleConfig, "--mqtt-addr", addr, "--native-addr", "127.0.0.1:0", "--data-dir", dir}, &errb, &errb)
+		done <- runServer(ctx, []string{"--config", exampleConfig, "--mqtt-addr", addr, "--native-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", dir}, &errb, &errb)
 	}()
 	defer func() {
 		cancel()

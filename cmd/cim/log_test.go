@@ -149,7 +149,7 @@ func TestLogLevelFromConfig(t *testing.T) {
 		}
 	}
 	// log_level in the file reaches the server: warn hides its info lines.
-	code, out := serverRun(t, "--memory", "--mqtt-addr", "127.0.0.1:0", "--native-addr", "127.0.0.1:0", "--config", yamlFile(t, "log_level: warn\n"))
+	code, out := serverRun(t, "--memory", "--mqtt-addr", "127.0.0.1:0", "--native-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--config", yamlFile(t, "log_level: warn\n"))
 	if code != 0 || strings.Contains(out, "mqtt listening") {
 		t.Errorf("exit %d, log_level warn ignored: %s", code, out)
 	}

@@ -2,8 +2,10 @@
 //
 //	cim server [flags]   run a broker node
 //	cim bench  ...       load-test a broker (see cim bench -h)
+//	cim chat   --user N  chat in a terminal (see cim chat -h)
 //	cim passwd USER      print a password-file line
 //	cim health           probe a node's /healthz (for container health checks)
+//	cim ctl ...          the admin API's client (see cim ctl -h)
 //	cim version          print the version
 package main
 
@@ -30,10 +32,14 @@ func main() {
 		os.Exit(runServer(ctx, args, os.Stdout, os.Stderr))
 	case "bench":
 		os.Exit(runBench(ctx, args))
+	case "chat":
+		os.Exit(runChat(ctx, args, os.Stdin, os.Stdout, os.Stderr))
 	case "passwd":
 		os.Exit(runPasswd(args, os.Stdin, os.Stdout, os.Stderr))
 	case "health":
 		os.Exit(runHealth(ctx, args, os.Stdout, os.Stderr))
+	case "ctl":
+		os.Exit(runCtl(ctx, args, os.Stdout, os.Stderr))
 	case "version", "-v", "--version":
 		fmt.Println(versionLine())
 	case "help", "-h", "--help":
@@ -51,8 +57,10 @@ func usage() {
 commands:
   server    run a broker node (MQTT 3.1.1 and 5.0)
   bench     load-test a broker
+  chat      chat in a terminal (cim's client): cim chat --user NAME
   passwd    print a password-file line (prompts on a terminal, else reads stdin)
   health    GET a node's /healthz: exit 0 if healthy, 1 if not
+  ctl       the admin API's client: clients, kick ID, subs ID, retained, publish TOPIC MSG
   version   print the version
 
 Run 'cim <command> -h' for a command's flags.
