@@ -221,7 +221,16 @@ func (s *Server) LeaveGroup(ctx context.Context, name string, user uint64) error
 // groupSubscription subscribes (or unsubscribes) the user's session, if it
 // has one, to the group's topic.
 func (s *Server) groupSubscription(user uint64, name string, join bool) {
-	ss := s.imSession(user)
+	var ss *session
+	if s.clusterNode() != nil {
+		// Clustered: every node applies this; the one holding the session
+		// (made at registration, or by a login) subscribes it.
+		if ss = s.sessions.lookup(nativeKey(user)); ss == nil {
+			return
+		}
+	} else {
+		ss = s.imSession(user)
+	}
 	if join {
 		s.subscribe(ss, groupTopic(name), topic.Subscription{QoS: 1, NoLocal: true})
 	} else {

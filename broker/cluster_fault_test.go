@@ -44,6 +44,10 @@ func TestClusterStoppedNodeClientsMove(t *testing.T) {
 	})
 	t.Logf("n2 dropped by the others %v after it stopped", time.Since(start).Round(time.Millisecond))
 	waitFor15(t, "dan back, on n1", func() bool { return n1.srv.im.dir.isOnline(dan.ID) })
+	// Presence is eventually consistent (it follows the login over the
+	// peer link): until n3 has heard it, a send from there says 7000 (and
+	// the message is delivered all the same).
+	waitFor15(t, "dan online as n3 sees it", func() bool { return n3.srv.Online(dan.ID) })
 	waitInterest(t, []*cnode{n1, n3}, "n1", inboxTopic(dan.ID))
 	if ack := f.send(client.User(dan.ID), "after"); ack.Code != wire.CodeOK {
 		t.Fatalf("to dan on n1: code %d", ack.Code)

@@ -111,6 +111,19 @@ func (t *interestTable) add(node string, filters []string) {
 	}
 }
 
+// heldElsewhere reports whether another node (live, or down with its
+// interest kept for parking) holds filter itself.
+func (t *interestTable) heldElsewhere(filter string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for node, set := range t.byNode {
+		if node != t.cn.self && set[filter] {
+			return true
+		}
+	}
+	return false
+}
+
 func (t *interestTable) remove(node string, filters []string) {
 	for _, f := range filters {
 		t.mu.Lock()
@@ -239,6 +252,11 @@ func (h *hintQueue) add(cn *clusterNode, filter string, live bool) {
 	h.mu.Lock()
 	h.pending = append(h.pending, interestHint{Filter: filter, Live: live})
 	h.mu.Unlock()
+	h.poke()
+}
+
+// poke wakes the sender (never blocks).
+func (h *hintQueue) poke() {
 	select {
 	case h.wake <- struct{}{}:
 	default:
@@ -255,6 +273,9 @@ func (h *hintQueue) run(cn *clusterNode) {
 			return
 		case <-h.wake:
 		}
+		// Presence first: a peer that sees a login's inbox filter sees
+		// the user online too.
+		cn.presence.flush(cn)
 		h.mu.Lock()
 		batch := h.pending
 		h.pending = nil

@@ -16,8 +16,11 @@ func dialUserAt(t testing.TB, name string, addrs ...string) *sdkUser {
 	ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
 	defer cancel()
 	c, err := client.Dial(ctx, client.Options{UserName: name, Addrs: addrs, RetryLimit: -1,
-		Backoff:   client.ExponentialBackoff{Initial: 50 * time.Millisecond, Max: 300 * time.Millisecond},
-		OnMessage: func(m *client.Message) { u.msgs <- m }})
+		Backoff: client.ExponentialBackoff{Initial: 50 * time.Millisecond, Max: 300 * time.Millisecond},
+		// A node shutting down may accept a reconnect it never serves:
+		// the SDK waits its connect timeout before the next address.
+		ConnectTimeout: time.Second,
+		OnMessage:      func(m *client.Message) { u.msgs <- m }, Logger: clusterTestLogger()})
 	if err != nil {
 		t.Fatalf("login %s at %v: %v", name, addrs, err)
 	}
@@ -153,5 +156,52 @@ func TestClusterNativeDelayed(t *testing.T) {
 	e.expect("dee", "later")
 	if el := time.Since(start); el < 900*time.Millisecond {
 		t.Fatalf("delayed message after %v, want about 1s", el)
+	}
+}
+
+// A user who never logged in has a session from registration, on the node
+// that registered them: a private message and a group message sent from
+// other nodes wait in it (7000), and no other node makes a copy; the first
+// login, on a third node, takes it with both messages, once each.
+func TestClusterNeverLoggedInUserGetsQueued(t *testing.T) {
+	nodes := startTestCluster(t, 3, nil)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	ivy := register(t, n2.srv, "ivy", "")
+	register(t, n3.srv, "joe", "")
+	for _, n := range nodes {
+		waitFor15(t, "accounts on "+n.name, func() bool { _, ok := n.srv.LookupAccount(0, "joe"); return ok })
+	}
+	waitInterest(t, nodes, "n2", inboxTopic(ivy.ID))
+	j := dialUserAt(t, "joe", n3.nativeAddr())
+	ctx, cancel := contextWithTimeout()
+	defer cancel()
+	if _, err := j.c.CreateGroup(ctx, "club"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n1.srv.JoinGroup(ctx, "club", ivy.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitInterest(t, nodes, "n2", groupTopic("club"))
+	if ack := j.send(client.User(ivy.ID), "private"); ack.Code != wire.CodeOffline {
+		t.Fatalf("to ivy, never logged in: code %d, want 7000", ack.Code)
+	}
+	j.send(client.Group("club"), "to the club")
+	for _, n := range []*cnode{n1, n3} {
+		if n.srv.sessions.lookup(nativeKey(ivy.ID)) != nil {
+			t.Fatalf("%s made a session for ivy", n.name)
+		}
+	}
+	i := dialUserAt(t, "ivy", n1.nativeAddr())
+	got := map[string]int{}
+	for range 2 {
+		m := i.next()
+		got[string(m.Body)]++
+	}
+	if got["private"] != 1 || got["to the club"] != 1 {
+		t.Fatalf("ivy got %v", got)
+	}
+	i.none()
+	if n2.srv.sessions.lookup(nativeKey(ivy.ID)) != nil {
+		t.Fatal("n2 still holds ivy's session")
 	}
 }

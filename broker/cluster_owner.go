@@ -62,46 +62,30 @@ func keyOfOwner(key string) (skey, bool) {
 // Acquire is the broker's Owner: it makes this node the owner of the
 // session, fetching it from the node that had it. Off the loops; blocks on
 // the peer link until ctx is done.
+//
+// The owner this node knows may be out of date (claims travel by gossip):
+// a node that handed the session on answers with where it went, and the
+// session is fetched there. When no live owner is known at all (a claim
+// still on its way, or the owner died), every live peer is asked: the
+// session may be on one of them, and a login that finds it must say
+// "session present" [MQTT-3.2.2-2].
 func (cn *clusterNode) Acquire(ctx context.Context, proto byte, id string) (*Snapshot, error) {
 	k := skey{proto, id}
 	key := ownerKey(k)
 	o, known := cn.c.Lookup(key)
 	var snap *Snapshot
-	if known && o.Node != cn.self && o.Live {
-		body, err := request(opTakeover, &takeoverReq{Proto: proto, ID: id})
-		if err != nil {
-			return nil, err
-		}
-		for {
-			resp, err := cn.c.Call(ctx, o.Node, body)
-			if err == nil {
-				if len(resp) > 0 {
-					if snap, err = decodeSnapshot(resp); err != nil {
-						return nil, err
-					}
-				}
-				break
-			}
-			if errors.Is(err, cluster.ErrPeerGone) || errors.Is(err, cluster.ErrUnknownPeer) {
-				// It went: start afresh; its copy merges in when it returns.
-				cn.log.Info("session owner gone; starting the session here", "client", id, "owner", o.Node)
-				break
-			}
-			var re *cluster.RemoteError
-			retry := errors.Is(err, cluster.ErrLinkDown) || errors.Is(err, cluster.ErrQueueFull) ||
-				errors.As(err, &re) && re.Msg == errBusy.Error()
-			if !retry || ctx.Err() != nil {
-				return nil, fmt.Errorf("%w: taking session %s over from %s: %w", ErrCluster, id, o.Node, err)
-			}
-			// The owner remembers what it handed over: asking again is safe.
-			select {
-			case <-time.After(50 * time.Millisecond):
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
+	var err error
+	switch {
+	case known && o.Node == cn.self:
+	case known && o.Live:
+		snap, err = cn.fetch(ctx, o.Node, k)
+	default:
+		snap, err = cn.fetchAny(ctx, k, o.Node)
 	}
-	if !known || o.Node != cn.self {
+	if err != nil {
+		return nil, err
+	}
+	if !known || o.Node != cn.self || snap != nil {
 		if _, _, err := cn.c.Claim(key); err != nil {
 			return nil, fmt.Errorf("%w: claim %s: %w", ErrCluster, id, err)
 		}
@@ -111,6 +95,134 @@ func (cn *clusterNode) Acquire(ctx context.Context, proto byte, id string) (*Sna
 	}
 	return snap, nil
 }
+
+// fetch takes session k over from node, following where it says the
+// session went (at most a few hops): nil if nobody has it.
+func (cn *clusterNode) fetch(ctx context.Context, node string, k skey) (*Snapshot, error) {
+	body, err := request(opTakeover, &takeoverReq{Proto: k.proto, ID: k.id})
+	if err != nil {
+		return nil, err
+	}
+	asked := map[string]bool{cn.self: true}
+	for hop := 0; hop < 4 && !asked[node]; hop++ {
+		asked[node] = true
+		resp, err := cn.ask(ctx, node, body, k)
+		if err != nil || len(resp) == 0 {
+			return nil, err
+		}
+		switch resp[0] {
+		case takeoverSnapshot:
+			return decodeSnapshot(resp[1:])
+		case takeoverMoved:
+			node = string(resp[1:])
+		default:
+			return nil, fmt.Errorf("%w: takeover answer %d", errWire, resp[0])
+		}
+	}
+	return nil, nil // handed around in a loop, or too far: start afresh (merged later)
+}
+
+// ask sends one takeover request to node, again while the link is down or
+// the session busy: nil when the node is gone (its copy, if any, merges in
+// when it returns).
+func (cn *clusterNode) ask(ctx context.Context, node string, body []byte, k skey) ([]byte, error) {
+	for {
+		resp, err := cn.c.Call(ctx, node, body)
+		if err == nil {
+			return resp, nil
+		}
+		if errors.Is(err, cluster.ErrPeerGone) || errors.Is(err, cluster.ErrUnknownPeer) {
+			cn.log.Info("session owner gone; starting the session here", "client", k.id, "owner", node)
+			return nil, nil
+		}
+		var re *cluster.RemoteError
+		retry := errors.Is(err, cluster.ErrLinkDown) || errors.Is(err, cluster.ErrQueueFull) ||
+			errors.As(err, &re) && re.Msg == errBusy.Error()
+		if !retry || ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: taking session %s over from %s: %w", ErrCluster, k.id, node, err)
+		}
+		// The owner remembers what it handed over: asking again is safe.
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// fetchAny asks every live peer but skip (a dead owner) for session k, at
+// once. Two copies (stale ones: a partition, a restart) are merged into
+// the first.
+func (cn *clusterNode) fetchAny(ctx context.Context, k skey, skip string) (*Snapshot, error) {
+	var peers []string
+	for _, m := range cn.c.Members() {
+		if !m.Self && m.Live() && m.Name != skip {
+			peers = append(peers, m.Name)
+		}
+	}
+	if len(peers) == 0 {
+		return nil, nil
+	}
+	type result struct {
+		snap *Snapshot
+		err  error
+	}
+	results := make(chan result, len(peers))
+	for _, p := range peers {
+		go func() {
+			snap, err := cn.fetch(ctx, p, k)
+			results <- result{snap, err}
+		}()
+	}
+	var snap *Snapshot
+	var firstErr error
+	for range peers {
+		r := <-results
+		switch {
+		case r.err != nil:
+			if firstErr == nil {
+				firstErr = r.err
+			}
+		case r.snap == nil:
+		case snap == nil:
+			snap = r.snap
+		default:
+			mergeSnapshot(snap, r.snap)
+		}
+	}
+	if snap == nil && firstErr != nil {
+		return nil, firstErr
+	}
+	return snap, nil
+}
+
+// mergeSnapshot appends to dst the QoS 1/2 messages of src it lacks (by
+// message id), after its own; dst's subscriptions stand.
+func mergeSnapshot(dst, src *Snapshot) {
+	have := make(map[uint64]bool, len(dst.Queue))
+	seq := max(dst.Session.NextSeq, dst.DiskTail+1, 1) - 1
+	for _, q := range dst.Queue {
+		have[q.Message.ID] = true
+		seq = max(seq, q.Seq)
+	}
+	for _, q := range src.Queue {
+		if q.Message.QoS == 0 || q.Message.ID != 0 && have[q.Message.ID] || q.Message.QoS == 2 && q.Message.Sent {
+			continue
+		}
+		seq++
+		q.Seq = seq
+		q.Message.Sent = false
+		dst.Queue = append(dst.Queue, q)
+	}
+	dst.Session.NextSeq = max(dst.Session.NextSeq, seq+1)
+}
+
+// Takeover answers (op 1): empty when there is no session, else a tag and
+// the snapshot, or the node the session was handed to.
+const (
+	takeoverSnapshot byte = 's'
+	takeoverMoved    byte = 'm'
+)
 
 // errBusy: the session's connection did not let go in time.
 var errBusy = errors.New("session busy")
@@ -177,8 +289,9 @@ func (cn *clusterNode) serveTakeover(to string, body []byte) ([]byte, error) {
 		return nil, err
 	}
 	if snap == nil {
-		// Handed over already (the answer was lost and the peer asks
-		// again), or there is none.
+		// Handed over already: to the asker (its answer was lost and it
+		// asks again), or to another node (the asker's view of the owner
+		// is out of date), or there is none.
 		return cn.relays.handedTo(k, to), nil
 	}
 	b, err := encodeSnapshot(snap)
@@ -186,6 +299,7 @@ func (cn *clusterNode) serveTakeover(to string, body []byte) ([]byte, error) {
 		cn.putBack(snap)
 		return nil, err
 	}
+	b = append([]byte{takeoverSnapshot}, b...)
 	cn.relays.handed(k, to, b, snap, cn.opts.RelayTTL)
 	cn.log.Debug("session handed over", "client", k.id, "to", to, "queued", len(snap.Queue))
 	return b, nil
@@ -476,14 +590,20 @@ func (t *relayTable) handed(k skey, node string, body []byte, snap *Snapshot, tt
 	t.n.Add(1)
 }
 
-// handedTo returns the snapshot sent to node for k, if it asked before.
+// handedTo is the takeover answer for k to node when k is no longer
+// here: the answer sent before if node asked before, where k went if it
+// went elsewhere, else nothing.
 func (t *relayTable) handedTo(k skey, node string) []byte {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if mv := t.byKey[k]; mv != nil && mv.node == node {
+	switch mv := t.byKey[k]; {
+	case mv == nil:
+		return nil
+	case mv.node == node:
 		return mv.body
+	default:
+		return append([]byte{takeoverMoved}, mv.node...)
 	}
-	return nil
 }
 
 func (t *relayTable) drop(mv *moved) {

@@ -18,7 +18,8 @@ import (
 // retained messages, and the IM directory (accounts and groups).
 //
 // Presence: each node tells the others, over the peer links, which users
-// came online or went offline on it (batched every 20 ms), and its whole
+// came online or went offline on it (at once, batched with what else
+// changed meanwhile, ahead of the interest hints), and its whole
 // set when a node joins or after a failed send; a node that leaves takes
 // its users with it. So a sender's 7000 "receiver offline" and the online
 // user list are cluster-wide. A user online on a node also counts as that
@@ -43,9 +44,50 @@ import (
 // with an empty data dir or one that was part of this cluster: accounts
 // registered on a node while it was alone make its ids diverge (logged).
 
+// --- a native user's session ---
+
+// imSession is Server.imSession clustered: the user's session here, or a
+// new one (its inbox, everyone and its groups) when no node has it, so
+// that a message for a user who never logged in waits for them; nil when
+// the session is on another node (its owner, or a node holding its inbox
+// whose claim has not reached this one yet), which gets the message by
+// forwarding. A new one is put in the ownership table at the lowest epoch:
+// any real claim (a login elsewhere racing this) wins, and this copy is
+// merged into it. Any goroutine; never with a session lock held.
+func (cn *clusterNode) imSession(user uint64) *session {
+	srv := cn.srv
+	k := nativeKey(user)
+	if s := srv.sessions.lookup(k); s != nil {
+		return s
+	}
+	key := ownerKey(k)
+	if o, known := cn.c.Lookup(key); known && o.Node != cn.self {
+		return nil
+	}
+	if cn.interest.heldElsewhere(inboxTopic(user)) {
+		return nil
+	}
+	s, created := srv.sessions.ensure(k, foreverExpiry, 1)
+	if !created {
+		return s
+	}
+	srv.imSubscriptions(s, user)
+	if o, ok, err := cn.c.Restore(key, 1); err != nil {
+		cn.log.Warn("a new session not put in the ownership table", "user", user, "err", err)
+	} else if !ok {
+		cn.wg.Add(1)
+		go func() {
+			defer cn.wg.Done()
+			cn.yield(k, o.Node)
+		}()
+	}
+	return s
+}
+
 // --- presence ---
 
 type presenceTable struct {
+	sending  sync.Mutex // held through flush: batches go out in the order they were taken
 	mu       sync.Mutex
 	pendOn   map[uint64]bool            // REQUIRES: mu held. local changes not sent yet
 	needFull map[string]bool            // REQUIRES: mu held. peers to send our whole set
@@ -66,6 +108,7 @@ func (cn *clusterNode) presenceChanged(user uint64, online bool) {
 	p.mu.Lock()
 	p.pendOn[user] = online
 	p.mu.Unlock()
+	cn.hints.poke() // sent with the next hints, at once, ahead of them
 }
 
 func (p *presenceTable) joined(cn *clusterNode, node string) {
@@ -111,6 +154,8 @@ func (p *presenceTable) dec(u uint64) {
 
 // flush sends what changed (a whole set to peers that need one).
 func (p *presenceTable) flush(cn *clusterNode) {
+	p.sending.Lock()
+	defer p.sending.Unlock()
 	p.mu.Lock()
 	if len(p.pendOn) == 0 && len(p.needFull) == 0 {
 		p.mu.Unlock()
@@ -931,6 +976,9 @@ func (cn *clusterNode) register(ctx context.Context, name string, hash []byte) (
 	a, ok := cn.srv.im.dir.account(res.Op.ID)
 	if !ok {
 		return Account{}, false, fmt.Errorf("%w: account %d not here", ErrCluster, res.Op.ID)
+	}
+	if res.Created {
+		cn.imSession(a.ID) // its inbox exists from now on, here (as Register alone)
 	}
 	return *a, res.Created, nil
 }

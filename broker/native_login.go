@@ -175,6 +175,9 @@ func hashPassword(password string) ([]byte, error) {
 // never logged in: a message for a user who has not logged in yet waits in
 // that session's queue. Any goroutine; never with a session lock held.
 func (srv *Server) imSession(user uint64) *session {
+	if cn := srv.clusterNode(); cn != nil {
+		return cn.imSession(user) // cluster hook (cluster_sync.go): nil when it lives on another node
+	}
 	s, created := srv.sessions.ensure(nativeKey(user), foreverExpiry, 1)
 	if created {
 		srv.imSubscriptions(s, user)
