@@ -310,11 +310,6 @@ func (s *Server) protoAt(gc gnet.Conn) byte {
 // deadline for its login.
 func (h handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	s := h.s
-	if !s.serving.Load() {
-		// Shutting down: refuse at once, so that a client moves to
-		// another node now instead of waiting out its login timeout.
-		return nil, gnet.Close
-	}
 	l := s.loopOf(gc.EventLoop())
 	br := bridgedOf(gc) // a TLS/WebSocket connection handed over by Bridge, or nil (bridge.go)
 	proto := s.protoOf(gc, br)
