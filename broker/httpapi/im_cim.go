@@ -179,14 +179,38 @@ func (rt *imHandlers) login(r *http.Request, req *cimRequest) (any, error) {
 	if !ok {
 		return nil, &imError{wire.CodeAccountMismatch, "no such account, or userId and userName disagree"}
 	}
-	host, port := rt.nativeAddrFor(r, a.ID)
-	return map[string]any{"ip": host, "cimServerPort": port, "httpPort": rt.httpPortNum(), "userId": a.ID, "userName": a.Name}, nil
+	t := rt.nodeFor(r, a.ID)
+	return map[string]any{"ip": t.host, "cimServerPort": t.port, "httpPort": t.httpPort, "userId": a.ID, "userName": a.Name}, nil
 }
 
-// nativeAddrFor is the native listener a user should connect to: this
-// node's (host empty when it listens on every interface: the client then
-// uses the API's own host).
-func (rt *imHandlers) nativeAddrFor(r *http.Request, user uint64) (string, int) {
+// nodeTarget is where /login sends a user.
+type nodeTarget struct {
+	host           string
+	port, httpPort int
+	node           string
+}
+
+// nodeFor is the node a user should connect to: the live node a cluster
+// picks for the user (Server.PickNode: the cluster's strategy, consistent
+// hash on the user id by default), else this one.
+func (rt *imHandlers) nodeFor(r *http.Request, user uint64) nodeTarget {
+	if m, err := rt.srv.PickNode(user); err == nil && !m.Self && m.Native != "" {
+		t := nodeTarget{node: m.Name}
+		var p string
+		t.host, p, _ = net.SplitHostPort(m.Native)
+		t.port, _ = strconv.Atoi(p)
+		if _, hp, err := net.SplitHostPort(m.HTTP); err == nil {
+			t.httpPort, _ = strconv.Atoi(hp)
+		}
+		return t
+	}
+	host, port := rt.nativeAddrFor(r)
+	return nodeTarget{host: host, port: port, httpPort: rt.httpPortNum(), node: rt.srv.NodeName()}
+}
+
+// nativeAddrFor is this node's native listener (host empty when it
+// listens on every interface: the client then uses the API's own host).
+func (rt *imHandlers) nativeAddrFor(r *http.Request) (string, int) {
 	addr := rt.srv.ListenerAddr(broker.ProtocolNative)
 	if addr == nil {
 		return "", 0

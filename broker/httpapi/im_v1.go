@@ -108,8 +108,8 @@ func (rt *imHandlers) v1Login(w http.ResponseWriter, r *http.Request) (any, erro
 	if !ok {
 		return nil, &imError{wire.CodeAccountMismatch, "no such account"}
 	}
-	host, port := rt.nativeAddrFor(r, a.ID)
-	return map[string]any{"id": a.ID, "name": a.Name, "addr": hostPort(host, port), "node": rt.srv.NodeName()}, nil
+	t := rt.nodeFor(r, a.ID)
+	return map[string]any{"id": a.ID, "name": a.Name, "addr": hostPort(t.host, t.port), "node": t.node}, nil
 }
 
 func hostPort(host string, port int) string {

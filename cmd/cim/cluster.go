@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 
@@ -141,4 +143,16 @@ func (c *Config) clusterOptions() broker.ClusterOptions {
 		o.Timing = cluster.LoopbackTiming()
 	}
 	return broker.ClusterOptions{Cluster: o}
+}
+
+// mountCluster serves GET /v1/cluster on the HTTP API: the members as this
+// node sees them, {"members":[{"name","state","addr",...},...]} (a node
+// that is not clustered lists itself). Before serving.
+func mountCluster(handle func(method, path string, h http.Handler), srv *broker.Server) {
+	handle(http.MethodGet, "/v1/cluster", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(struct {
+			Members []broker.ClusterMember `json:"members"`
+		}{srv.ClusterMembers()})
+	}))
 }

@@ -28,6 +28,7 @@ type procNode struct {
 	mqtt, native, gossip, peer string
 	http                       string // the HTTP API's host:port
 	join, secret               string
+	extra                      []string // more flags
 	cmd                        *exec.Cmd
 	exited                     chan struct{}
 }
@@ -52,6 +53,7 @@ func (n *procNode) start() {
 	if n.join != "" {
 		args = append(args, "--join", n.join)
 	}
+	args = append(args, n.extra...)
 	cmd := exec.Command(os.Args[0], args...)
 	secret := procSecret
 	if n.secret != "" {
@@ -114,14 +116,17 @@ func (n *procNode) kill() {
 // startProcCluster starts n1, n2, n3, each given every node as a seed (as
 // a deployment should: a node restarted with no reachable seed stays
 // alone; its own address is skipped).
-func startProcCluster(t *testing.T) []*procNode {
+func startProcCluster(t *testing.T, extra ...[]string) []*procNode {
 	nodes := []*procNode{newProcNode(t, "n1"), newProcNode(t, "n2"), newProcNode(t, "n3")}
 	seeds := make([]string, len(nodes))
 	for i, n := range nodes {
 		seeds[i] = n.gossip
 	}
-	for _, n := range nodes {
+	for i, n := range nodes {
 		n.join = strings.Join(seeds, ",")
+		if i < len(extra) {
+			n.extra = extra[i]
+		}
 		n.start()
 	}
 	return nodes

@@ -315,7 +315,8 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		log.Error("http api", "err", err) // unreachable: default options
 		return 1
 	}
-	web.Mount(api.Handle) // the chat page (web/) at / on the HTTP port
+	web.Mount(api.Handle)         // the chat page (web/) at / on the HTTP port
+	mountCluster(api.Handle, srv) // GET /v1/cluster (cluster.go)
 	var certs *httpapi.Certs
 	if tlsMat != nil {
 		certs = httpapi.NewCerts(tlsMat)
