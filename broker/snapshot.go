@@ -60,11 +60,19 @@ func (srv *Server) restore(snap *Snapshot) *session {
 		srv.subscribeLocked(s, sub.Filter, topic.Subscription{QoS: sub.QoS, NoLocal: sub.NoLocal,
 			RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, ID: sub.ID})
 	}
+	var released []*queued
 	for i := range snap.Queue {
 		e := &snap.Queue[i]
-		s.queue = append(s.queue, &queued{m: loadMessage(&e.Message), qos: e.Message.QoS, retain: e.Message.Retain, seq: e.Seq, offline: true})
 		s.seq = max(s.seq, e.Seq)
+		q := &queued{m: loadMessage(&e.Message), subIDs: e.Message.SubIDs, qos: e.Message.QoS, retain: e.Message.Retain,
+			seq: e.Seq, tag: e.Message.PacketID, offline: true}
+		if e.Message.QoS == 2 && e.Message.Sent {
+			released = append(released, q) // (hand-off) its PUBREC came: only the release is due, under its id
+			continue
+		}
+		s.queue = append(s.queue, q)
 	}
+	s.restoreReleasedLocked(released)
 	s.seq = max(s.seq, snap.DiskTail)
 	s.stored = srv.store != nil && s.expiry != 0
 	now := srv.now()
@@ -137,10 +145,15 @@ func (srv *Server) handOff(key skey) (*Snapshot, bool) {
 	}
 	snap := &Snapshot{Session: *s.recordLocked(srv.now())}
 	for _, f := range s.inflightInOrderLocked() {
-		if f.m == nil {
-			continue // QoS 2 past PUBREC: the receiver has it; nothing to hand over
+		if f.rel || f.m == nil {
+			// QoS 2 past PUBREC: the receiver has it; its release is due,
+			// under its packet id [MQTT-4.4.0-1].
+			snap.Queue = append(snap.Queue, QueuedMessage{Seq: f.queued.seq, Message: storage.Message{QoS: 2, PacketID: f.tag, Sent: true}})
+			continue
 		}
-		snap.Queue = append(snap.Queue, QueuedMessage{Seq: f.queued.seq, Message: *queuedRecord(&f.queued)})
+		rec := queuedRecord(&f.queued)
+		rec.PacketID = f.tag // sent under it: a QoS 2 resend keeps it, so the receiver knows it
+		snap.Queue = append(snap.Queue, QueuedMessage{Seq: f.queued.seq, Message: *rec})
 	}
 	for _, q := range s.queue {
 		snap.Queue = append(snap.Queue, QueuedMessage{Seq: q.seq, Message: *queuedRecord(q)})
@@ -188,6 +201,6 @@ func (srv *Server) handOff(key skey) (*Snapshot, bool) {
 // queuedRecord is a queued entry as a storage record.
 func queuedRecord(q *queued) *storage.Message {
 	rec := storeMessage(q.m)
-	rec.QoS, rec.Retain = q.qos, q.retain
+	rec.QoS, rec.Retain, rec.SubIDs = q.qos, q.retain, q.subIDs
 	return rec
 }
