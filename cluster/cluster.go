@@ -38,7 +38,9 @@ type Cluster struct {
 	tr          *gossipTransport
 	gossipAddr  string // advertised ip:port
 	advertiseIP string
+	advertPort  int
 	boundPort   int
+	bindIP      net.IP // the gossip bind address; nil: every interface
 	peerLn      net.Listener
 	peerAddr    string // advertised
 
@@ -137,6 +139,9 @@ func (c *Cluster) start() error {
 	}
 	c.tr = newGossipTransport(nt, o.testGossip)
 	c.boundPort = nt.GetAutoBindPort()
+	if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+		c.bindIP = ip
+	}
 
 	advIP, advPort := "", 0
 	if o.AdvertiseAddr != "" {
@@ -149,7 +154,7 @@ func (c *Cluster) start() error {
 	if err != nil {
 		return fmt.Errorf("cluster: advertise address: %w", err)
 	}
-	c.advertiseIP = ip.String()
+	c.advertiseIP, c.advertPort = ip.String(), p
 	c.gossipAddr = net.JoinHostPort(c.advertiseIP, strconv.Itoa(p))
 
 	c.peerAddr = o.PeerAdvertiseAddr
@@ -452,19 +457,33 @@ func (c *Cluster) seeds() []string {
 	return out
 }
 
+// isSelfAddr reports whether a seed is this node: its advertised address,
+// or its bound one (any local address on the bound port when bound to
+// every interface). Other nodes on this machine share the port only on
+// other addresses (127.0.0.2:7946, 127.0.0.3:7946, ...). A host name is
+// not resolved: joining oneself is harmless.
 func (c *Cluster) isSelfAddr(addr string) bool {
 	h, p, err := splitHostPort(addr)
-	if err != nil || p != c.boundPort {
+	if err != nil {
 		return false
 	}
 	if strings.EqualFold(h, "localhost") {
-		return true
+		h = "127.0.0.1"
 	}
 	ip := net.ParseIP(h)
 	if ip == nil {
 		return false
 	}
-	if ip.IsLoopback() || ip.IsUnspecified() || ip.String() == c.advertiseIP {
+	if p == c.advertPort && ip.String() == c.advertiseIP {
+		return true
+	}
+	if p != c.boundPort {
+		return false
+	}
+	if c.bindIP != nil {
+		return ip.Equal(c.bindIP)
+	}
+	if ip.IsLoopback() || ip.IsUnspecified() {
 		return true
 	}
 	addrs, _ := net.InterfaceAddrs()

@@ -47,8 +47,8 @@ var clusterFlags = []struct{ name, usage string }{
 	{"cluster-name", "cluster `name`: clusters with other names never merge (default cim)"},
 	{"cluster-advertise", "gossip `ip:port` other nodes dial (default: the bound address)"},
 	{"peer-advertise", "peer link `host:port` other nodes dial (default: the peer port on the gossip IP)"},
-	{"cluster-pick", "POST /login node choice: hash (default), roundrobin or random"},
-	{"cluster-timing", "failure detection: lan (default) or loopback (one machine)"},
+	{"cluster-pick", "how POST /login picks a node: `hash` (default: consistent hash on the user id), roundrobin or random"},
+	{"cluster-timing", "failure detection `profile`: lan (default: a dead node is dropped in 2-7 s) or loopback (about 1 s; one machine only)"},
 }
 
 func init() {
