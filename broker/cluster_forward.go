@@ -733,7 +733,9 @@ func (cn *clusterNode) HandlePublishAsync(from string, p *cluster.Publish, done 
 	if !cn.await() {
 		return // (never: the cluster calls no delegate before it exists)
 	}
-	m, env, err := fromPublish(p)
+	var envelope fwdEnvelope
+	env := &envelope
+	m, err := fromPublish(p, env)
 	if err != nil {
 		cn.log.Warn("dropped a malformed publish from a peer", "peer", from, "err", err)
 		if done != nil {
@@ -771,14 +773,14 @@ func (cn *clusterNode) HandlePublishAsync(from string, p *cluster.Publish, done 
 		// A session handed from here to another node moments ago: what
 		// still arrives for it goes on (one hop only; not waited for).
 		if cn.relays.n.Load() > 0 {
-			cn.relays.onward(cn, m, env.To)
+			cn.relays.onward(cn, m, env.toList())
 		}
 	}
 	if len(env.Relay) > 0 {
 		if w != nil {
 			w.left.Add(1)
 		}
-		cn.relays.deliverTo(cn, m, env.Relay, env.To, w)
+		cn.relays.deliverTo(cn, m, env.Relay, env.toList(), w)
 	}
 	if w != nil {
 		w.finish(nil)

@@ -49,6 +49,19 @@ type fwdEnvelope struct {
 	Relay      []string
 	To         []string
 	Plain      bool
+
+	// toRaw is To as decodeEnvelope found it, decoded only when asked
+	// (toList): most receivers never need it (not encoded).
+	toRaw []byte
+}
+
+// toList is To, decoded from the envelope if that is where it is.
+func (e *fwdEnvelope) toList() []string {
+	if e.To == nil && len(e.toRaw) > 0 {
+		r := mpReader{b: e.toRaw}
+		e.To = r.strs()
+	}
+	return e.To
 }
 
 // errWire: a body from a peer that does not decode.
@@ -66,17 +79,17 @@ func envelopeSize(e *fwdEnvelope) int {
 }
 
 // fromPublish is the inverse of publishFor (cluster_forward.go).
-func fromPublish(p *cluster.Publish) (*Message, *fwdEnvelope, error) {
-	var env fwdEnvelope
-	if err := decodeEnvelope(p.Props, &env); err != nil {
-		return nil, nil, err
+// env is the caller's (it may live on its stack).
+func fromPublish(p *cluster.Publish, env *fwdEnvelope) (*Message, error) {
+	if err := decodeEnvelope(p.Props, env); err != nil {
+		return nil, err
 	}
 	m := &Message{ID: p.ID, Topic: p.Topic, Payload: p.Payload, Props: env.Props, From: p.Sender, Origin: p.Origin,
 		Sender: env.SenderID, SenderName: env.SenderName, Created: p.Created, Expiry: p.Expiry, QoS: p.QoS, Retain: p.Retain}
 	if len(m.Props) == 0 {
 		m.Props = nil
 	}
-	return m, &env, nil
+	return m, nil
 }
 
 // Request ops.
@@ -234,7 +247,11 @@ func appendEnvelope(b []byte, e *fwdEnvelope) []byte {
 	b = mpStr(b, e.SenderName)
 	b = mpStrs(b, e.Shares)
 	b = mpStrs(b, e.Relay)
-	b = mpStrs(b, e.To)
+	if e.To == nil && len(e.toRaw) > 0 {
+		b = append(b, e.toRaw...) // as decoded
+	} else {
+		b = mpStrs(b, e.To)
+	}
 	if e.Plain {
 		return append(b, 0xc3)
 	}
@@ -425,6 +442,23 @@ func (r *mpReader) strs() []string {
 	return out
 }
 
+// skipStrs passes over a list of strings and returns its bytes.
+func (r *mpReader) skipStrs() []byte {
+	start := r.b
+	n := r.arrayLen()
+	if n > len(r.b) {
+		r.fail()
+		return nil
+	}
+	for range n {
+		r.str()
+	}
+	if r.err != nil {
+		return nil
+	}
+	return start[:len(start)-len(r.b)]
+}
+
 func (r *mpReader) bool() bool {
 	switch r.code() {
 	case 0xc3:
@@ -460,7 +494,7 @@ func decodeEnvelope(b []byte, e *fwdEnvelope) error {
 		case 5:
 			e.Relay = r.strs()
 		case 6:
-			e.To = r.strs()
+			e.toRaw = r.skipStrs() // (toList)
 		case 7:
 			e.Plain = r.bool()
 		default:

@@ -55,6 +55,8 @@ func TestEnvelopeCodec(t *testing.T) {
 
 // norm makes empty and nil slices equal.
 func norm(e *fwdEnvelope) {
+	e.toList()
+	e.toRaw = nil
 	if len(e.Props) == 0 {
 		e.Props = nil
 	}
