@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -75,8 +76,16 @@ func (cn *clusterNode) Acquire(ctx context.Context, proto byte, id string) (*Sna
 	o, known := cn.c.Lookup(key)
 	var snap *Snapshot
 	var err error
+	claim := true
 	switch {
 	case known && o.Node == cn.self:
+		// Ours, unless we handed it on and the new owner's claim has not
+		// come back to us yet.
+		if to := cn.relays.movedTo(k); to != "" && cn.srv.sessions.lookup(k) == nil {
+			snap, err = cn.fetch(ctx, to, k)
+		} else {
+			claim = false
+		}
 	case known && o.Live:
 		snap, err = cn.fetch(ctx, o.Node, k)
 	default:
@@ -85,7 +94,7 @@ func (cn *clusterNode) Acquire(ctx context.Context, proto byte, id string) (*Sna
 	if err != nil {
 		return nil, err
 	}
-	if !known || o.Node != cn.self || snap != nil {
+	if claim {
 		if _, _, err := cn.c.Claim(key); err != nil {
 			return nil, fmt.Errorf("%w: claim %s: %w", ErrCluster, id, err)
 		}
@@ -112,7 +121,13 @@ func (cn *clusterNode) fetch(ctx context.Context, node string, k skey) (*Snapsho
 		}
 		switch resp[0] {
 		case takeoverSnapshot:
-			return decodeSnapshot(resp[1:])
+			if len(resp) < 9 {
+				return nil, fmt.Errorf("%w: takeover answer of %d bytes", errWire, len(resp))
+			}
+			// Our claim must beat the one it made, even if that has not
+			// reached us yet (clocks of two machines differ).
+			cn.c.Observe(cluster.Epoch(binary.BigEndian.Uint64(resp[1:9])))
+			return decodeSnapshot(resp[9:])
 		case takeoverMoved:
 			node = string(resp[1:])
 		default:
@@ -217,8 +232,10 @@ func mergeSnapshot(dst, src *Snapshot) {
 	dst.Session.NextSeq = max(dst.Session.NextSeq, seq+1)
 }
 
-// Takeover answers (op 1): empty when there is no session, else a tag and
-// the snapshot, or the node the session was handed to.
+// Takeover answers (op 1): empty when there is no session; 's', the
+// answering node's clock (8 bytes, big endian: the asker's claim goes
+// above it) and the snapshot; or 'm' and the node the session was handed
+// to.
 const (
 	takeoverSnapshot byte = 's'
 	takeoverMoved    byte = 'm'
@@ -299,7 +316,7 @@ func (cn *clusterNode) serveTakeover(to string, body []byte) ([]byte, error) {
 		cn.putBack(snap)
 		return nil, err
 	}
-	b = append([]byte{takeoverSnapshot}, b...)
+	b = append(binary.BigEndian.AppendUint64([]byte{takeoverSnapshot}, uint64(cn.c.Epoch())), b...)
 	cn.relays.handed(k, to, b, snap, cn.opts.RelayTTL)
 	cn.log.Debug("session handed over", "client", k.id, "to", to, "queued", len(snap.Queue))
 	return b, nil
@@ -588,6 +605,17 @@ func (t *relayTable) handed(k skey, node string, body []byte, snap *Snapshot, tt
 		t.trie.Subscribe(f, mv, topic.Subscription{})
 	}
 	t.n.Add(1)
+}
+
+// movedTo is the node session k was handed to from here, if it was, a
+// moment ago (RelayTTL).
+func (t *relayTable) movedTo(k skey) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if mv := t.byKey[k]; mv != nil {
+		return mv.node
+	}
+	return ""
 }
 
 // handedTo is the takeover answer for k to node when k is no longer

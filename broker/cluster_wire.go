@@ -28,7 +28,7 @@ import (
 //
 // A request body is one op byte and a msgpack body:
 //
-//	op 1 takeover  [proto, id]           -> 's' snapshot, 'm' node (handed there), or empty (none)
+//	op 1 takeover  [proto, id]           -> 's' epoch snapshot, 'm' node (handed there), or empty (none)
 //	op 2 merge     snapshot              -> empty
 //	op 3 presence  [full, on, off]       -> empty
 //	op 4 retained  [after]               -> [messages, more]

@@ -295,6 +295,12 @@ func (c *Cluster) Member(name string) (Member, bool) { return c.members.get(name
 // stores it may pass it back as Options.MinEpoch after a restart.
 func (c *Cluster) Epoch() Epoch { return c.clock.Last() }
 
+// Observe moves this node's clock to at least e, an epoch a peer told the
+// broker itself (e.g. with a session it handed over), so that the next
+// Claim here wins over every claim that peer had made: causality the
+// gossip has not carried yet. Any goroutine; never blocks.
+func (c *Cluster) Observe(e Epoch) { c.clock.Observe(e) }
+
 // Close leaves the cluster gracefully: it waits (up to timeout) for the
 // peer links to write and get acknowledged what they hold, announces the
 // leave (the others see StateLeft), stops every link (failing what remains
