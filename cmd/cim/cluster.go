@@ -10,6 +10,7 @@ import (
 
 	"github.com/cimgo/cim/broker"
 	"github.com/cimgo/cim/cluster"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ClusterConfig is what `cim server` needs to join a cluster, besides
@@ -155,4 +156,98 @@ func mountCluster(handle func(method, path string, h http.Handler), srv *broker.
 			Members []broker.ClusterMember `json:"members"`
 		}{srv.ClusterMembers()})
 	}))
+}
+
+// clusterCollector exports the cluster's counters on /metrics (only on a
+// clustered node): members by state, ownership and interest table sizes,
+// gossip bytes, and per peer link its state, queue and traffic.
+type clusterCollector struct {
+	srv *broker.Server
+
+	members, ownerEntries, ownedKeys, localFilters, remoteFilters *prometheus.Desc
+	gossipBytes, syncs, authFailures, parked, replayed, relayed   *prometheus.Desc
+	handedOff, merged                                             *prometheus.Desc
+	linkUp, linkQueued, linkUnacked, linkForwarded, linkRefused   *prometheus.Desc
+	linkBytes, linkResent, linkConnects                           *prometheus.Desc
+}
+
+func newClusterCollector(srv *broker.Server) *clusterCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("cim_cluster_"+name, help, labels, nil)
+	}
+	return &clusterCollector{srv: srv,
+		members:       d("members", "Members as this node sees them, by state.", "state"),
+		ownerEntries:  d("owner_entries", "Session ownership entries known (every node's)."),
+		ownedKeys:     d("owned_keys", "Sessions this node owns."),
+		localFilters:  d("local_filters", "Distinct subscription filters live here."),
+		remoteFilters: d("remote_filters", "Subscription filters live on other nodes, summed."),
+		gossipBytes:   d("gossip_bytes_total", "Gossip bytes through the transport.", "proto", "dir"),
+		syncs:         d("syncs_total", "Full-state exchanges started outside memberlist's schedule."),
+		authFailures:  d("auth_failures_total", "Peer-link handshakes refused (wrong secret or cluster)."),
+		parked:        d("parked_total", "QoS 1/2 messages parked for nodes that were down."),
+		replayed:      d("replayed_total", "Parked messages handed to a node that came back."),
+		relayed:       d("relayed_total", "Messages passed on to a session's new node after a hand-off."),
+		handedOff:     d("handed_off_total", "Sessions handed to another node on takeover."),
+		merged:        d("merged_total", "Stale sessions merged into their new owner."),
+		linkUp:        d("link_up", "1 while the peer link is connected.", "peer"),
+		linkQueued:    d("link_queued_bytes", "Bytes queued or unacknowledged on the peer link.", "peer"),
+		linkUnacked:   d("link_unacked", "QoS 1/2 publishes written and not acknowledged yet.", "peer"),
+		linkForwarded: d("link_forwarded_total", "Publishes accepted for the peer.", "peer"),
+		linkRefused:   d("link_refused_total", "Publishes refused by back-pressure (queue full).", "peer"),
+		linkBytes:     d("link_bytes_total", "Bytes on the peer link.", "peer", "dir"),
+		linkResent:    d("link_resent_total", "Unacknowledged publishes written again after a reconnect.", "peer"),
+		linkConnects:  d("link_connects_total", "Connections of the peer link.", "peer"),
+	}
+}
+
+func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
+
+func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
+	st, ok := c.srv.ClusterStats()
+	if !ok {
+		return
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	states := map[string]int{"alive": 0, "suspect": 0, "dead": 0, "left": 0}
+	for _, m := range c.srv.ClusterMembers() {
+		states[m.State]++
+	}
+	for s, n := range states {
+		gauge(c.members, float64(n), s)
+	}
+	gauge(c.ownerEntries, float64(st.OwnerEntries))
+	gauge(c.ownedKeys, float64(st.OwnedKeys))
+	gauge(c.localFilters, float64(st.LocalFilters))
+	gauge(c.remoteFilters, float64(st.RemoteFilters))
+	counter(c.gossipBytes, st.GossipUDPIn, "udp", "in")
+	counter(c.gossipBytes, st.GossipUDPOut, "udp", "out")
+	counter(c.gossipBytes, st.GossipTCPIn, "tcp", "in")
+	counter(c.gossipBytes, st.GossipTCPOut, "tcp", "out")
+	counter(c.syncs, st.Syncs)
+	counter(c.authFailures, st.AuthFailures)
+	counter(c.parked, st.Parked)
+	counter(c.replayed, st.Replayed)
+	counter(c.relayed, st.Relayed)
+	counter(c.handedOff, st.HandedOff)
+	counter(c.merged, st.Merged)
+	for _, l := range st.Links {
+		up := 0.0
+		if l.Connected {
+			up = 1
+		}
+		gauge(c.linkUp, up, l.Peer)
+		gauge(c.linkQueued, float64(l.QueuedBytes), l.Peer)
+		gauge(c.linkUnacked, float64(l.Unacked), l.Peer)
+		counter(c.linkForwarded, l.Forwarded, l.Peer)
+		counter(c.linkRefused, l.Refused, l.Peer)
+		counter(c.linkBytes, l.SentBytes, l.Peer, "out")
+		counter(c.linkBytes, l.ReceivedBytes, l.Peer, "in")
+		counter(c.linkResent, l.Resent, l.Peer)
+		counter(c.linkConnects, l.Connects, l.Peer)
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -64,6 +65,14 @@ func TestClusterProcessesHTTP(t *testing.T) {
 			t.Fatalf("%s: %d members marked self", n.name, self)
 		}
 	}
+
+	// The cluster's metrics.
+	waitForT(t, 15*time.Second, "cluster metrics on n1", func() bool {
+		m := metricsOf(t, nodes[0])
+		return strings.Contains(m, `cim_cluster_members{state="alive"} 3`) &&
+			strings.Contains(m, `cim_cluster_link_up{peer="n2"} 1`) && strings.Contains(m, `cim_cluster_link_up{peer="n3"} 1`) &&
+			strings.Contains(m, `cim_cluster_gossip_bytes_total{dir="in",proto="udp"}`)
+	})
 
 	// Users registered on n3, known everywhere.
 	var users []uint64
@@ -229,4 +238,15 @@ func waitForT(t *testing.T, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+func metricsOf(t *testing.T, n *procNode) string {
+	t.Helper()
+	resp, err := http.Get("http://" + n.http + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics on %s: %v", n.name, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }

@@ -103,15 +103,18 @@ func procCPU(n *procNode) time.Duration {
 // every other node (membership, peer links and interest all converged).
 func TestClusterMeasureConvergence(t *testing.T) {
 	measureOnly(t)
-	for _, n := range []int{3, 10} {
-		t.Run(strconv.Itoa(n), func(t *testing.T) { measureConvergence(t, n) })
+	for _, timing := range []string{"loopback", "lan"} {
+		for _, n := range []int{3, 10} {
+			t.Run(timing+"/"+strconv.Itoa(n), func(t *testing.T) { measureConvergence(t, n, timing) })
+		}
 	}
 }
 
-func measureConvergence(t *testing.T, count int) {
+func measureConvergence(t *testing.T, count int, timing string) {
 	nodes := make([]*procNode, count)
 	for i := range nodes {
 		nodes[i] = newProcNode(t, fmt.Sprintf("c%d", i+1))
+		nodes[i].extra = []string{"--cluster-timing", timing}
 	}
 	for i, n := range nodes {
 		if i > 0 {
@@ -172,6 +175,6 @@ func measureConvergence(t *testing.T, count int) {
 			}
 		}
 	}
-	t.Logf("MEASURE convergence %2d nodes: all listening %v after start; every node delivers to every other %v after start",
-		count, listening.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	t.Logf("MEASURE convergence %2d nodes, %s timing: all listening %v after start; every node delivers to every other %v after start",
+		count, timing, listening.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -35,10 +36,43 @@ type procNode struct {
 
 func newProcNode(t *testing.T, name string) *procNode {
 	t.Helper()
-	n := &procNode{t: t, name: name, dir: t.TempDir(), mqtt: freeAddr(t), native: freeAddr(t),
-		gossip: freeAddr(t), peer: freeAddr(t), http: freeAddr(t)}
+	// Each node on a loopback address of its own: the ports the kernel
+	// hands out for the many outgoing connections on 127.0.0.1 cannot
+	// take a port one of them is about to bind.
+	ip := fmt.Sprintf("127.0.0.%d", 10+procIPs.Add(1)%240)
+	n := &procNode{t: t, name: name, dir: t.TempDir(), mqtt: freeAddrOn(t, ip, false), native: freeAddrOn(t, ip, false),
+		gossip: freeAddrOn(t, ip, true), peer: freeAddrOn(t, ip, false), http: freeAddrOn(t, ip, false)}
 	t.Cleanup(n.kill)
 	return n
+}
+
+var procIPs atomic.Int32
+
+// freeAddrOn is a free TCP port on ip (and UDP too, for gossip).
+func freeAddrOn(t *testing.T, ip string, udp bool) string {
+	t.Helper()
+	for range 20 {
+		l, err := net.Listen("tcp", ip+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		ok := true
+		if udp {
+			u, err := net.ListenPacket("udp", addr)
+			if err != nil {
+				ok = false
+			} else {
+				u.Close()
+			}
+		}
+		l.Close()
+		if ok {
+			return addr
+		}
+	}
+	t.Fatalf("no free port on %s", ip)
+	return ""
 }
 
 // start runs the node and waits until its MQTT listener accepts.

@@ -317,6 +317,9 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	web.Mount(api.Handle)         // the chat page (web/) at / on the HTTP port
 	mountCluster(api.Handle, srv) // GET /v1/cluster (cluster.go)
+	if cfg.clustered() {
+		api.Registry().MustRegister(newClusterCollector(srv)) // cim_cluster_* on /metrics (cluster.go)
+	}
 	var certs *httpapi.Certs
 	if tlsMat != nil {
 		certs = httpapi.NewCerts(tlsMat)
