@@ -211,11 +211,12 @@ func (c *Cluster) start() error {
 	go c.acceptLoop()
 	go c.syncLoop()
 	go c.maintainLoop()
-	if seeds := c.seeds(); len(seeds) > 0 {
+	seeds := c.seeds()
+	if len(seeds) > 0 {
 		c.wg.Add(1)
 		go c.joinLoop(seeds)
 	}
-	c.log.Info("cluster started", "cluster", o.ClusterName, "gossip", c.gossipAddr, "peer", c.peerAddr, "seeds", len(o.Join))
+	c.log.Info("cluster started", "cluster", o.ClusterName, "gossip", c.gossipAddr, "peer", c.peerAddr, "seeds", seeds)
 	return nil
 }
 
