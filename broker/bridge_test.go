@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	pahopackets "github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	mqtt3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -131,7 +132,10 @@ func dialV5TLS(t testing.TB, addr string, cfg *tls.Config, id string, opts ...v5
 func startV5(t testing.TB, conn net.Conn, id string, opts ...v5Opt) (*v5Client, error) {
 	c := &v5Client{t: t, conn: conn, msgs: make(chan *paho.Publish, 1000), disc: make(chan *paho.Disconnect, 1)}
 	c.cli = paho.NewClient(paho.ClientConfig{
-		Conn: conn,
+		// Paho writes a packet in several Writes, from more than one
+		// goroutine (its pinger sends a PINGREQ at once): over a tls.Conn
+		// or a WebSocket those interleave unless the conn is locked.
+		Conn: pahopackets.NewThreadSafeConn(conn),
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			c.msgs <- pr.Packet
 			return true, nil

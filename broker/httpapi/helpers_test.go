@@ -15,6 +15,7 @@ import (
 
 	"github.com/cimgo/cim/broker"
 	"github.com/cimgo/cim/storage"
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 )
 
@@ -119,7 +120,7 @@ func connect(t testing.TB, conn net.Conn, id string) *mqttClient {
 	t.Helper()
 	c := &mqttClient{conn: conn, msgs: make(chan *paho.Publish, 100), disc: make(chan *paho.Disconnect, 1)}
 	c.cli = paho.NewClient(paho.ClientConfig{
-		Conn: conn,
+		Conn: packets.NewThreadSafeConn(conn), // whole packets only (broker/bridge_test.go)
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			c.msgs <- pr.Packet
 			return true, nil

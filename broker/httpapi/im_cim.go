@@ -104,6 +104,12 @@ func codeOf(err error) wire.Code {
 	return wire.CodeFailure
 }
 
+// messageOf is err's text for an envelope that already carries code c:
+// "bad argument: target ..." rather than "wire: 3000 bad argument: ...".
+func messageOf(err error, c wire.Code) string {
+	return strings.TrimPrefix(err.Error(), "wire: "+strconv.Itoa(int(c))+" ")
+}
+
 // decodeJSON reads a JSON body into v, naming the field at fault. The
 // API bounds the body (Options.MaxBodyBytes): a body of a known larger
 // length got 413 before this, a longer chunked one fails here.
@@ -143,7 +149,7 @@ func (rt *imHandlers) cim(h func(r *http.Request, req *cimRequest) (any, error))
 		env := cimEnvelope{Code: strconv.Itoa(int(wire.CodeOK)), Message: "success", ReqNo: req.ReqNo, DataBody: data}
 		if err != nil {
 			c := codeOf(err)
-			env.Code, env.Message = strconv.Itoa(int(c)), err.Error()
+			env.Code, env.Message = strconv.Itoa(int(c)), messageOf(err, c)
 			if c == wire.CodeOffline {
 				env.DataBody = data
 			}

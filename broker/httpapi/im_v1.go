@@ -55,7 +55,7 @@ func (rt *imHandlers) v1(h func(w http.ResponseWriter, r *http.Request) (any, er
 		}
 		if err != nil {
 			c := codeOf(err)
-			env.Code, env.Message = strconv.Itoa(int(c)), err.Error()
+			env.Code, env.Message = strconv.Itoa(int(c)), messageOf(err, c)
 			if c != wire.CodeOffline {
 				env.DataBody = nil
 			}
