@@ -21,8 +21,10 @@
 //     deltas as retransmit-limited broadcasts (broadcast.go), and each
 //     node's full state in push/pull (state.go). Never message payloads.
 //   - peer links carry this package's frames (frame.go): forwarded
-//     publishes, cumulative acks for QoS 1/2, requests and responses with
-//     opaque broker bodies, pings.
+//     publishes, cumulative acks for QoS 1/2 (sent once the PublishDelegate
+//     returned, or, for an AsyncPublishDelegate, once it called done: the
+//     receiver stored the message), requests and responses with opaque
+//     broker bodies, pings.
 //
 // Ownership (ownership.go): key -> (node, epoch). Epochs are hybrid
 // logical clock values (epoch.go), so the newer claim wins everywhere and a
