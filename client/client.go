@@ -148,6 +148,9 @@ func (c *Client) run(cn *conn) {
 			return
 		}
 		c.log.Info("connection lost; reconnecting", "addr", cn.addr, "err", err)
+		if wire.CodeOf(err) == wire.CodeShuttingDown {
+			c.skipAddr(cn.addr) // that node is stopping: another one first
+		}
 		next, err := c.connectRetrying(c.stopCtx)
 		if err != nil {
 			if c.stopCtx.Err() == nil {
@@ -160,6 +163,16 @@ func (c *Client) run(cn *conn) {
 			return
 		}
 		cn = next
+	}
+}
+
+// skipAddr makes the next attempt go to the address after addr, when
+// addr is the one Options.Addrs would try next (the one that worked last).
+func (c *Client) skipAddr(addr string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := len(c.opts.Addrs); n > 1 && c.opts.Addrs[c.mu.addrAt%n] == addr {
+		c.mu.addrAt++
 	}
 }
 

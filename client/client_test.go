@@ -989,3 +989,25 @@ func TestRandomServerBytes(t *testing.T) {
 	}
 	waitFor(t, "ready at the end", func() bool { return c.State() == Ready })
 }
+
+// A node that says it is shutting down is not the first one tried again:
+// the client goes to the next address at once (the dying node may still
+// accept for a while and make it wait out a connect timeout).
+func TestReconnectSkipsStoppingNode(t *testing.T) {
+	checkLeaks(t)
+	a, b := newFakeServer(t, "alice"), newFakeServer(t, "alice")
+	o := fastOptions(a, "alice")
+	o.Addrs = []string{a.addr, b.addr}
+	c := dial(t, o)
+	if got := c.Info().Addr; got != a.addr {
+		t.Fatalf("connected to %s, want %s", got, a.addr)
+	}
+	a.push(1, &wire.Kick{Code: wire.CodeShuttingDown, Text: "shutting down"})
+	waitFor(t, "on the second node", func() bool { return c.State() == Ready && c.Info().Addr == b.addr })
+	// A plain loss comes back to the address that worked last.
+	b.drop(1)
+	waitFor(t, "back on the second node", func() bool { return c.State() == Ready && b.conn(1) != nil })
+	if got := c.Info().Addr; got != b.addr {
+		t.Fatalf("after a plain loss connected to %s, want %s again", got, b.addr)
+	}
+}

@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -268,9 +267,9 @@ func TestManifestChecksCatch(t *testing.T) {
 }
 
 // TestManifestConfigWithCim runs the real `cim server --check-config` on
-// the ConfigMap's cim.yaml with the StatefulSet's flags: every key and flag
-// must be one cim knows. Options the server cannot honour yet are the only
-// acceptable complaint ("not supported yet").
+// the ConfigMap's cim.yaml with the StatefulSet's flags and the cluster
+// secret its pods get from the Secret: every key and flag must be one cim
+// knows and accepts.
 func TestManifestConfigWithCim(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds cim")
@@ -302,16 +301,19 @@ func TestManifestConfigWithCim(t *testing.T) {
 	for _, a := range m.statefulSets[0].Spec.Template.Spec.Containers[0].Args {
 		args = append(args, env.Replace(a))
 	}
-	out, err := exec.Command(bin, append(args, "--check-config")...).CombinedOutput()
-	if err == nil {
-		return // every option is supported now
-	}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if !strings.Contains(line, "not supported yet") {
-			t.Errorf("the StatefulSet's args: %s", line)
+	c := m.statefulSets[0].Spec.Template.Spec.Containers[0]
+	secret := false
+	for _, e := range c.Env {
+		if e.Name == "CIM_CLUSTER_SECRET" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.ValueFrom.SecretKeyRef.Name != "" {
+			secret = true
 		}
 	}
-	if !bytes.Contains(out, []byte("not supported yet")) {
-		t.Errorf("the StatefulSet's args: %v: %s", err, out)
+	if !secret {
+		t.Errorf("the StatefulSet's container has no CIM_CLUSTER_SECRET from a Secret: a clustered node refuses to start without one")
+	}
+	cmd := exec.Command(bin, append(args, "--check-config")...)
+	cmd.Env = append(os.Environ(), "CIM_CLUSTER_SECRET=0123456789abcdef0123456789abcdef")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("the StatefulSet's args: %v\n%s", err, out)
 	}
 }
