@@ -160,12 +160,13 @@ func drainWorkers(o *Options, agg *aggregator, fl fleet) {
 			return
 		}
 		t := agg.total()
-		if t.Received >= t.Sent*o.fanoutFactor() || time.Since(lastAt) >= quietDrain {
+		acked := o.QoS == 0 || t.Acked >= t.Sent // acks may trail deliveries
+		if acked && t.Received >= t.Sent*o.fanoutFactor() || time.Since(lastAt) >= quietDrain {
 			fl.Stop()
 			return
 		}
-		if t.Received != last {
-			last, lastAt = t.Received, time.Now()
+		if p := t.Received + t.Acked; p != last {
+			last, lastAt = p, time.Now()
 		}
 	}
 }

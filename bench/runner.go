@@ -394,10 +394,13 @@ func (r *runner) drain(ctx context.Context) {
 		return r.sum(func(c *client) int64 { return c.recvAll.Load() + c.acked.Load() })
 	}
 	done := func() bool {
-		if o.Scenario == ScenarioPub {
-			return r.sum(func(c *client) int64 { return c.acked.Load() }) >= r.sum(func(c *client) int64 { return c.sentAll.Load() })
+		sent := r.sum(func(c *client) int64 { return c.sentAll.Load() })
+		// An ack may come after its message's deliveries (a native send
+		// is acknowledged once stored): wait for both.
+		if o.QoS > 0 && r.sum(func(c *client) int64 { return c.acked.Load() }) < sent {
+			return false
 		}
-		return r.sum(func(c *client) int64 { return c.recvAll.Load() }) >= o.fanoutFactor()*r.sum(func(c *client) int64 { return c.sentAll.Load() })
+		return o.Scenario == ScenarioPub || r.sum(func(c *client) int64 { return c.recvAll.Load() }) >= o.fanoutFactor()*sent
 	}
 	deadline := time.Now().Add(o.Drain)
 	last, lastAt := progress(), time.Now()
