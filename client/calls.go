@@ -100,7 +100,7 @@ func clampLimit(n int) uint32 {
 	if n <= 0 {
 		return 0
 	}
-	return uint32(min(n, 1<<31))
+	return uint32(min(int64(n), 1<<31)) // int64: 1<<31 overflows a 32-bit int
 }
 
 // HistoryQuery selects stored messages, newest first.
