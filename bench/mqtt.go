@@ -66,9 +66,8 @@ func (c *countingReader) Read(p []byte) (int, error) {
 const subscribePID = 0xFFFF
 
 type mqttClient struct {
-	conn    net.Conn
+	sock
 	version byte
-	h       Handler
 	cr      countingReader // under br: tells the reader when bytes are fresh
 	br      *bufio.Reader
 	big     []byte // packets larger than br's buffer are read here
@@ -93,12 +92,8 @@ type mqttClient struct {
 	free     chan uint16
 	inflight []atomic.Int64
 
-	subAck  chan byte
-	dead    chan struct{} // closed when the connection is finished
-	deadErr error         // why; written once before dead is closed
-	once    sync.Once
-	closing atomic.Bool
-	done    chan struct{} // closed when the reader goroutine has returned
+	subAck chan byte
+	done   chan struct{} // closed when the reader goroutine has returned
 }
 
 func (mqttProto) Dial(ctx context.Context, cfg *ClientConfig, h Handler) (Client, error) {
@@ -114,14 +109,12 @@ func (mqttProto) Dial(ctx context.Context, cfg *ClientConfig, h Handler) (Client
 		return nil, fmt.Errorf("%w: %w", ErrDial, err)
 	}
 	c := &mqttClient{
-		conn:      conn,
+		sock:      sock{conn: conn, h: h, dead: make(chan struct{})},
 		version:   cfg.Version,
-		h:         h,
 		keepAlive: int64(cfg.KeepAlive),
 		flushAt:   max(cfg.WriteBuffer, 64),
 		retain:    cfg.Retain,
 		subAck:    make(chan byte, 1),
-		dead:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
 	if cfg.Version == 5 {
@@ -588,26 +581,6 @@ func (c *mqttClient) Close() error {
 	c.die(net.ErrClosed)
 	<-c.done
 	return nil
-}
-
-func (c *mqttClient) Abort() {
-	c.closing.Store(true)
-	if tc, ok := c.conn.(*net.TCPConn); ok {
-		_ = tc.SetLinger(0)
-	}
-	c.die(net.ErrClosed)
-}
-
-// die ends the connection once; the first error is the one reported.
-func (c *mqttClient) die(err error) {
-	c.once.Do(func() {
-		c.deadErr = err
-		c.conn.Close()
-		close(c.dead)
-		if !c.closing.Load() {
-			c.h.OnClose(err)
-		}
-	})
 }
 
 func appendPublish(dst []byte, version byte, topic string, payload []byte, qos byte, pid uint16) []byte {

@@ -91,8 +91,7 @@ type nstamp struct {
 }
 
 type nativeClient struct {
-	conn  net.Conn
-	h     Handler
+	sock
 	run   *nativeRun
 	user  uint64 // our account id, from the login ack
 	inbox string // cim/u/<user>
@@ -137,11 +136,7 @@ type nativeClient struct {
 	pending atomic.Uint64
 	answer  chan []wire.Code
 
-	dead    chan struct{} // closed when the connection is finished
-	deadErr error         // why; written once before dead is closed
-	once    sync.Once
-	closing atomic.Bool
-	done    chan struct{} // closed when the reader goroutine has returned
+	done chan struct{} // closed when the reader goroutine has returned
 }
 
 // idBase makes client message ids unique per account over connections and
@@ -197,11 +192,10 @@ func (p nativeProto) Dial(ctx context.Context, cfg *ClientConfig, h Handler) (Cl
 // newNativeClient sets a client up around conn, before the login.
 func newNativeClient(conn net.Conn, h Handler, run *nativeRun, cfg *ClientConfig) *nativeClient {
 	c := &nativeClient{
-		conn: conn, h: h, run: run, clean: cfg.Clean,
+		sock: sock{conn: conn, h: h, dead: make(chan struct{})}, run: run, clean: cfg.Clean,
 		keepAlive: int64(cfg.KeepAlive),
 		flushAt:   max(cfg.WriteBuffer, 64),
 		answer:    make(chan []wire.Code, 1),
-		dead:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
 	c.cr.r = conn
@@ -543,33 +537,4 @@ func (c *nativeClient) Close() error {
 	c.die(net.ErrClosed)
 	<-c.done
 	return nil
-}
-
-func (c *nativeClient) finished() bool {
-	select {
-	case <-c.dead:
-		return true
-	default:
-		return false
-	}
-}
-
-func (c *nativeClient) Abort() {
-	c.closing.Store(true)
-	if tc, ok := c.conn.(*net.TCPConn); ok {
-		_ = tc.SetLinger(0)
-	}
-	c.die(net.ErrClosed)
-}
-
-// die ends the connection once; the first error is the one reported.
-func (c *nativeClient) die(err error) {
-	c.once.Do(func() {
-		c.deadErr = err
-		c.conn.Close()
-		close(c.dead)
-		if !c.closing.Load() {
-			c.h.OnClose(err)
-		}
-	})
 }

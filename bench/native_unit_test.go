@@ -407,7 +407,7 @@ func BenchmarkNativeReadDeliveries(b *testing.B) {
 
 func BenchmarkMQTTPublish(b *testing.B) {
 	b.ReportAllocs()
-	c := &mqttClient{conn: discardConn{}, version: 4, h: &nopHandler{}, flushAt: 8 << 10, dead: make(chan struct{}), done: make(chan struct{})}
+	c := &mqttClient{sock: sock{conn: discardConn{}, h: &nopHandler{}, dead: make(chan struct{})}, version: 4, flushAt: 8 << 10, done: make(chan struct{})}
 	payload := make([]byte, 64)
 	ctx := context.Background()
 	for b.Loop() {

@@ -279,10 +279,11 @@ func FuzzMQTTClientRead(f *testing.F) {
 		a, b := net.Pipe()
 		defer b.Close()
 		c := &mqttClient{
-			conn: a, version: version, h: &nopHandler{},
+			sock:    sock{conn: a, h: &nopHandler{}, dead: make(chan struct{})},
+			version: version,
 			br:      bufio.NewReaderSize(bytes.NewReader(data), 64),
 			flushAt: 64, subAck: make(chan byte, 1),
-			dead: make(chan struct{}), done: make(chan struct{}),
+			done: make(chan struct{}),
 			free: make(chan uint16, 4), inflight: make([]atomic.Int64, 5),
 		}
 		go io.Copy(io.Discard, b)
@@ -322,7 +323,7 @@ func BenchmarkReadDeliveries(b *testing.B) {
 		stream = appendPublish(stream, 4, "bench/fanin", payload, 0, 0)
 	}
 	rd := bytes.NewReader(stream)
-	c := &mqttClient{version: 4, h: cl}
+	c := &mqttClient{sock: sock{h: cl}, version: 4}
 	c.cr.r = rd
 	c.br = bufio.NewReaderSize(&c.cr, 64<<10)
 	for b.Loop() {
