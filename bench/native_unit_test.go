@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -62,12 +63,17 @@ func writeFrames(t *testing.T, c net.Conn, bodies ...wire.Body) {
 	}
 }
 
+// recHandler records errors; the client's reader calls OnError while the
+// test reads them.
 type recHandler struct {
 	nopHandler
+	mu   sync.Mutex
 	errs []error
 }
 
-func (h *recHandler) OnError(err error) { h.errs = append(h.errs, err) }
+func (h *recHandler) OnError(err error) { h.mu.Lock(); h.errs = append(h.errs, err); h.mu.Unlock() }
+
+func (h *recHandler) errCount() int { h.mu.Lock(); defer h.mu.Unlock(); return len(h.errs) }
 
 // TestNativeLoginAndWindow checks the login frame, the keepalive the
 // server grants, the in-flight window and the send-ack that opens it.
@@ -145,7 +151,7 @@ func TestNativeLoginAndWindow(t *testing.T) {
 	if f.Type != wire.TypeSend || f.Send.Target != wire.ToTopic("bench/x") || f.Send.ID <= ids[1] {
 		t.Fatalf("third send: %+v", f.Send)
 	}
-	waitFor(t, "the stray ack's error", func() bool { d.c.Flush(); return len(h.errs) > 0 })
+	waitFor(t, "the stray ack's error", func() bool { d.c.Flush(); return h.errCount() > 0 })
 	// A QoS 1 deliver is acknowledged; a ping is answered.
 	writeFrames(t, srv, &wire.Deliver{MsgID: 555, Body: payload, QoS: 1}, &wire.Ping{})
 	if f := fr.next(); f.Type != wire.TypeDeliverAck || f.DeliverAck.MsgID != 555 {
