@@ -14,9 +14,10 @@ import (
 )
 
 // TestIdleConnCost measures the live heap each idle MQTT connection costs
-// the broker, part by part (CIM_MEASURE=1; it prints, it does not judge):
-// n clean v3.1.1 clients connect and stay; every allocation still live is
-// attributed to the first frame of the broker or gnet that made it.
+// the broker, part by part, and what its connect allocated (CIM_MEASURE=1;
+// it prints, it does not judge): n clean v3.1.1 clients connect and stay;
+// every allocation is attributed to the first frame of the broker or gnet
+// that made it (the test's own clients are left out).
 func TestIdleConnCost(t *testing.T) {
 	if os.Getenv("CIM_MEASURE") == "" {
 		t.Skip("set CIM_MEASURE=1 to measure")
@@ -53,34 +54,43 @@ func TestIdleConnCost(t *testing.T) {
 	runtime.GC()
 	runtime.GC()
 	after := liveBySite()
-	var total int64
+	var total, allocs, allocBytes int64
 	type part struct {
-		site  string
-		bytes int64
+		site string
+		use  siteUse
 	}
 	var parts []part
-	for site, b := range after {
-		if d := b - base[site]; d > 0 && (strings.Contains(site, "gnet") || strings.Contains(site, "cimgo/cim/broker")) {
+	for site, u := range after {
+		b := base[site]
+		d := siteUse{u.inUse - b.inUse, u.allocs - b.allocs, u.allocBytes - b.allocBytes}
+		if d.allocs > 0 && (strings.Contains(site, "gnet") || strings.Contains(site, "cimgo/cim/broker")) {
 			parts = append(parts, part{site, d})
-			total += d
+			total += max(d.inUse, 0)
+			allocs += d.allocs
+			allocBytes += d.allocBytes
 		}
 	}
-	slices.SortFunc(parts, func(a, b part) int { return int(b.bytes - a.bytes) })
+	slices.SortFunc(parts, func(a, b part) int { return int(b.use.inUse - a.use.inUse) })
 	for _, p := range parts {
-		if p.bytes*10 < n { // under 0.1 B a connection
+		if p.use.inUse*10 < n && p.use.allocs*10 < n { // under 0.1 B and 0.1 allocation a connection
 			continue
 		}
-		t.Logf("IDLECOST %7.1f B/conn  %s", float64(p.bytes)/n, p.site)
+		t.Logf("IDLECOST %7.1f B/conn live  %5.2f allocs %7.1f B/connect  %s", float64(p.use.inUse)/n, float64(p.use.allocs)/n, float64(p.use.allocBytes)/n, p.site)
 	}
 	t.Logf("IDLECOST %7.1f B/conn  total live heap of broker and gnet per idle connection", float64(total)/n)
+	t.Logf("IDLECOST %7.2f allocs, %7.1f B allocated by broker and gnet per connect", float64(allocs)/n, float64(allocBytes)/n)
 	for _, c := range conns {
 		c.Close()
 	}
 }
 
-// liveBySite sums the live heap by the innermost frame of the broker or of
-// gnet on each allocation's stack (or its innermost frame).
-func liveBySite() map[string]int64 {
+// siteUse is what one allocation site holds and has allocated.
+type siteUse struct{ inUse, allocs, allocBytes int64 }
+
+// liveBySite sums the heap by the innermost frame of the broker or of gnet
+// on each allocation's stack (or its innermost frame); the test's own
+// allocations (its clients) go under the test's name.
+func liveBySite() map[string]siteUse {
 	var recs []runtime.MemProfileRecord
 	n, _ := runtime.MemProfile(nil, true)
 	for {
@@ -91,7 +101,7 @@ func liveBySite() map[string]int64 {
 			break
 		}
 	}
-	out := map[string]int64{}
+	out := map[string]siteUse{}
 	for _, r := range recs {
 		site := ""
 		frames := runtime.CallersFrames(r.Stack())
@@ -99,6 +109,10 @@ func liveBySite() map[string]int64 {
 			f, more := frames.Next()
 			if site == "" {
 				site = f.Function
+			}
+			if strings.Contains(f.Function, "TestIdleConnCost") {
+				site = "test client"
+				break
 			}
 			if strings.Contains(f.Function, "cimgo/cim/broker") || strings.Contains(f.Function, "panjf2000/gnet") {
 				site = f.Function
@@ -108,7 +122,11 @@ func liveBySite() map[string]int64 {
 				break
 			}
 		}
-		out[site] += r.InUseBytes()
+		u := out[site]
+		u.inUse += r.InUseBytes()
+		u.allocs += r.AllocObjects
+		u.allocBytes += r.AllocBytes
+		out[site] = u
 	}
 	return out
 }

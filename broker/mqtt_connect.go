@@ -11,16 +11,21 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// connectParams is what a CONNECT asked for, owned (no aliasing).
+// connectParams is what a CONNECT asked for, owned (no aliasing): only
+// the properties used after the password check, so that the one
+// allocation a CONNECT makes for it stays small (TestIdleConnCost counts
+// the allocations per connect).
 type connectParams struct {
-	version   byte
-	clean     bool
-	keepalive uint16
-	clientID  string
-	username  string
-	props     packets.Properties
-	will      *Message
-	willDelay uint32
+	version    byte
+	clean      bool
+	keepalive  uint16
+	aliasMax   uint16 // Topic Alias Maximum (v5)
+	receiveMax uint16 // Receive Maximum (v5), 0 = none
+	expiry     uint32 // Session Expiry Interval (v5)
+	willDelay  uint32
+	clientID   string
+	username   string
+	will       *Message
 }
 
 func clone(b []byte) []byte { return append([]byte(nil), b...) }
@@ -56,11 +61,12 @@ func (c *mqttConn) handleConnect(pk *packets.Packet) {
 		version:   v,
 		clean:     pk.Connect.Clean,
 		keepalive: pk.Connect.Keepalive,
-		clientID:  strings.Clone(pk.Connect.ClientIdentifier),
-		username:  string(pk.Connect.Username),
-		props:     pk.Properties, // only scalars are kept below
+		clientID:   strings.Clone(pk.Connect.ClientIdentifier),
+		username:   string(pk.Connect.Username),
+		aliasMax:   pk.Properties.TopicAliasMaximum,
+		receiveMax: pk.Properties.ReceiveMaximum,
+		expiry:     pk.Properties.SessionExpiryInterval,
 	}
-	cp.props.User, cp.props.AuthenticationData, cp.props.CorrelationData = nil, nil, nil
 	if pk.Connect.WillFlag {
 		will := &packets.Packet{
 			FixedHeader:     packets.FixedHeader{Type: packets.Publish, Qos: pk.Connect.WillQos, Retain: pk.Connect.WillRetain},
@@ -113,7 +119,9 @@ func identityOf(id Identity) *Identity {
 	if id == (Identity{}) {
 		return anonymous
 	}
-	return &id
+	p := new(Identity) // not &id: that would move id to the heap on every call
+	*p = id
+	return p
 }
 
 // finishConnect settles what the CONNECT asked for and attaches the
@@ -154,7 +162,7 @@ func (c *mqttConn) finishConnect(cp *connectParams, id *Identity, authErr error)
 	}
 	expiry := uint32(0)
 	if v >= 5 {
-		expiry = cp.props.SessionExpiryInterval
+		expiry = cp.expiry
 		if expiry > c.loop.srv.opts.MaxSessionExpiry {
 			expiry = c.loop.srv.opts.MaxSessionExpiry
 			ack.SessionExpiryInterval, ack.SessionExpiryIntervalFlag = expiry, true
@@ -166,7 +174,7 @@ func (c *mqttConn) finishConnect(cp *connectParams, id *Identity, authErr error)
 	if cp.will != nil {
 		c.will = &connWill{cp.will, cp.willDelay}
 	}
-	c.aliasMaxOut = cp.props.TopicAliasMaximum
+	c.aliasMaxOut = cp.aliasMax
 	c.kaSpan = -1 // no keepalive and no maximum: no idle deadline
 	if ka > 0 {
 		c.kaSpan = int32(ka) + int32(ka+1)/2 // 1.5× [MQTT-3.1.2-22]
@@ -175,20 +183,24 @@ func (c *mqttConn) finishConnect(cp *connectParams, id *Identity, authErr error)
 	ack.TopicAliasMaximum = c.loop.srv.opts.TopicAliasMaximum
 	ack.MaximumPacketSize = c.loop.srv.opts.MaxPacketSize
 	window := c.loop.srv.opts.MaxInflight
-	if rm := cp.props.ReceiveMaximum; v >= 5 && rm > 0 && rm < window {
+	if rm := cp.receiveMax; v >= 5 && rm > 0 && rm < window {
 		window = rm
 	}
 	a := attachment{key: mqttKey(cp.clientID), ident: id, clean: cp.clean, expiry: expiry, window: window, version: v}
 	if o := c.loop.srv.opts.Owner; o != nil {
-		offLoop(&c.transport, func() ownerResult { return acquire(o, a.key) }, func(r ownerResult) {
+		// Copies for the closures, so that a and ack (a large struct) stay
+		// on the stack of the common path (TestIdleConnCost: allocations
+		// per connect).
+		oa, oack := a, ack
+		offLoop(&c.transport, func() ownerResult { return acquire(o, oa.key) }, func(r ownerResult) {
 			if r.err != nil {
-				c.loop.srv.log.Warn("session owner unreachable", "client", cp.clientID, "err", r.err)
+				c.loop.srv.log.Warn("session owner unreachable", "client", oa.key.id, "err", r.err)
 				c.connack(v, packets.ErrServerUnavailable, nil, false)
 				c.linger()
 				return
 			}
-			a.moved = r.snap
-			c.attach(a, &ack)
+			oa.moved = r.snap
+			c.attach(oa, &oack)
 		})
 		return
 	}

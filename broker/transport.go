@@ -258,6 +258,13 @@ func (t *transport) onTraffic() gnet.Action {
 	case t.state == stateWaiting || t.state == stateClosing:
 		return gnet.None // leave the bytes buffered until the login is settled
 	}
+	// Replies to these frames go out in the flush below: marked dirty
+	// now, an append on the loop does not also put t on the loop's
+	// mailbox (a gnet task, 3 allocations and an eventfd wake-up per
+	// CONNACK or PUBACK; TestIdleConnCost counts them).
+	t.mu.Lock()
+	t.dirty = true
+	t.mu.Unlock()
 	buf, _ := t.gc.Peek(-1)
 	used := 0
 	if t.part != nil {
