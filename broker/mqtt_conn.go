@@ -19,17 +19,29 @@ type mqttConn struct {
 	aliasMaxOut  uint16 // client's Topic Alias Maximum
 	maxPacketOut uint32 // client's Maximum Packet Size, 0 = none
 
-	sess     *session
-	id       *Identity         // who logged in (auth.go), read-only
-	will     *connWill         // nil: no will
-	aliasIn  *[]string         // inbound topic aliases, made on first use
-	aliasOut map[string]uint16 // REQUIRES: transport.mu held. outbound topic aliases (v5)
+	sess *session
+	id   *Identity // who logged in (auth.go), read-only
+	rare *mqttRare // a will, topic aliases; nil for a connection with neither
 }
 
-// connWill is a CONNECT's will and its delay (MQTT 5).
-type connWill struct {
-	m     *Message
-	delay uint32
+// mqttRare is what only some MQTT connections need, kept apart so that the
+// common one does not carry it (mqttConn stays in a 176 B size class;
+// TestIdleConnCost). Deliveries read c.rare (for aliasOut) only when
+// aliasMaxOut > 0, and then it was made before the session was attached
+// and is never replaced; otherwise only the loop touches it.
+type mqttRare struct {
+	will      *Message          // CONNECT's will; nil: none
+	willDelay uint32            // MQTT 5 Will Delay Interval
+	aliasIn   []string          // loop only. inbound topic aliases (v5), made on first use
+	aliasOut  map[string]uint16 // REQUIRES: transport.mu held. outbound topic aliases (v5)
+}
+
+// rareOnLoop returns c.rare, making it. Loop only.
+func (c *mqttConn) rareOnLoop() *mqttRare {
+	if c.rare == nil {
+		c.rare = &mqttRare{}
+	}
+	return c.rare
 }
 
 // clientID is the client's id once its session is attached, "" before.
@@ -177,8 +189,8 @@ func (c *mqttConn) release() {
 	c.logDisconnected() // limits.go
 	var will *Message
 	var delay uint32
-	if c.will != nil && !c.normalEnd { // [MQTT-3.1.2-10]
-		will, delay = c.will.m, c.will.delay
+	if x := c.rare; x != nil && x.will != nil && !c.normalEnd { // [MQTT-3.1.2-10]
+		will, delay = x.will, x.willDelay
 	}
 	c.loop.srv.sessions.detach(c.sess, c, will, delay, c.loop.srv.now())
 }
@@ -230,7 +242,7 @@ func (c *mqttConn) deliver(d delivery) bool {
 	}
 	if c.maxPacketOut > 0 && mqtt.PublishSize(c.version, name, m.Payload, len(props)+len(m.Props), d.qos) > int(c.maxPacketOut) {
 		if name != "" && alias != 0 {
-			delete(c.aliasOut, m.Topic) // just assigned: the client never learns it
+			delete(c.rare.aliasOut, m.Topic) // just assigned: the client never learns it
 		}
 		c.mu.Unlock()
 		c.loop.srv.stats.Dropped.Add(1) // [MQTT-3.1.2-25]
@@ -247,17 +259,18 @@ func (c *mqttConn) deliver(d delivery) bool {
 // alias goes with an empty topic; a new one is assigned while there is room.
 // REQUIRES: c.mu held.
 func (c *mqttConn) outAliasLocked(name string) (string, uint16) {
-	if a, ok := c.aliasOut[name]; ok {
+	x := c.rare // made at CONNECT, as aliasMaxOut > 0
+	if a, ok := x.aliasOut[name]; ok {
 		return "", a
 	}
-	if len(c.aliasOut) >= int(c.aliasMaxOut) {
+	if len(x.aliasOut) >= int(c.aliasMaxOut) {
 		return name, 0
 	}
-	if c.aliasOut == nil {
-		c.aliasOut = make(map[string]uint16)
+	if x.aliasOut == nil {
+		x.aliasOut = make(map[string]uint16)
 	}
-	a := uint16(len(c.aliasOut) + 1)
-	c.aliasOut[name] = a
+	a := uint16(len(x.aliasOut) + 1)
+	x.aliasOut[name] = a
 	return name, a
 }
 

@@ -58,9 +58,9 @@ func (c *mqttConn) handleConnect(pk *packets.Packet) {
 		}
 	}
 	cp := &connectParams{
-		version:   v,
-		clean:     pk.Connect.Clean,
-		keepalive: pk.Connect.Keepalive,
+		version:    v,
+		clean:      pk.Connect.Clean,
+		keepalive:  pk.Connect.Keepalive,
 		clientID:   strings.Clone(pk.Connect.ClientIdentifier),
 		username:   string(pk.Connect.Username),
 		aliasMax:   pk.Properties.TopicAliasMaximum,
@@ -172,9 +172,13 @@ func (c *mqttConn) finishConnect(cp *connectParams, id *Identity, authErr error)
 	}
 	c.version = v
 	if cp.will != nil {
-		c.will = &connWill{cp.will, cp.willDelay}
+		x := c.rareOnLoop()
+		x.will, x.willDelay = cp.will, cp.willDelay
 	}
 	c.aliasMaxOut = cp.aliasMax
+	if c.aliasMaxOut > 0 {
+		c.rareOnLoop() // before the session is attached: deliveries read it
+	}
 	c.kaSpan = -1 // no keepalive and no maximum: no idle deadline
 	if ka > 0 {
 		c.kaSpan = int32(ka) + int32(ka+1)/2 // 1.5× [MQTT-3.1.2-22]

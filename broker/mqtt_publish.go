@@ -25,17 +25,17 @@ func (c *mqttConn) handlePublish(pk *packets.Packet) {
 	}
 	name := pk.TopicName
 	if a := pk.Properties.TopicAlias; v >= 5 && a > 0 {
+		x := c.rareOnLoop()
 		if name != "" {
-			if c.aliasIn == nil {
-				table := make([]string, c.loop.srv.opts.TopicAliasMaximum+1)
-				c.aliasIn = &table
+			if x.aliasIn == nil {
+				x.aliasIn = make([]string, c.loop.srv.opts.TopicAliasMaximum+1)
 			}
-			(*c.aliasIn)[a] = strings.Clone(name)
-		} else if c.aliasIn == nil || (*c.aliasIn)[a] == "" {
+			x.aliasIn[a] = strings.Clone(name)
+		} else if x.aliasIn == nil || x.aliasIn[a] == "" {
 			c.fail(packets.ErrProtocolViolationNoTopic) // [MQTT-3.3.2-8]
 			return
 		} else {
-			name = (*c.aliasIn)[a]
+			name = x.aliasIn[a]
 		}
 	}
 	if err := topic.ValidName(name); err != nil {

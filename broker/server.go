@@ -132,6 +132,7 @@ func (s *Server) Start() error {
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithTicker(true),
 			gnet.WithReuseAddr(true),
+			gnet.WithReusePort(true),
 			gnet.WithLogger(gnetLogger{s.log}),
 			// Bridge registers connections from other goroutines, which
 			// round robin's unsynchronised counter does not allow.
@@ -284,18 +285,16 @@ func boundAddr(eng gnet.Engine, addr string) (net.Addr, error) {
 	return nil, fmt.Errorf("%w: unexpected listener address %T", ErrServer, sa)
 }
 
-// protoAt is the protocol of the listener gc arrived on. With several
-// listeners it asks the kernel for the socket's local port (gnet reports
-// the configured address, port 0 included).
+// protoAt is the protocol of the listener gc arrived on. gnet reports the
+// listener's configured address as the connection's local one, and Start
+// resolved any port 0 before gnet bound it, so the port tells without a
+// system call per connection.
 func (s *Server) protoAt(gc gnet.Conn) byte {
 	if len(s.listeners) == 1 {
 		return s.listeners[0].proto
 	}
 	port := 0
-	switch sa, _ := syscall.Getsockname(gc.Fd()); a := sa.(type) {
-	case *syscall.SockaddrInet4:
-		port = a.Port
-	case *syscall.SockaddrInet6:
+	if a, ok := gc.LocalAddr().(*net.TCPAddr); ok {
 		port = a.Port
 	}
 	for _, l := range s.listeners {

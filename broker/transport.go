@@ -30,27 +30,22 @@ type transport struct {
 	loop *loop
 	ep   endpoint // the endpoint embedding this transport
 
-	// Loop only. Times are unix seconds, in 32 bits (good until 2106): the
-	// transport is in every connection, so its size is counted.
-	kaSpan        int32    // keepalive deadline span in seconds (-1: none)
-	wslot         int32    // keepalive wheel slot + 1, 0 when not in the wheel
-	wpos          int32    // index in that slot
-	opened        uint32   // the socket opened
-	lastSeen      uint32   // the last frame (after login)
-	stalled       uint32   // since the outbound data has been over its bound, 0 if not
-	lingerUntil   uint32   // the socket closes at, 0 while not closing (close.go)
-	state         uint8    //
-	watched       bool     // on the loop's stalled list
-	flushed       bool     // flushed since the loop's last tick
-	holding       bool     // on the loop's holders list (has a spare buffer)
-	listedPartial bool     // on the loop's partials list
-	shut          bool     // write side shut down (close.go)
-	part          *partial // an inbound frame not fully arrived (input.go)
+	// The transport is in every connection, so its size is counted: fields
+	// are ordered so that it has no holes (136 B; TestIdleConnCost).
 
-	// Loop only; for the guard rails and connection logs (limits.go).
-	closedBy  uint8 // close reason + 1 once the broker closed it (close.go)
-	ipCounted bool  // counted in the per-IP connection table
-	kind      uint8 // (protocol, transport) index of the per-listener counts
+	// Loop only. Times are unix seconds, in 32 bits (good until 2106).
+	kaSpan      int32  // keepalive deadline span in seconds (-1: none)
+	wslot       int32  // keepalive wheel slot + 1, 0 when not in the wheel
+	wpos        int32  // index in that slot
+	opened      uint32 // the socket opened
+	lastSeen    uint32 // the last frame (after login)
+	stalled     uint32 // since the outbound data has been over its bound, 0 if not
+	lingerUntil uint32 // the socket closes at, 0 while not closing (close.go)
+
+	mu      sync.Mutex // guards the fields that say REQUIRES: mu held
+	outMsgs int32      // REQUIRES: mu held. messages in out, counted into Stats at flush
+
+	part *partial // loop only. an inbound frame not fully arrived (input.go)
 
 	backlog atomic.Int64 // bytes gnet still held for the socket after the last flush
 
@@ -58,12 +53,23 @@ type transport struct {
 	// and TLS identity, a publish rate bucket), nil for most (bridge.go).
 	ext atomic.Pointer[connExt]
 
-	mu      sync.Mutex
-	dirty   bool    // REQUIRES: mu held. on the loop's mailbox
-	closed  bool    // REQUIRES: mu held. socket closed
-	outMsgs int32   // REQUIRES: mu held. messages in out, counted into Stats at flush
-	out     *outBuf // REQUIRES: mu held. bytes to write, nil when idle
-	spare   *outBuf // REQUIRES: mu held. the buffer of the last flush, kept while the conn is busy
+	out    *outBuf // REQUIRES: mu held. bytes to write, nil when idle
+	spare  *outBuf // REQUIRES: mu held. the buffer of the last flush, kept while the conn is busy
+	dirty  bool    // REQUIRES: mu held. on the loop's mailbox
+	closed bool    // REQUIRES: mu held. socket closed
+
+	// Loop only.
+	state         uint8 //
+	watched       bool  // on the loop's stalled list
+	flushed       bool  // flushed since the loop's last tick
+	holding       bool  // on the loop's holders list (has a spare buffer)
+	listedPartial bool  // on the loop's partials list
+	shut          bool  // write side shut down (close.go)
+
+	// Loop only; for the guard rails and connection logs (limits.go).
+	closedBy  uint8 // close reason + 1 once the broker closed it (close.go)
+	ipCounted bool  // counted in the per-IP connection table
+	kind      uint8 // (protocol, transport) index of the per-listener counts
 }
 
 // init sets up t for a socket on loop l. Loop only.
