@@ -99,7 +99,9 @@ type mqttClient struct {
 func (mqttProto) Dial(ctx context.Context, cfg *ClientConfig, h Handler) (Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
-	d := net.Dialer{}
+	// No TCP keepalive: MQTT's own keeps the connection alive, and the
+	// option is three setsockopt calls per connect.
+	d := net.Dialer{KeepAlive: -1}
 	if cfg.LocalAddr != nil {
 		d.LocalAddr = cfg.LocalAddr
 		d.Control = bindNoPort

@@ -479,8 +479,21 @@ func (r *runner) dialAll(ctx context.Context, list []*client, rate float64) {
 	if r.prepFailed {
 		return
 	}
-	sem := make(chan struct{}, max(r.o.ConnParallel/r.n, 1))
+	// A fixed set of dialers takes the clients in turn, rather than a
+	// goroutine per client: each dialer's stack grows once, not once per
+	// connection (goroutine starts and stack growth were ~8% of a worker's
+	// CPU in a perf profile of `cim bench conn --count 19000 --workers 2`).
+	next := make(chan *client)
 	var wg sync.WaitGroup
+	for range max(r.o.ConnParallel/r.n, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range next {
+				r.connect(ctx, c)
+			}
+		}()
+	}
 	t0 := time.Now()
 	for i, c := range list {
 		if rate > 0 {
@@ -490,21 +503,16 @@ func (r *runner) dialAll(ctx context.Context, list []*client, rate float64) {
 				}
 			}
 		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		case <-r.stop:
-		}
 		if ctx.Err() != nil || r.stopped() {
 			break
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			r.connect(ctx, c)
-		}()
+		select {
+		case next <- c:
+		case <-ctx.Done():
+		case <-r.stop:
+		}
 	}
+	close(next)
 	wg.Wait()
 }
 
