@@ -5,14 +5,17 @@
 #
 # Each (round, case, broker) gets a freshly started broker, so CPU and RSS
 # samples see only that run; the broker order rotates every round so no
-# broker always runs first or last. Everything runs on 127.0.0.1, each broker
-# on its own port, and every process started here is killed on exit.
+# broker always runs first or last. Everything runs on $HOST (a loopback
+# address, 127.0.0.1 by default), each broker on its own port, and every
+# process started here is killed on exit.
 #
 # Usage: bench/compare.sh            (from the repository root or anywhere)
 # Environment knobs (defaults in brackets):
 #   ROUNDS [3]  DURATION [10s]  WARMUP [1s]  CONNS [19000]
 #   BROKERS ["cim mosquitto mochi nats"]  CASES ["fanin0 fanin1 fanout0 pairs0 conn"]
 #   CIM_FLAGS [""] extra flags for `cim server`   KEEP [""] non-empty keeps the temp dir
+#   HOST [127.0.0.1] loopback address the brokers listen on (several people
+#   sharing a machine each take their own)
 set -uo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -22,6 +25,7 @@ CONNS=${CONNS:-19000}
 BROKERS=${BROKERS:-"cim mosquitto mochi nats"}
 CASES=${CASES:-"fanin0 fanin1 fanout0 pairs0 conn"}
 CIM_FLAGS=${CIM_FLAGS:-}
+HOST=${HOST:-127.0.0.1}
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TMP=$(mktemp -d /tmp/cim-compare.XXXXXX)
@@ -152,31 +156,31 @@ start_broker() {
 	case $name in
 	cim)
 		# shellcheck disable=SC2086
-		"$CIM" server --mqtt-addr "127.0.0.1:$port" --native-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --data-dir "$dir/data" $CIM_FLAGS >"$dir/log" 2>&1 &
+		"$CIM" server --mqtt-addr "$HOST:$port" --native-addr "$HOST:0" --http-addr "$HOST:0" --data-dir "$dir/data" $CIM_FLAGS >"$dir/log" 2>&1 &
 		;;
 	mosquitto)
-		printf 'listener %d 127.0.0.1\nallow_anonymous true\n' "$port" >"$dir/mosquitto.conf"
+		printf 'listener %d %s\nallow_anonymous true\n' "$port" "$HOST" >"$dir/mosquitto.conf"
 		/usr/sbin/mosquitto -c "$dir/mosquitto.conf" >"$dir/log" 2>&1 &
 		;;
 	nats)
 		# MQTT in NATS needs JetStream, and JetStream needs a server name.
 		cat >"$dir/nats.conf" <<EOF
 server_name: cimbench
-listen: 127.0.0.1:$((port + 3000))
+listen: $HOST:$((port + 3000))
 jetstream { store_dir: "$dir/js" }
-mqtt { listen: 127.0.0.1:$port }
+mqtt { listen: $HOST:$port }
 EOF
 		/usr/sbin/nats-server -c "$dir/nats.conf" >"$dir/log" 2>&1 &
 		;;
 	mochi)
-		"$TMP/mochi/mochi" --addr "127.0.0.1:$port" >"$dir/log" 2>&1 &
+		"$TMP/mochi/mochi" --addr "$HOST:$port" >"$dir/log" 2>&1 &
 		;;
 	esac
 	BPID=$!
 	PIDS+=("$BPID")
 	local i
 	for i in $(seq 1 100); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+		if (exec 3<>"/dev/tcp/$HOST/$port") 2>/dev/null; then
 			return 0
 		fi
 		kill -0 "$BPID" 2>/dev/null || break
@@ -231,7 +235,7 @@ for round in $(seq 1 "$ROUNDS"); do
 			# handled at once rather than after the run.
 			# shellcheck disable=SC2046
 			timeout --kill-after=5 "$limit" "$CIM" bench $(case_args "$c") \
-				--addr "127.0.0.1:${!pv}" --broker-pid "$BPID" \
+				--addr "$HOST:${!pv}" --broker-pid "$BPID" \
 				--json --progress none >"$out" 2>"$out.err" &
 			GEN=$!
 			PIDS+=("$GEN")
