@@ -55,17 +55,14 @@ func (c *mqttConn) handlePublish(pk *packets.Packet) {
 	}
 	if qos == 2 {
 		s.mu.Lock()
-		_, dup := s.rx[pid]
-		if !dup && len(s.rx) >= int(c.loop.srv.opts.ReceiveMaximum) {
+		_, dup := s.rxLocked()[pid]
+		if !dup && len(s.rxLocked()) >= int(c.loop.srv.opts.ReceiveMaximum) {
 			s.mu.Unlock()
 			c.fail(packets.ErrReceiveMaximum) // [MQTT-3.3.4-9]
 			return
 		}
 		if !dup {
-			if s.rx == nil {
-				s.rx = make(map[uint16]struct{})
-			}
-			s.rx[pid] = struct{}{}
+			s.addRxLocked(pid)
 		}
 		s.mu.Unlock()
 		if dup {
@@ -145,7 +142,7 @@ func (c *mqttConn) ackPublish(qos byte, pid uint16, reason byte, err error) {
 		if reason >= 0x80 {
 			s := c.sess
 			s.mu.Lock()
-			delete(s.rx, pid) // [MQTT-4.3.3-4]: a failed PUBREC ends the exchange
+			delete(s.rxLocked(), pid) // [MQTT-4.3.3-4]: a failed PUBREC ends the exchange
 			s.mu.Unlock()
 		}
 	}
@@ -183,8 +180,8 @@ func (c *mqttConn) handlePubrel(pk *packets.Packet) {
 	s := c.sess
 	pid, v := pk.PacketID, c.version
 	s.mu.Lock()
-	_, ok := s.rx[pid]
-	delete(s.rx, pid)
+	_, ok := s.rxLocked()[pid]
+	delete(s.rxLocked(), pid)
 	reason := byte(0)
 	if !ok {
 		reason = packets.ErrPacketIdentifierNotFound.Code

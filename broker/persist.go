@@ -162,7 +162,7 @@ func (s *session) recordLocked(disconnectedAt int64) *storage.Session {
 		Version:        s.version,
 		ExpiryInterval: s.expiry,
 		DisconnectedAt: disconnectedAt * 1000,
-		NextSeq:        s.seq + 1,
+		NextSeq:        s.seqLocked() + 1,
 		Node:           s.srv.opts.NodeName,
 		Subs:           make([]storage.Sub, len(s.subs)),
 	}
@@ -170,7 +170,7 @@ func (s *session) recordLocked(disconnectedAt int64) *storage.Session {
 		rec.Subs[i] = storage.Sub{Filter: e.filter, QoS: e.sub.QoS, NoLocal: e.sub.NoLocal,
 			RetainAsPublished: e.sub.RetainAsPublished, RetainHandling: e.sub.RetainHandling, ID: e.sub.ID}
 	}
-	for id := range s.rx {
+	for id := range s.rxLocked() {
 		rec.Rx = append(rec.Rx, id)
 	}
 	slices.Sort(rec.Rx)

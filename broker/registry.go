@@ -99,7 +99,10 @@ func (r *registry) attach(a attachment, ep endpoint, now int64) (*session, bool)
 // it from its shard. REQUIRES: the shard lock and s.mu held.
 func (r *registry) endLocked(s *session) {
 	r.srv.unsubscribeAllLocked(s)
-	s.queue, s.inflight, s.rx, s.disk = nil, nil, nil, nil
+	s.queue, s.inflight = nil, nil
+	if x := s.rare; x != nil {
+		x.rx, x.disk = nil, nil // seq stays: it only grows
+	}
 	s.ended = true
 	s.saveLocked(0) // deletes the stored session and its queue
 	s.online.Store(false)

@@ -37,10 +37,12 @@ type QueuedMessage struct {
 // goroutine.
 func (srv *Server) restore(snap *Snapshot) *session {
 	r := &snap.Session
-	s := &session{key: skey{r.Protocol, r.ClientID}, srv: srv, expiry: r.ExpiryInterval, version: r.Version,
-		seq: max(r.NextSeq, 1) - 1}
-	if snap.DiskFrom != 0 {
-		s.disk = &spill{from: snap.DiskFrom}
+	s := &session{key: skey{r.Protocol, r.ClientID}, srv: srv, expiry: r.ExpiryInterval, version: r.Version}
+	if seq := max(r.NextSeq, 1) - 1; seq != 0 || snap.DiskFrom != 0 {
+		s.rare = &sessionRare{seq: seq}
+		if snap.DiskFrom != 0 {
+			s.rare.disk = &spill{from: snap.DiskFrom}
+		}
 	}
 	if s.key.proto == 0 {
 		s.key.proto = storage.ProtocolMQTT // written before sessions had a protocol
@@ -48,10 +50,7 @@ func (srv *Server) restore(snap *Snapshot) *session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, id := range r.Rx {
-		if s.rx == nil {
-			s.rx = make(map[uint16]struct{})
-		}
-		s.rx[id] = struct{}{}
+		s.addRxLocked(id)
 	}
 	for _, sub := range r.Subs {
 		if topic.ValidFilter(sub.Filter) != nil {
@@ -63,7 +62,9 @@ func (srv *Server) restore(snap *Snapshot) *session {
 	var released []*queued
 	for i := range snap.Queue {
 		e := &snap.Queue[i]
-		s.seq = max(s.seq, e.Seq)
+		if e.Seq > s.seqLocked() {
+			s.rareLocked().seq = e.Seq
+		}
 		q := &queued{m: loadMessage(&e.Message), subIDs: e.Message.SubIDs, qos: e.Message.QoS, retain: e.Message.Retain,
 			seq: e.Seq, tag: e.Message.PacketID, offline: true}
 		if e.Message.QoS == 2 && e.Message.Sent {
@@ -73,7 +74,9 @@ func (srv *Server) restore(snap *Snapshot) *session {
 		s.queue = append(s.queue, q)
 	}
 	s.restoreReleasedLocked(released)
-	s.seq = max(s.seq, snap.DiskTail)
+	if snap.DiskTail > s.seqLocked() {
+		s.rareLocked().seq = snap.DiskTail
+	}
 	s.stored = srv.store != nil && s.expiry != 0
 	now := srv.now()
 	if gone := r.DisconnectedAt / 1000; s.expiry != foreverExpiry {
@@ -159,12 +162,15 @@ func (srv *Server) handOff(key skey) (*Snapshot, bool) {
 		snap.Queue = append(snap.Queue, QueuedMessage{Seq: q.seq, Message: *queuedRecord(q)})
 	}
 	var diskFrom uint64
-	if s.disk != nil {
-		diskFrom = s.disk.from
+	if d := s.diskLocked(); d != nil {
+		diskFrom = d.from
 	}
 	stored := s.stored
 	srv.unsubscribeAllLocked(s)
-	s.queue, s.inflight, s.rx = nil, nil, nil
+	s.queue, s.inflight = nil, nil
+	if x := s.rare; x != nil {
+		x.rx = nil
+	}
 	s.ended, s.stored = true, false
 	s.online.Store(false)
 	srv.stats.Sessions.Add(-1)
@@ -180,7 +186,7 @@ func (srv *Server) handOff(key skey) (*Snapshot, bool) {
 		// store: wait (briefly) until their batches committed.
 		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 			s.mu.Lock()
-			pending := s.disk != nil && len(s.disk.unsaved) > 0
+			pending := s.diskLocked() != nil && len(s.diskLocked().unsaved) > 0
 			s.mu.Unlock()
 			if !pending {
 				break

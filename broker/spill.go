@@ -37,10 +37,11 @@ type spill struct {
 // spillLocked keeps q, a stored message, on disk only.
 // REQUIRES: s.mu held.
 func (s *session) spillLocked(q queued, lb *lazyBatch) {
-	if s.disk == nil {
-		s.disk = &spill{from: q.seq}
+	x := s.rareLocked()
+	if x.disk == nil {
+		x.disk = &spill{from: q.seq}
 	}
-	s.disk.unsaved = append(s.disk.unsaved, q.seq)
+	x.disk.unsaved = append(x.disk.unsaved, q.seq)
 	lb.spilled = append(lb.spilled, spilled{s, q.seq})
 }
 
@@ -55,11 +56,12 @@ type spilled struct {
 func (s *session) saved(seq uint64, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.disk == nil {
+	d := s.diskLocked()
+	if d == nil {
 		return
 	}
-	if i := slices.Index(s.disk.unsaved, seq); i >= 0 {
-		s.disk.unsaved = slices.Delete(s.disk.unsaved, i, i+1)
+	if i := slices.Index(d.unsaved, seq); i >= 0 {
+		d.unsaved = slices.Delete(d.unsaved, i, i+1)
 	}
 	if err == nil {
 		s.pumpLocked(s.srv.now())
@@ -69,11 +71,11 @@ func (s *session) saved(seq uint64, err error) {
 // pageInLocked starts reading the next page of the disk part, if the client
 // is there to take it and memory has room. REQUIRES: s.mu held.
 func (s *session) pageInLocked() {
-	d := s.disk
+	d := s.diskLocked()
 	if d == nil || d.paging || s.ep == nil || !s.ready || s.ended || len(s.queue) > s.srv.opts.MaxQueued/2 {
 		return
 	}
-	upTo := s.seq
+	upTo := s.seqLocked()
 	if len(d.unsaved) > 0 {
 		upTo = d.unsaved[0] - 1
 	}
@@ -107,7 +109,7 @@ func (srv *Server) pageIn(s *session, from, upTo uint64, max int) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d := s.disk
+	d := s.diskLocked()
 	if d == nil || s.ended || d.from != from {
 		return
 	}
@@ -130,8 +132,8 @@ func (srv *Server) pageIn(s *session, from, upTo uint64, max int) {
 	if len(page) == max {
 		next = page[len(page)-1].seq + 1 // a full page: more may follow
 	}
-	if next > s.seq && len(d.unsaved) == 0 {
-		s.disk = nil // the disk part is all in memory again
+	if next > s.seqLocked() && len(d.unsaved) == 0 {
+		s.rare.disk = nil // the disk part is all in memory again
 	} else {
 		d.from = next
 	}
