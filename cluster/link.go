@@ -38,6 +38,7 @@ type link struct {
 	mu      sync.Mutex
 	addr    string     // peer-link address to dial; REQUIRES: mu held
 	queue   []outFrame // REQUIRES: mu held
+	arena   []byte     // the encoded QoS 0 publishes in queue; REQUIRES: mu held
 	unacked []outFrame // written QoS>0 publishes, by seq; REQUIRES: mu held
 	bytes   int        // queue + unacked; REQUIRES: mu held
 	frames  int        // queue + unacked; REQUIRES: mu held
@@ -96,11 +97,15 @@ func (l *link) completed(inc, seq uint64) {
 	}
 }
 
+// outFrame is a queued frame. A publish is encoded when queued (enc:
+// QoS 0 in the link's arena, QoS 1/2 in a slice of its own, kept until
+// acknowledged), with id its Publish.ID; requests and responses are
+// encoded by the writer.
 type outFrame struct {
 	typ    frameType
 	seq    uint64
-	pub    *Publish
 	id     uint64
+	enc    []byte
 	body   []byte
 	failed bool
 	errMsg string
@@ -198,6 +203,44 @@ func (l *link) enqueue(f outFrame, reliable, control bool) error {
 	return nil
 }
 
+// enqueuePublish encodes p into the queue (see outFrame), under the same
+// bounds as enqueue.
+func (l *link) enqueuePublish(p *Publish, size int) error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrPeerGone
+	}
+	o := &l.c.opts.Link
+	if l.bytes+size > o.QueueBytes || l.frames >= o.QueueFrames {
+		l.mu.Unlock()
+		l.st.refused.Add(1)
+		return ErrQueueFull
+	}
+	f := outFrame{typ: framePublish, id: p.ID, size: size}
+	if p.QoS > 0 {
+		l.nextSeq++
+		f.seq = l.nextSeq
+		f.enc = appendPublishFrame(make([]byte, 0, size+24), f.seq, p, l.c.self)
+	} else {
+		start := len(l.arena)
+		l.arena = appendPublishFrame(l.arena, 0, p, l.c.self)
+		f.enc = l.arena[start:len(l.arena):len(l.arena)]
+	}
+	// The writer takes the whole queue at once and flushes until it is
+	// empty: only the first frame after that needs to wake it.
+	wake := len(l.queue) == 0
+	l.queue = append(l.queue, f)
+	l.bytes += size
+	l.frames++
+	l.mu.Unlock()
+	if wake {
+		l.signal()
+	}
+	l.st.forwarded.Add(1)
+	return nil
+}
+
 // stop ends the link: pending QoS>0 publishes and requests fail with err.
 // Called from the event goroutine or Close; it does not wait for run.
 func (l *link) stop(err error) {
@@ -211,11 +254,11 @@ func (l *link) stop(err error) {
 	for _, q := range [][]outFrame{l.unacked, l.queue} {
 		for _, f := range q {
 			if f.typ == framePublish && f.seq != 0 {
-				ids = append(ids, f.pub.ID)
+				ids = append(ids, f.id)
 			}
 		}
 	}
-	l.queue, l.unacked, l.bytes, l.frames = nil, nil, 0, 0
+	l.queue, l.arena, l.unacked, l.bytes, l.frames = nil, nil, nil, 0, 0
 	calls := l.calls
 	l.calls = make(map[uint64]*call)
 	l.mu.Unlock()
@@ -329,7 +372,7 @@ func (l *link) connected(pc *peerConn) {
 	var acked []uint64
 	k := 0
 	for k < len(l.unacked) && l.unacked[k].seq <= pc.peerDelivered {
-		acked = append(acked, l.unacked[k].pub.ID)
+		acked = append(acked, l.unacked[k].id)
 		l.bytes -= l.unacked[k].size
 		l.frames--
 		k++
@@ -386,6 +429,7 @@ type writer struct {
 	enc   *frameEncoder
 	buf   []byte
 	spare []outFrame
+	arena []byte // the spare of link.arena
 	last  time.Time
 }
 
@@ -398,8 +442,8 @@ func (w *writer) flush() error {
 			l.mu.Unlock()
 			return nil
 		}
-		batch := l.queue
-		l.queue = w.spare[:0]
+		batch, arena := l.queue, l.arena
+		l.queue, l.arena = w.spare[:0], w.arena[:0]
 		ack, ackSeq := l.ackDue, l.delivered
 		l.ackDue = false
 		for i := range batch {
@@ -427,8 +471,12 @@ func (w *writer) flush() error {
 		var fr frame
 		for i := range batch {
 			f := &batch[i]
-			fr = frame{typ: f.typ, seq: f.seq, pub: f.pub, id: f.id, body: f.body, failed: f.failed, errMsg: f.errMsg}
-			w.buf = w.enc.append(w.buf, &fr)
+			if f.enc != nil {
+				w.buf = append(w.buf, f.enc...)
+			} else {
+				fr = frame{typ: f.typ, seq: f.seq, id: f.id, body: f.body, failed: f.failed, errMsg: f.errMsg}
+				w.buf = w.enc.append(w.buf, &fr)
+			}
 			n++
 			if len(w.buf) >= l.c.opts.Link.WriteBatchBytes {
 				if err := w.write(n); err != nil {
@@ -444,6 +492,9 @@ func (w *writer) flush() error {
 		}
 		clear(batch)
 		w.spare = batch
+		if cap(arena) <= 4*l.c.opts.Link.WriteBatchBytes { // (a burst's huge arena is let go)
+			w.arena = arena[:0] // no frame refers to it any more
+		}
 	}
 }
 

@@ -355,7 +355,7 @@ func (l *link) handle(f *frame) error {
 		k := 0
 		var ids []uint64
 		for k < len(l.unacked) && l.unacked[k].seq <= f.seq {
-			ids = append(ids, l.unacked[k].pub.ID)
+			ids = append(ids, l.unacked[k].id)
 			l.bytes -= l.unacked[k].size
 			l.frames--
 			k++

@@ -1,0 +1,59 @@
+package broker
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// rawSub is a bare MQTT 3.1.1 subscriber that discards what it reads, so
+// a benchmark counts the brokers' allocations only.
+func rawSub(b *testing.B, srv *Server, filter string) net.Conn {
+	b.Helper()
+	c, err := net.Dial("tcp", srv.ListenerAddr(ProtocolMQTT).String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	id := "bench-sub"
+	connect := []byte{0x10, byte(12 + len(id)), 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60, 0, byte(len(id))}
+	connect = append(connect, id...)
+	sub := []byte{0x82, byte(5 + len(filter)), 0, 1, 0, byte(len(filter))}
+	sub = append(append(sub, filter...), 0)
+	if _, err := c.Write(append(connect, sub...)); err != nil {
+		b.Fatal(err)
+	}
+	go func() { _, _ = io.Copy(io.Discard, c) }()
+	return c
+}
+
+// BenchmarkClusterForwardQoS0: a QoS 0 publish routed on n1 and delivered
+// to a subscriber on n2, end to end; allocations are both nodes' (one
+// process), per forwarded message. The CPU and allocation work of
+// cluster_forward.go and cluster/link.go is measured here.
+func BenchmarkClusterForwardQoS0(b *testing.B) {
+	nodes := startTestCluster(b, 2, nil)
+	n1, n2 := nodes[0], nodes[1]
+	c := rawSub(b, n2.srv, "bench/#")
+	defer c.Close()
+	waitInterest(b, nodes, "n2", "bench/#")
+	m := &Message{Topic: "bench/t/1", Payload: bytes.Repeat([]byte("p"), 64), From: "bench-pub", QoS: 0}
+	out0 := n2.srv.stats.MessagesOut.Load()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		n1.srv.route(m, nil, nil)
+		// Stay within the link's queue (QoS 0 past it is dropped).
+		for int64(i)-(n2.srv.stats.MessagesOut.Load()-out0) > 5000 {
+			time.Sleep(20 * time.Microsecond)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for n2.srv.stats.MessagesOut.Load()-out0 < int64(b.N) {
+		if time.Now().After(deadline) {
+			b.Fatalf("delivered %d of %d", n2.srv.stats.MessagesOut.Load()-out0, b.N)
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+}
