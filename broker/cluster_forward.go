@@ -812,3 +812,10 @@ func storeBarrier(db *storage.DB, done func(error)) {
 		done(err)
 	}
 }
+
+// PublishBatchBegin and PublishBatchEnd (cluster.PublishBatcher) bracket
+// a batch of a peer's publishes: the loops' flushes wait for its end
+// (holdFlushes), so a stream of forwarded messages costs each loop one
+// wake-up and each subscriber one write per batch.
+func (cn *clusterNode) PublishBatchBegin(string) { cn.srv.holdFlushes() }
+func (cn *clusterNode) PublishBatchEnd(string)   { cn.srv.releaseFlushes() }

@@ -270,6 +270,15 @@ func (l *link) read(pc *peerConn) {
 	buf := make([]byte, max(readChunk, len(pc.pending)))
 	n := copy(buf, pc.pending)
 	pc.pending = nil
+	bt, _ := l.c.opts.Publish.(PublishBatcher)
+	inBatch := 0 // publishes handed over in the open batch
+	endBatch := func() {
+		if inBatch > 0 {
+			inBatch = 0
+			bt.PublishBatchEnd(l.peer)
+		}
+	}
+	defer endBatch()
 	for {
 		off := 0
 		for off < n {
@@ -286,12 +295,24 @@ func (l *link) read(pc *peerConn) {
 			off += k
 			l.st.received.Add(1)
 			l.st.receivedBytes.Add(uint64(k))
+			if bt != nil {
+				if f.typ != framePublish || inBatch == publishBatchMax {
+					endBatch()
+				}
+				if f.typ == framePublish {
+					if inBatch == 0 {
+						bt.PublishBatchBegin(l.peer)
+					}
+					inBatch++
+				}
+			}
 			if err := l.handle(&f); err != nil {
 				pc.err = err
 				pc.Close()
 				return
 			}
 		}
+		endBatch() // before waiting for more
 		n = copy(buf, buf[off:n])
 		if n == len(buf) { // one frame larger than the buffer (bounded by MaxFrameSize)
 			nb := make([]byte, min(2*len(buf), o.MaxFrameSize+16))
