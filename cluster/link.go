@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -46,7 +47,10 @@ type link struct {
 	calls   map[uint64]*call
 	nextID  uint64
 	conn    *peerConn // current connection, nil while down; REQUIRES: mu held
-	closed  bool      // REQUIRES: mu held
+	// writing: a goroutine (the writer, or a Forward writing directly,
+	// direct.go) is writing to conn; no other may. REQUIRES: mu held.
+	writing bool
+	closed  bool // REQUIRES: mu held
 	// Receive side: the peer's incarnation, the last seq of its QoS>0
 	// publishes handed to the delegate (duplicates are those at or below
 	// it), and the last one the delegate is done with (acknowledged, and
@@ -106,6 +110,7 @@ type outFrame struct {
 	seq    uint64
 	id     uint64
 	enc    []byte
+	conn   *peerConn // set on the rest of a frame partly written: for this connection only
 	body   []byte
 	failed bool
 	errMsg string
@@ -233,11 +238,15 @@ func (l *link) enqueuePublish(p *Publish, size int) error {
 	l.queue = append(l.queue, f)
 	l.bytes += size
 	l.frames++
+	l.st.forwarded.Add(1)
+	if wake && p.QoS == 0 && l.canWriteDirect() {
+		l.writeDirect() // unlocks mu
+		return nil
+	}
 	l.mu.Unlock()
 	if wake {
 		l.signal()
 	}
-	l.st.forwarded.Add(1)
 	return nil
 }
 
@@ -388,6 +397,7 @@ func (l *link) connected(pc *peerConn) {
 	if pc.peerInc != l.recvInc {
 		l.recvInc, l.handed, l.delivered, l.pending = pc.peerInc, 0, 0, nil
 	}
+	pc.rc = rawConn(pc)
 	l.conn = pc
 	l.ackDue = true // tell the peer where we are, even if it knows
 	l.mu.Unlock()
@@ -438,10 +448,11 @@ func (w *writer) flush() error {
 	l := w.l
 	for {
 		l.mu.Lock()
-		if len(l.queue) == 0 && !l.ackDue {
-			l.mu.Unlock()
+		if l.writing || len(l.queue) == 0 && !l.ackDue {
+			l.mu.Unlock() // (a direct writer wakes us when it is done)
 			return nil
 		}
+		l.writing = true
 		batch, arena := l.queue, l.arena
 		l.queue, l.arena = w.spare[:0], w.arena[:0]
 		ack, ackSeq := l.ackDue, l.delivered
@@ -471,6 +482,9 @@ func (w *writer) flush() error {
 		var fr frame
 		for i := range batch {
 			f := &batch[i]
+			if f.conn != nil && f.conn != w.pc {
+				continue // the rest of a frame begun on a connection since closed (QoS 0: lost with it)
+			}
 			if f.enc != nil {
 				w.buf = append(w.buf, f.enc...)
 			} else {
@@ -480,6 +494,7 @@ func (w *writer) flush() error {
 			n++
 			if len(w.buf) >= l.c.opts.Link.WriteBatchBytes {
 				if err := w.write(n); err != nil {
+					l.doneWriting()
 					return err
 				}
 				n = 0
@@ -487,13 +502,17 @@ func (w *writer) flush() error {
 		}
 		if len(w.buf) > 0 {
 			if err := w.write(n); err != nil {
+				l.doneWriting()
 				return err
 			}
 		}
+		l.doneWriting()
 		clear(batch)
 		w.spare = batch
-		if cap(arena) <= 4*l.c.opts.Link.WriteBatchBytes { // (a burst's huge arena is let go)
-			w.arena = arena[:0] // no frame refers to it any more
+		// No frame refers to arena any more; w.arena is the link's now.
+		w.arena = arena[:0]
+		if cap(arena) > 4*l.c.opts.Link.WriteBatchBytes {
+			w.arena = nil // a burst's huge arena is let go
 		}
 	}
 }
@@ -513,16 +532,34 @@ func (w *writer) write(frames int) error {
 }
 
 func (w *writer) ping() error {
+	l := w.l
+	l.mu.Lock()
+	busy := l.writing
+	l.writing = true
+	l.mu.Unlock()
+	if busy {
+		return nil // something is being written: no need for a ping
+	}
 	w.buf = w.enc.append(w.buf[:0], &frame{typ: framePing})
-	return w.write(1)
+	err := w.write(1)
+	l.doneWriting()
+	return err
+}
+
+// doneWriting ends a writer's turn (writing).
+func (l *link) doneWriting() {
+	l.mu.Lock()
+	l.writing = false
+	l.mu.Unlock()
 }
 
 // peerConn is one authenticated connection.
 type peerConn struct {
 	net.Conn
-	peerInc       uint64 // the peer's incarnation
-	peerDelivered uint64 // the last of our seqs the peer handed over
-	pending       []byte // bytes read past the handshake
+	peerInc       uint64          // the peer's incarnation
+	peerDelivered uint64          // the last of our seqs the peer handed over
+	pending       []byte          // bytes read past the handshake
+	rc            syscall.RawConn // for direct writes (direct.go), or nil
 	dead          chan struct{}
 	err           error // why the reader stopped; set before dead closes
 }
