@@ -142,6 +142,11 @@ type frameDecoder struct {
 	max int
 	br  bytes.Reader
 	d   *msgpack.Decoder
+	// reuse: a publish frame's Publish is this one, valid until the next
+	// Decode (the link's reader: PublishDelegate keeps only the slices),
+	// not an allocation per message (BenchmarkClusterForwardQoS0).
+	reuse bool
+	pub   Publish
 }
 
 func newFrameDecoder(max int) *frameDecoder {
@@ -265,7 +270,13 @@ func (fd *frameDecoder) decodeBody(body []byte, f *frame) (err error) {
 		}
 	case framePing:
 	case framePublish:
-		p := new(Publish)
+		var p *Publish
+		if fd.reuse {
+			p = &fd.pub
+			*p = Publish{}
+		} else {
+			p = new(Publish)
+		}
 		f.pub = p
 		if f.seq, err = u(); err != nil {
 			return fail("seq", err)

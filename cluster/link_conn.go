@@ -267,6 +267,7 @@ func (l *link) read(pc *peerConn) {
 	defer close(pc.dead)
 	o := &l.c.opts.Link
 	dec := newFrameDecoder(o.MaxFrameSize)
+	dec.reuse = true
 	buf := make([]byte, max(readChunk, len(pc.pending)))
 	n := copy(buf, pc.pending)
 	pc.pending = nil

@@ -4,8 +4,10 @@ package cluster
 //
 // HandlePublish is called on the peer link's reader goroutine: calls for
 // one peer are sequential and in the order the peer forwarded them; calls
-// for different peers run concurrently. The delegate owns p and every slice
-// in it (they alias no buffer of this package).
+// for different peers run concurrently. The delegate owns every slice in p
+// (they alias no buffer of this package), but not p itself, which is
+// reused once HandlePublish (or HandlePublishAsync) returns: copy what is
+// kept.
 //
 // Returning means this node has the message: for QoS 1 and 2 the
 // acknowledgement to the sender is queued when HandlePublish returns, and a
