@@ -49,8 +49,9 @@ type link struct {
 	conn    *peerConn // current connection, nil while down; REQUIRES: mu held
 	// writing: a goroutine (the writer, or a Forward writing directly,
 	// direct.go) is writing to conn; no other may. REQUIRES: mu held.
-	writing bool
-	closed  bool // REQUIRES: mu held
+	writing   bool
+	lastWrite int64 // monoNow when the last write ended; REQUIRES: mu held
+	closed    bool  // REQUIRES: mu held
 	// Receive side: the peer's incarnation, the last seq of its QoS>0
 	// publishes handed to the delegate (duplicates are those at or below
 	// it), and the last one the delegate is done with (acknowledged, and
@@ -398,6 +399,7 @@ func (l *link) connected(pc *peerConn) {
 		l.recvInc, l.handed, l.delivered, l.pending = pc.peerInc, 0, 0, nil
 	}
 	pc.rc = rawConn(pc)
+	pc.dwFn = pc.dw.write
 	l.conn = pc
 	l.ackDue = true // tell the peer where we are, even if it knows
 	l.mu.Unlock()
@@ -550,6 +552,7 @@ func (w *writer) ping() error {
 func (l *link) doneWriting() {
 	l.mu.Lock()
 	l.writing = false
+	l.lastWrite = monoNow()
 	l.mu.Unlock()
 }
 
@@ -560,6 +563,8 @@ type peerConn struct {
 	peerDelivered uint64          // the last of our seqs the peer handed over
 	pending       []byte          // bytes read past the handshake
 	rc            syscall.RawConn // for direct writes (direct.go), or nil
+	dw            directWrite     // REQUIRES: link.writing is ours
+	dwFn          func(uintptr) bool
 	dead          chan struct{}
 	err           error // why the reader stopped; set before dead closes
 }
