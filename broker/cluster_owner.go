@@ -694,7 +694,7 @@ func (t *relayTable) onward(cn *clusterNode, m *Message, to []string) {
 		// arrived there (deliverTo skips what the session already holds).
 		t.relayed.Add(1)
 		tg := fwdTarget{node: node, relay: keys}
-		cn.send(&tg, m, publishFor(m, &tg, to, false), func(err error) {
+		cn.send(&tg, m, newPublish(m, &tg, to), func(err error) {
 			if err != nil {
 				cn.log.Debug("relay failed", "node", node, "err", err)
 			}

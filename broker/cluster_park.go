@@ -239,7 +239,7 @@ func (cn *clusterNode) replay(l *parkLot) {
 		results := make(chan error, len(msgs))
 		for _, m := range msgs {
 			m.Origin = ""
-			pub := publishFor(m, &fwdTarget{node: l.node, plain: true}, nil, false)
+			pub := newPublish(m, &fwdTarget{node: l.node, plain: true}, nil)
 			if err := cn.forwardOnce(l.node, pub, func(err error) { results <- err }); err != nil {
 				results <- err
 			}

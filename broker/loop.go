@@ -22,6 +22,8 @@ type loop struct {
 	dirty     []*transport // REQUIRES: mu held. transports with bytes to flush
 	retry     []*session   // REQUIRES: mu held. sessions to pump at the next tick
 	scheduled bool         // REQUIRES: mu held. a flush task is queued on el
+	wanted    bool         // REQUIRES: mu held. dirty while flushes were held (holdFlushes)
+	inHeld    bool         // REQUIRES: srv.heldMu held. on srv.held
 
 	// Loop only.
 	spare    []*transport
@@ -40,6 +42,15 @@ type loop struct {
 func (l *loop) markDirty(t *transport) {
 	l.mu.Lock()
 	l.dirty = append(l.dirty, t)
+	if l.srv.flushHold.Load() > 0 {
+		l.wanted = true
+		l.mu.Unlock()
+		l.srv.addHeld(l)
+		if l.srv.flushHold.Load() == 0 { // released meanwhile: it may have missed us
+			l.kick()
+		}
+		return
+	}
 	sched := !l.scheduled
 	l.scheduled = true
 	l.mu.Unlock()
@@ -51,6 +62,59 @@ func (l *loop) markDirty(t *transport) {
 			l.mu.Unlock()
 		}
 	}
+}
+
+// kick queues the flush that was held, if any. Any goroutine.
+func (l *loop) kick() {
+	l.mu.Lock()
+	sched := l.wanted && !l.scheduled
+	if l.wanted {
+		l.wanted = false
+		l.scheduled = true
+	}
+	l.mu.Unlock()
+	if sched {
+		if err := l.el.Execute(nilCtx, l); err != nil {
+			l.mu.Lock()
+			l.scheduled = false
+			l.mu.Unlock()
+		}
+	}
+}
+
+// holdFlushes makes markDirty only collect transports, on every loop,
+// until releaseFlushes: a peer link's reader that delivers a batch of
+// forwarded messages then asks each loop once for the batch, not once per
+// message (each ask is an eventfd write and a loop wake-up; and the
+// subscriber gets one write instead of several). Holds nest; a hold is
+// short (the reader's batches are bounded, cluster.PublishBatcher).
+func (s *Server) holdFlushes() { s.flushHold.Add(1) }
+
+func (s *Server) releaseFlushes() {
+	if s.flushHold.Add(-1) != 0 {
+		return
+	}
+	var buf [8]*loop
+	s.heldMu.Lock()
+	list := append(buf[:0], s.held...)
+	for _, l := range list {
+		l.inHeld = false
+	}
+	clear(s.held)
+	s.held = s.held[:0]
+	s.heldMu.Unlock()
+	for _, l := range list {
+		l.kick()
+	}
+}
+
+func (s *Server) addHeld(l *loop) {
+	s.heldMu.Lock()
+	if !l.inHeld {
+		l.inHeld = true
+		s.held = append(s.held, l)
+	}
+	s.heldMu.Unlock()
 }
 
 // Run flushes the mailbox; gnet calls it on the loop.

@@ -46,6 +46,11 @@ type Server struct {
 	loopsMu sync.Mutex
 	loops   map[gnet.EventLoop]*loop // REQUIRES: loopsMu held
 
+	// Held loop flushes (loop.go: holdFlushes).
+	flushHold atomic.Int32
+	heldMu    sync.Mutex
+	held      []*loop // REQUIRES: heldMu held. loops dirty while held
+
 	listeners []listener // fixed after New
 	engine    gnet.Engine
 	booted    chan error

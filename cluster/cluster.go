@@ -360,11 +360,9 @@ func (c *Cluster) linkFor(peer string) (*link, error) {
 	return l, nil
 }
 
-// Forward queues p for peer over the peer link and returns at once: the
-// writer goroutine encodes and sends it. The cluster reads p and its
-// slices until the frame is written (QoS 0) or acknowledged (QoS 1/2); the
-// caller must not modify them meanwhile (sharing one p between several
-// Forward calls is fine). An empty Origin is sent as this node. For QoS
+// Forward queues p for peer over the peer link and returns at once: p is
+// encoded into the link's queue before Forward returns (the caller may
+// reuse p and its slices at once), and the writer goroutine sends it. An empty Origin is sent as this node. For QoS
 // 1/2 the ForwardDelegate hears the outcome exactly once; for QoS 0
 // nothing is reported and a frame lost with its connection is not resent.
 // Errors: ErrQueueFull (back-pressure, counted), ErrUnknownPeer, ErrSelf,
@@ -381,11 +379,7 @@ func (c *Cluster) Forward(peer string, p *Publish) error {
 	if size > c.opts.Link.MaxFrameSize {
 		return fmt.Errorf("%w: publish of %d bytes, frame limit %d", ErrTooLarge, size, c.opts.Link.MaxFrameSize)
 	}
-	if err := l.enqueue(outFrame{typ: framePublish, pub: p, size: size}, p.QoS > 0, false); err != nil {
-		return err
-	}
-	l.st.forwarded.Add(1)
-	return nil
+	return l.enqueuePublish(p, size)
 }
 
 // forwardDone reports the outcome of reliable publishes.

@@ -211,7 +211,8 @@ func (r *recorder) NotifyInterestReset(node string, filters []string) {
 }
 func (r *recorder) HandlePublish(from string, p *Publish) {
 	r.mu.Lock()
-	r.pubs[from] = append(r.pubs[from], p)
+	cp := *p // p is the reader's (PublishDelegate)
+	r.pubs[from] = append(r.pubs[from], &cp)
 	m := r.pubIDs[from]
 	if m == nil {
 		m = map[uint64]int{}

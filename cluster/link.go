@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -38,6 +39,7 @@ type link struct {
 	mu      sync.Mutex
 	addr    string     // peer-link address to dial; REQUIRES: mu held
 	queue   []outFrame // REQUIRES: mu held
+	arena   []byte     // the encoded QoS 0 publishes in queue; REQUIRES: mu held
 	unacked []outFrame // written QoS>0 publishes, by seq; REQUIRES: mu held
 	bytes   int        // queue + unacked; REQUIRES: mu held
 	frames  int        // queue + unacked; REQUIRES: mu held
@@ -45,7 +47,11 @@ type link struct {
 	calls   map[uint64]*call
 	nextID  uint64
 	conn    *peerConn // current connection, nil while down; REQUIRES: mu held
-	closed  bool      // REQUIRES: mu held
+	// writing: a goroutine (the writer, or a Forward writing directly,
+	// direct.go) is writing to conn; no other may. REQUIRES: mu held.
+	writing   bool
+	lastWrite int64 // monoNow when the last write ended; REQUIRES: mu held
+	closed    bool  // REQUIRES: mu held
 	// Receive side: the peer's incarnation, the last seq of its QoS>0
 	// publishes handed to the delegate (duplicates are those at or below
 	// it), and the last one the delegate is done with (acknowledged, and
@@ -96,11 +102,16 @@ func (l *link) completed(inc, seq uint64) {
 	}
 }
 
+// outFrame is a queued frame. A publish is encoded when queued (enc:
+// QoS 0 in the link's arena, QoS 1/2 in a slice of its own, kept until
+// acknowledged), with id its Publish.ID; requests and responses are
+// encoded by the writer.
 type outFrame struct {
 	typ    frameType
 	seq    uint64
-	pub    *Publish
 	id     uint64
+	enc    []byte
+	conn   *peerConn // set on the rest of a frame partly written: for this connection only
 	body   []byte
 	failed bool
 	errMsg string
@@ -198,6 +209,48 @@ func (l *link) enqueue(f outFrame, reliable, control bool) error {
 	return nil
 }
 
+// enqueuePublish encodes p into the queue (see outFrame), under the same
+// bounds as enqueue.
+func (l *link) enqueuePublish(p *Publish, size int) error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrPeerGone
+	}
+	o := &l.c.opts.Link
+	if l.bytes+size > o.QueueBytes || l.frames >= o.QueueFrames {
+		l.mu.Unlock()
+		l.st.refused.Add(1)
+		return ErrQueueFull
+	}
+	f := outFrame{typ: framePublish, id: p.ID, size: size}
+	if p.QoS > 0 {
+		l.nextSeq++
+		f.seq = l.nextSeq
+		f.enc = appendPublishFrame(make([]byte, 0, size+24), f.seq, p, l.c.self)
+	} else {
+		start := len(l.arena)
+		l.arena = appendPublishFrame(l.arena, 0, p, l.c.self)
+		f.enc = l.arena[start:len(l.arena):len(l.arena)]
+	}
+	// The writer takes the whole queue at once and flushes until it is
+	// empty: only the first frame after that needs to wake it.
+	wake := len(l.queue) == 0
+	l.queue = append(l.queue, f)
+	l.bytes += size
+	l.frames++
+	l.st.forwarded.Add(1)
+	if wake && p.QoS == 0 && l.canWriteDirect() {
+		l.writeDirect() // unlocks mu
+		return nil
+	}
+	l.mu.Unlock()
+	if wake {
+		l.signal()
+	}
+	return nil
+}
+
 // stop ends the link: pending QoS>0 publishes and requests fail with err.
 // Called from the event goroutine or Close; it does not wait for run.
 func (l *link) stop(err error) {
@@ -211,11 +264,11 @@ func (l *link) stop(err error) {
 	for _, q := range [][]outFrame{l.unacked, l.queue} {
 		for _, f := range q {
 			if f.typ == framePublish && f.seq != 0 {
-				ids = append(ids, f.pub.ID)
+				ids = append(ids, f.id)
 			}
 		}
 	}
-	l.queue, l.unacked, l.bytes, l.frames = nil, nil, 0, 0
+	l.queue, l.arena, l.unacked, l.bytes, l.frames = nil, nil, nil, 0, 0
 	calls := l.calls
 	l.calls = make(map[uint64]*call)
 	l.mu.Unlock()
@@ -329,7 +382,7 @@ func (l *link) connected(pc *peerConn) {
 	var acked []uint64
 	k := 0
 	for k < len(l.unacked) && l.unacked[k].seq <= pc.peerDelivered {
-		acked = append(acked, l.unacked[k].pub.ID)
+		acked = append(acked, l.unacked[k].id)
 		l.bytes -= l.unacked[k].size
 		l.frames--
 		k++
@@ -345,6 +398,8 @@ func (l *link) connected(pc *peerConn) {
 	if pc.peerInc != l.recvInc {
 		l.recvInc, l.handed, l.delivered, l.pending = pc.peerInc, 0, 0, nil
 	}
+	pc.rc = rawConn(pc)
+	pc.dwFn = pc.dw.write
 	l.conn = pc
 	l.ackDue = true // tell the peer where we are, even if it knows
 	l.mu.Unlock()
@@ -386,6 +441,7 @@ type writer struct {
 	enc   *frameEncoder
 	buf   []byte
 	spare []outFrame
+	arena []byte // the spare of link.arena
 	last  time.Time
 }
 
@@ -394,12 +450,13 @@ func (w *writer) flush() error {
 	l := w.l
 	for {
 		l.mu.Lock()
-		if len(l.queue) == 0 && !l.ackDue {
-			l.mu.Unlock()
+		if l.writing || len(l.queue) == 0 && !l.ackDue {
+			l.mu.Unlock() // (a direct writer wakes us when it is done)
 			return nil
 		}
-		batch := l.queue
-		l.queue = w.spare[:0]
+		l.writing = true
+		batch, arena := l.queue, l.arena
+		l.queue, l.arena = w.spare[:0], w.arena[:0]
 		ack, ackSeq := l.ackDue, l.delivered
 		l.ackDue = false
 		for i := range batch {
@@ -427,11 +484,19 @@ func (w *writer) flush() error {
 		var fr frame
 		for i := range batch {
 			f := &batch[i]
-			fr = frame{typ: f.typ, seq: f.seq, pub: f.pub, id: f.id, body: f.body, failed: f.failed, errMsg: f.errMsg}
-			w.buf = w.enc.append(w.buf, &fr)
+			if f.conn != nil && f.conn != w.pc {
+				continue // the rest of a frame begun on a connection since closed (QoS 0: lost with it)
+			}
+			if f.enc != nil {
+				w.buf = append(w.buf, f.enc...)
+			} else {
+				fr = frame{typ: f.typ, seq: f.seq, id: f.id, body: f.body, failed: f.failed, errMsg: f.errMsg}
+				w.buf = w.enc.append(w.buf, &fr)
+			}
 			n++
 			if len(w.buf) >= l.c.opts.Link.WriteBatchBytes {
 				if err := w.write(n); err != nil {
+					l.doneWriting()
 					return err
 				}
 				n = 0
@@ -439,11 +504,18 @@ func (w *writer) flush() error {
 		}
 		if len(w.buf) > 0 {
 			if err := w.write(n); err != nil {
+				l.doneWriting()
 				return err
 			}
 		}
+		l.doneWriting()
 		clear(batch)
 		w.spare = batch
+		// No frame refers to arena any more; w.arena is the link's now.
+		w.arena = arena[:0]
+		if cap(arena) > 4*l.c.opts.Link.WriteBatchBytes {
+			w.arena = nil // a burst's huge arena is let go
+		}
 	}
 }
 
@@ -462,16 +534,37 @@ func (w *writer) write(frames int) error {
 }
 
 func (w *writer) ping() error {
+	l := w.l
+	l.mu.Lock()
+	busy := l.writing
+	l.writing = true
+	l.mu.Unlock()
+	if busy {
+		return nil // something is being written: no need for a ping
+	}
 	w.buf = w.enc.append(w.buf[:0], &frame{typ: framePing})
-	return w.write(1)
+	err := w.write(1)
+	l.doneWriting()
+	return err
+}
+
+// doneWriting ends a writer's turn (writing).
+func (l *link) doneWriting() {
+	l.mu.Lock()
+	l.writing = false
+	l.lastWrite = monoNow()
+	l.mu.Unlock()
 }
 
 // peerConn is one authenticated connection.
 type peerConn struct {
 	net.Conn
-	peerInc       uint64 // the peer's incarnation
-	peerDelivered uint64 // the last of our seqs the peer handed over
-	pending       []byte // bytes read past the handshake
+	peerInc       uint64          // the peer's incarnation
+	peerDelivered uint64          // the last of our seqs the peer handed over
+	pending       []byte          // bytes read past the handshake
+	rc            syscall.RawConn // for direct writes (direct.go), or nil
+	dw            directWrite     // REQUIRES: link.writing is ours
+	dwFn          func(uintptr) bool
 	dead          chan struct{}
 	err           error // why the reader stopped; set before dead closes
 }

@@ -267,9 +267,19 @@ func (l *link) read(pc *peerConn) {
 	defer close(pc.dead)
 	o := &l.c.opts.Link
 	dec := newFrameDecoder(o.MaxFrameSize)
+	dec.reuse = true
 	buf := make([]byte, max(readChunk, len(pc.pending)))
 	n := copy(buf, pc.pending)
 	pc.pending = nil
+	bt, _ := l.c.opts.Publish.(PublishBatcher)
+	inBatch := 0 // publishes handed over in the open batch
+	endBatch := func() {
+		if inBatch > 0 {
+			inBatch = 0
+			bt.PublishBatchEnd(l.peer)
+		}
+	}
+	defer endBatch()
 	for {
 		off := 0
 		for off < n {
@@ -286,12 +296,24 @@ func (l *link) read(pc *peerConn) {
 			off += k
 			l.st.received.Add(1)
 			l.st.receivedBytes.Add(uint64(k))
+			if bt != nil {
+				if f.typ != framePublish || inBatch == publishBatchMax {
+					endBatch()
+				}
+				if f.typ == framePublish {
+					if inBatch == 0 {
+						bt.PublishBatchBegin(l.peer)
+					}
+					inBatch++
+				}
+			}
 			if err := l.handle(&f); err != nil {
 				pc.err = err
 				pc.Close()
 				return
 			}
 		}
+		endBatch() // before waiting for more
 		n = copy(buf, buf[off:n])
 		if n == len(buf) { // one frame larger than the buffer (bounded by MaxFrameSize)
 			nb := make([]byte, min(2*len(buf), o.MaxFrameSize+16))
@@ -355,7 +377,7 @@ func (l *link) handle(f *frame) error {
 		k := 0
 		var ids []uint64
 		for k < len(l.unacked) && l.unacked[k].seq <= f.seq {
-			ids = append(ids, l.unacked[k].pub.ID)
+			ids = append(ids, l.unacked[k].id)
 			l.bytes -= l.unacked[k].size
 			l.frames--
 			k++

@@ -3,6 +3,7 @@ package cluster
 import (
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,6 +23,18 @@ type links struct {
 	recv   map[string][2]uint64 // peer -> (incarnation, delivered); REQUIRES: mu held
 	sent   map[string]uint64    // peer -> last seq sent; REQUIRES: mu held
 	closed bool                 // REQUIRES: mu held
+	// snap is a copy of m for get, which every Forward calls: lock-free
+	// (the loops that forward would otherwise contend on mu).
+	snap atomic.Pointer[map[string]*link]
+}
+
+// publish refreshes snap. REQUIRES: mu held.
+func (s *links) publish() {
+	m := make(map[string]*link, len(s.m))
+	for k, v := range s.m {
+		m[k] = v
+	}
+	s.snap.Store(&m)
 }
 
 func newLinks(c *Cluster) *links {
@@ -29,9 +42,10 @@ func newLinks(c *Cluster) *links {
 }
 
 func (s *links) get(peer string) *link {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.m[peer]
+	if m := s.snap.Load(); m != nil {
+		return (*m)[peer]
+	}
+	return nil
 }
 
 // ensure creates the link to peer (starting its goroutine) or updates its
@@ -72,6 +86,7 @@ func (s *links) startLocked(peer, addr string) *link {
 	l := newLink(s.c, peer, addr, r[0], r[1])
 	l.nextSeq = s.sent[peer]
 	s.m[peer] = l
+	s.publish()
 	s.c.wg.Add(1)
 	go l.run()
 	return l
@@ -82,6 +97,7 @@ func (s *links) remove(peer string, err error) {
 	s.mu.Lock()
 	l := s.m[peer]
 	delete(s.m, peer)
+	s.publish()
 	if l != nil {
 		l.mu.Lock()
 		s.recv[peer] = [2]uint64{l.recvInc, l.delivered}
@@ -110,6 +126,7 @@ func (s *links) closeAll(err error) {
 		all = append(all, l)
 	}
 	s.m = map[string]*link{}
+	s.publish()
 	s.mu.Unlock()
 	for _, l := range all {
 		l.stop(err)
