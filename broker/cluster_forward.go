@@ -495,7 +495,7 @@ func (cn *clusterNode) Forward(m *Message, done func(nodes int, err error)) {
 // targets). copyBytes: m's topic and payload may alias a read buffer; they
 // are copied, with the envelope, in one allocation.
 func publishFor(m *Message, t *fwdTarget, to []string, copyBytes bool) *cluster.Publish {
-	env := fwdEnvelope{Version: envelopeVersion, Props: m.Props, SenderID: m.Sender, SenderName: m.SenderName,
+	env := fwdEnvelope{Version: envelopeVersion, Props: mqttProps(m), SenderID: m.Sender, SenderName: m.SenderName,
 		Shares: t.shares, Relay: t.relay, To: to, Plain: t.plain}
 	if !copyBytes {
 		return &cluster.Publish{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain,
