@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -299,7 +300,7 @@ func (discardConn) SetReadDeadline(time.Time) error  { return nil }
 func (discardConn) SetWriteDeadline(time.Time) error { return nil }
 
 // deliveryStream is n QoS 1 deliver frames as the server writes them.
-func deliveryStream(n int) []byte {
+func deliveryStream(n int, qos byte) []byte {
 	var stream []byte
 	payload := make([]byte, 64)
 	now := time.Now().UnixNano()
@@ -307,7 +308,7 @@ func deliveryStream(n int) []byte {
 		putHeader(payload, 0, uint32(i))
 		binary.BigEndian.PutUint64(payload, uint64(now))
 		stream, _ = wire.AppendDeliver(stream, &wire.Deliver{MsgID: uint64(1e15) + uint64(i), From: 3, FromName: "cb0123abcd-p0",
-			Target: wire.ToTopic("bench/fanin"), Body: payload, Time: now / 1e6, QoS: 1})
+			Target: wire.ToTopic("bench/fanin"), Body: payload, Time: now / 1e6, QoS: qos})
 	}
 	return stream
 }
@@ -337,7 +338,7 @@ func TestNativeHotPathAllocs(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("QoS 1 publish + ack: %.1f allocations, want 0", allocs)
 	}
-	stream := deliveryStream(100)
+	stream := deliveryStream(100, 1)
 	rd := bytes.NewReader(stream)
 	sub := &client{r: r, role: roleSub}
 	sc := newTestNativeClient(discardConn{}, sub, rd, 0)
@@ -378,37 +379,43 @@ func BenchmarkNativePublish(b *testing.B) {
 	}
 }
 
+// BenchmarkNativeReadDeliveries is BenchmarkReadDeliveries (QoS 0) for
+// the native client, and QoS 1 with its deliver-acks.
 func BenchmarkNativeReadDeliveries(b *testing.B) {
-	b.ReportAllocs()
-	o := Options{Scenario: ScenarioFanIn, Pubs: 1, Subs: 1, RunStart: 1}
-	o.EnsureDefaults()
-	r, err := newRunner(&o, 0, 1, 0, func(*event) {})
-	if err != nil {
-		b.Fatal(err)
-	}
-	r.measureFrom.Store(0)
-	cl := &client{r: r, role: roleSub}
-	stream := deliveryStream(1000)
-	rd := bytes.NewReader(stream)
-	c := newTestNativeClient(discardConn{}, cl, rd, 0)
-	c.br = bufio.NewReaderSize(&c.cr, 64<<10)
-	c.now = time.Now().UnixNano()
-	for b.Loop() {
-		rd.Reset(stream)
-		c.br.Reset(&c.cr)
-		for {
-			frame, total, err := c.nextFrame()
+	for _, qos := range []byte{0, 1} {
+		b.Run(fmt.Sprintf("qos=%d", qos), func(b *testing.B) {
+			b.ReportAllocs()
+			o := Options{Scenario: ScenarioFanIn, Pubs: 1, Subs: 1, RunStart: 1}
+			o.EnsureDefaults()
+			r, err := newRunner(&o, 0, 1, 0, func(*event) {})
 			if err != nil {
-				break
-			}
-			if err := c.handle(frame); err != nil {
 				b.Fatal(err)
 			}
-			c.discard(total)
-		}
-		c.flushAcks()
+			r.measureFrom.Store(0)
+			cl := &client{r: r, role: roleSub}
+			stream := deliveryStream(1000, qos)
+			rd := bytes.NewReader(stream)
+			c := newTestNativeClient(discardConn{}, cl, rd, 0)
+			c.br = bufio.NewReaderSize(&c.cr, 64<<10)
+			c.now = time.Now().UnixNano()
+			for b.Loop() {
+				rd.Reset(stream)
+				c.br.Reset(&c.cr)
+				for {
+					frame, total, err := c.nextFrame()
+					if err != nil {
+						break
+					}
+					if err := c.handle(frame); err != nil {
+						b.Fatal(err)
+					}
+					c.discard(total)
+				}
+				c.flushAcks()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/msg")
+		})
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/msg")
 }
 
 func BenchmarkMQTTPublish(b *testing.B) {

@@ -187,7 +187,13 @@ func (srv *Server) imSend(r *sendReq, done sendDone) {
 			fail(wire.CodeBadTopic, err.Error())
 			return
 		}
-		if !srv.auth.Load().Allowed(r.id, nativeKey(r.from.ID).id, r.target.Name, AccessWrite) {
+		client := ""
+		if r.sess != nil {
+			client = r.sess.key.id
+		} else {
+			client = nativeKey(r.from.ID).id
+		}
+		if !srv.auth.Load().Allowed(r.id, client, r.target.Name, AccessWrite) {
 			fail(wire.CodeDenied, "not allowed to publish to "+r.target.Name)
 			return
 		}
