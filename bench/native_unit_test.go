@@ -427,3 +427,34 @@ func BenchmarkMQTTPublish(b *testing.B) {
 		_, _ = c.Publish(ctx, "bench/fanin", payload, 0)
 	}
 }
+
+// The send template writes exactly what wire.Append writes, whatever the
+// shape changes to between sends.
+func TestSendTemplate(t *testing.T) {
+	var tmpl sendTemplate
+	body := bytes.Repeat([]byte{7}, 64)
+	sends := []struct {
+		topic string
+		s     wire.Send
+	}{
+		{"bench/a", wire.Send{Target: wire.ToTopic("bench/a"), Body: body}},
+		{"bench/a", wire.Send{Target: wire.ToTopic("bench/a"), Body: body[:3]}},
+		{"bench/a", wire.Send{ID: 1<<62 + 5, Target: wire.ToTopic("bench/a"), QoS: 1, Body: body}},
+		{"bench/a", wire.Send{ID: 1<<62 + 6, Target: wire.ToTopic("bench/a"), QoS: 1, Body: body}},
+		{"bench/a", wire.Send{ID: 9, Target: wire.ToTopic("bench/a"), QoS: 1, Body: body}}, // a short id
+		{"cim/u/7", wire.Send{ID: 1<<40 + 1, Target: wire.ToUser(7), QoS: 1, Body: body}},
+		{"cim/u/7", wire.Send{Target: wire.ToUser(7), Body: body}},
+		{"cim/u/7", wire.Send{Target: wire.ToUser(7), Body: make([]byte, 300)}},
+		{"cim/u/7", wire.Send{Target: wire.ToUser(7)}},
+	}
+	for i, c := range sends {
+		want, err := wire.Append([]byte("x"), &c.s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := tmpl.append([]byte("x"), &c.s, c.topic)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("send %d: got %x, %v\nwant %x", i, got, err, want)
+		}
+	}
+}
