@@ -458,3 +458,35 @@ func TestSendTemplate(t *testing.T) {
 		}
 	}
 }
+
+// skimDeliver reads what wire.Decode reads of a deliver frame, or leaves
+// the frame to it.
+func TestSkimDeliver(t *testing.T) {
+	body := bytes.Repeat([]byte{1}, 300)
+	frames := []wire.Body{
+		&wire.Deliver{MsgID: 1<<50 + 3, From: 3, FromName: "p0", Target: wire.ToTopic("bench/x"), Body: body[:64], Time: 1700000000123, QoS: 1},
+		&wire.Deliver{MsgID: 7, Target: wire.ToUser(9), Body: body, Offline: true, QoS: 1},
+		&wire.Deliver{Target: wire.ToGroup("g"), Body: body[:1]},
+		&wire.Deliver{MsgID: 300, FromName: "名前", Target: wire.ToAll()},
+		&wire.SendAck{ID: 1, MsgID: 2},
+	}
+	for i, fb := range frames {
+		frame, err := wire.Append(nil, fb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, qos, b, ok := skimDeliver(frame)
+		d, isDeliver := fb.(*wire.Deliver)
+		if ok != isDeliver {
+			t.Fatalf("frame %d: skimmed %v", i, ok)
+		}
+		if ok && (id != d.MsgID || qos != d.QoS || !bytes.Equal(b, d.Body)) {
+			t.Errorf("frame %d: %d %d %d bytes, want %+v", i, id, qos, len(b), d)
+		}
+		if ok && len(frame) > 3 {
+			if _, _, _, ok := skimDeliver(frame[:len(frame)-1]); ok {
+				t.Errorf("frame %d: a truncated frame skimmed", i)
+			}
+		}
+	}
+}
