@@ -24,12 +24,16 @@ const readChunk = 1 << 20
 // reader's buffer (or c.big for large frames) until then.
 func (c *nativeClient) nextFrame() (frame []byte, total int, err error) {
 	var hdr []byte
-	for n := 1; ; n++ {
-		if hdr, err = c.br.Peek(n); err != nil {
-			return nil, 0, err
-		}
-		if hdr[n-1]&0x80 == 0 || n == 4 {
-			break
+	if c.br.Buffered() >= 4 {
+		hdr, _ = c.br.Peek(4) // the longest prefix, at once: ReadLength reads what it needs
+	} else {
+		for n := 1; ; n++ {
+			if hdr, err = c.br.Peek(n); err != nil {
+				return nil, 0, err
+			}
+			if hdr[n-1]&0x80 == 0 || n == 4 {
+				break
+			}
 		}
 	}
 	size, pl, err := wire.ReadLength(hdr)
