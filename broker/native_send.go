@@ -45,6 +45,7 @@ type sendReq struct {
 	// no Message nor bytes of its own (MQTT's QoS 0 in handlePublish does
 	// the same). The loop's, for a send read on the loop.
 	scratch *Message
+	now     time.Time // when it was read (loop.wallNow); zero: imSend reads the clock
 }
 
 // own copies what r aliases, for a request kept past its frame.
@@ -79,13 +80,13 @@ func (c *nativeConn) handleSend(f *wire.Send) {
 		bodies = append([][]byte{f.Body}, bodies...)
 	}
 	r := sendReq{from: c.acct, sess: c.sess, id: c.id, target: f.Target, qos: min(f.QoS, 1),
-		delay: time.Duration(f.Delay) * time.Millisecond, scratch: &c.loop.msg}
+		delay: time.Duration(f.Delay) * time.Millisecond, scratch: &c.loop.msg, now: c.loop.wallNow()}
 	if f.QoS > 0 && srv.needsLookup(c.acct.ID, f.ID) {
 		// Maybe a resend: ask the store (off the loop) first.
 		reqs := make([]*sendReq, len(bodies))
 		for k, b := range bodies {
 			q := r
-			q.body, q.scratch = b, nil
+			q.body, q.scratch, q.now = b, nil, time.Time{} // sent later
 			if f.ID != 0 {
 				q.cmid = f.ID + uint64(k)
 			}
@@ -142,7 +143,10 @@ func (c *nativeConn) sent(cmid uint64, r sendResult) {
 // refusal, after the store for QoS 1 (possibly on another goroutine). r is
 // the caller's again when imSend returns. Any goroutine; never blocks.
 func (srv *Server) imSend(r *sendReq, done sendDone) {
-	now := srv.opts.Now()
+	now := r.now
+	if now.IsZero() {
+		now = srv.opts.Now()
+	}
 	fail := func(code wire.Code, text string) {
 		done.sent(r.cmid, sendResult{code: code, at: now.UnixMilli(), text: text})
 	}
