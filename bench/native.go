@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -118,6 +119,7 @@ type nativeClient struct {
 	// Publisher goroutine only: the last topic and where it goes.
 	lastTopic  string
 	lastTarget wire.Target
+	tmpl       sendTemplate // REQUIRES: mu held
 
 	// QoS 1 sends in flight. A token from window is a place in it; ring
 	// holds the sends, message id base+k in slot k&mask (the ring is at
@@ -373,7 +375,7 @@ func (c *nativeClient) Publish(ctx context.Context, topic string, payload []byte
 			}
 		}
 	}
-	out, err := wire.Append(c.wbuf, &c.send)
+	out, err := c.tmpl.append(c.wbuf, &c.send, topic)
 	c.send.Body = nil // the caller owns payload
 	if err != nil {
 		if slot >= 0 {
@@ -537,4 +539,64 @@ func (c *nativeClient) Close() error {
 	c.die(net.ErrClosed)
 	<-c.done
 	return nil
+}
+
+// sendTemplate is the encoding of a send frame up to its body, for sends
+// that differ from the last only in their client message id and body
+// bytes: the frame is that head, the id patched in, then the body. A run
+// publishes the same shape over and over, and wire.Append's sizing and
+// field-by-field encoding was most of the client's cost per publish
+// (BenchmarkNativePublish: 64 ns against MQTT's 24).
+type sendTemplate struct {
+	made  bool // for topic, qos, size and whether there is an id
+	topic string
+	qos   byte
+	size  int    // body length
+	head  []byte // the frame up to the body
+	idAt  int    // where the id's 8 bytes sit in head; -1: no id
+}
+
+// append encodes s (to topic) as wire.Append does.
+func (t *sendTemplate) append(dst []byte, s *wire.Send, topic string) ([]byte, error) {
+	if !t.made || t.topic != topic || t.qos != s.QoS || t.size != len(s.Body) || (s.ID != 0) != (t.idAt >= 0) {
+		t.make(s, topic)
+	}
+	if t.head == nil || s.ID != 0 && s.ID < 1<<32 {
+		return wire.Append(dst, s) // an id of another width, or no template
+	}
+	at := len(dst)
+	dst = append(dst, t.head...)
+	if t.idAt >= 0 {
+		binary.BigEndian.PutUint64(dst[at+t.idAt:], s.ID)
+	}
+	return append(dst, s.Body...), nil
+}
+
+// make builds the template of s's shape: its ids are uint64s in msgpack's
+// 8-byte form (the ids of a run start at the clock in nanoseconds).
+// A shape without one (an empty body, a batch) is encoded by wire.Append.
+func (t *sendTemplate) make(s *wire.Send, topic string) {
+	idAt := -1
+	if s.ID != 0 {
+		idAt = 0
+	}
+	*t = sendTemplate{made: true, topic: topic, qos: s.QoS, size: len(s.Body), idAt: idAt}
+	probe := *s
+	if probe.ID != 0 {
+		probe.ID = 1 << 63
+	}
+	frame, err := wire.Append(nil, &probe)
+	if err != nil || len(s.Body) == 0 || len(s.Batch) > 0 {
+		return
+	}
+	head := frame[:len(frame)-len(s.Body)]
+	if probe.ID != 0 {
+		// The id is the first field: "i", then 0xcf and 8 bytes.
+		at := bytes.Index(head, []byte{0xa1, 'i', 0xcf, 0x80, 0, 0, 0, 0, 0, 0, 0})
+		if at < 0 {
+			return
+		}
+		t.idAt = at + 3
+	}
+	t.head = head
 }

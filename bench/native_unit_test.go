@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -299,7 +300,7 @@ func (discardConn) SetReadDeadline(time.Time) error  { return nil }
 func (discardConn) SetWriteDeadline(time.Time) error { return nil }
 
 // deliveryStream is n QoS 1 deliver frames as the server writes them.
-func deliveryStream(n int) []byte {
+func deliveryStream(n int, qos byte) []byte {
 	var stream []byte
 	payload := make([]byte, 64)
 	now := time.Now().UnixNano()
@@ -307,7 +308,7 @@ func deliveryStream(n int) []byte {
 		putHeader(payload, 0, uint32(i))
 		binary.BigEndian.PutUint64(payload, uint64(now))
 		stream, _ = wire.AppendDeliver(stream, &wire.Deliver{MsgID: uint64(1e15) + uint64(i), From: 3, FromName: "cb0123abcd-p0",
-			Target: wire.ToTopic("bench/fanin"), Body: payload, Time: now / 1e6, QoS: 1})
+			Target: wire.ToTopic("bench/fanin"), Body: payload, Time: now / 1e6, QoS: qos})
 	}
 	return stream
 }
@@ -337,7 +338,7 @@ func TestNativeHotPathAllocs(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("QoS 1 publish + ack: %.1f allocations, want 0", allocs)
 	}
-	stream := deliveryStream(100)
+	stream := deliveryStream(100, 1)
 	rd := bytes.NewReader(stream)
 	sub := &client{r: r, role: roleSub}
 	sc := newTestNativeClient(discardConn{}, sub, rd, 0)
@@ -378,37 +379,43 @@ func BenchmarkNativePublish(b *testing.B) {
 	}
 }
 
+// BenchmarkNativeReadDeliveries is BenchmarkReadDeliveries (QoS 0) for
+// the native client, and QoS 1 with its deliver-acks.
 func BenchmarkNativeReadDeliveries(b *testing.B) {
-	b.ReportAllocs()
-	o := Options{Scenario: ScenarioFanIn, Pubs: 1, Subs: 1, RunStart: 1}
-	o.EnsureDefaults()
-	r, err := newRunner(&o, 0, 1, 0, func(*event) {})
-	if err != nil {
-		b.Fatal(err)
-	}
-	r.measureFrom.Store(0)
-	cl := &client{r: r, role: roleSub}
-	stream := deliveryStream(1000)
-	rd := bytes.NewReader(stream)
-	c := newTestNativeClient(discardConn{}, cl, rd, 0)
-	c.br = bufio.NewReaderSize(&c.cr, 64<<10)
-	c.now = time.Now().UnixNano()
-	for b.Loop() {
-		rd.Reset(stream)
-		c.br.Reset(&c.cr)
-		for {
-			frame, total, err := c.nextFrame()
+	for _, qos := range []byte{0, 1} {
+		b.Run(fmt.Sprintf("qos=%d", qos), func(b *testing.B) {
+			b.ReportAllocs()
+			o := Options{Scenario: ScenarioFanIn, Pubs: 1, Subs: 1, RunStart: 1}
+			o.EnsureDefaults()
+			r, err := newRunner(&o, 0, 1, 0, func(*event) {})
 			if err != nil {
-				break
-			}
-			if err := c.handle(frame); err != nil {
 				b.Fatal(err)
 			}
-			c.discard(total)
-		}
-		c.flushAcks()
+			r.measureFrom.Store(0)
+			cl := &client{r: r, role: roleSub}
+			stream := deliveryStream(1000, qos)
+			rd := bytes.NewReader(stream)
+			c := newTestNativeClient(discardConn{}, cl, rd, 0)
+			c.br = bufio.NewReaderSize(&c.cr, 64<<10)
+			c.now = time.Now().UnixNano()
+			for b.Loop() {
+				rd.Reset(stream)
+				c.br.Reset(&c.cr)
+				for {
+					frame, total, err := c.nextFrame()
+					if err != nil {
+						break
+					}
+					if err := c.handle(frame); err != nil {
+						b.Fatal(err)
+					}
+					c.discard(total)
+				}
+				c.flushAcks()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/msg")
+		})
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/msg")
 }
 
 func BenchmarkMQTTPublish(b *testing.B) {
@@ -418,5 +425,68 @@ func BenchmarkMQTTPublish(b *testing.B) {
 	ctx := context.Background()
 	for b.Loop() {
 		_, _ = c.Publish(ctx, "bench/fanin", payload, 0)
+	}
+}
+
+// The send template writes exactly what wire.Append writes, whatever the
+// shape changes to between sends.
+func TestSendTemplate(t *testing.T) {
+	var tmpl sendTemplate
+	body := bytes.Repeat([]byte{7}, 64)
+	sends := []struct {
+		topic string
+		s     wire.Send
+	}{
+		{"bench/a", wire.Send{Target: wire.ToTopic("bench/a"), Body: body}},
+		{"bench/a", wire.Send{Target: wire.ToTopic("bench/a"), Body: body[:3]}},
+		{"bench/a", wire.Send{ID: 1<<62 + 5, Target: wire.ToTopic("bench/a"), QoS: 1, Body: body}},
+		{"bench/a", wire.Send{ID: 1<<62 + 6, Target: wire.ToTopic("bench/a"), QoS: 1, Body: body}},
+		{"bench/a", wire.Send{ID: 9, Target: wire.ToTopic("bench/a"), QoS: 1, Body: body}}, // a short id
+		{"cim/u/7", wire.Send{ID: 1<<40 + 1, Target: wire.ToUser(7), QoS: 1, Body: body}},
+		{"cim/u/7", wire.Send{Target: wire.ToUser(7), Body: body}},
+		{"cim/u/7", wire.Send{Target: wire.ToUser(7), Body: make([]byte, 300)}},
+		{"cim/u/7", wire.Send{Target: wire.ToUser(7)}},
+	}
+	for i, c := range sends {
+		want, err := wire.Append([]byte("x"), &c.s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := tmpl.append([]byte("x"), &c.s, c.topic)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("send %d: got %x, %v\nwant %x", i, got, err, want)
+		}
+	}
+}
+
+// skimDeliver reads what wire.Decode reads of a deliver frame, or leaves
+// the frame to it.
+func TestSkimDeliver(t *testing.T) {
+	body := bytes.Repeat([]byte{1}, 300)
+	frames := []wire.Body{
+		&wire.Deliver{MsgID: 1<<50 + 3, From: 3, FromName: "p0", Target: wire.ToTopic("bench/x"), Body: body[:64], Time: 1700000000123, QoS: 1},
+		&wire.Deliver{MsgID: 7, Target: wire.ToUser(9), Body: body, Offline: true, QoS: 1},
+		&wire.Deliver{Target: wire.ToGroup("g"), Body: body[:1]},
+		&wire.Deliver{MsgID: 300, FromName: "名前", Target: wire.ToAll()},
+		&wire.SendAck{ID: 1, MsgID: 2},
+	}
+	for i, fb := range frames {
+		frame, err := wire.Append(nil, fb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, qos, b, ok := skimDeliver(frame)
+		d, isDeliver := fb.(*wire.Deliver)
+		if ok != isDeliver {
+			t.Fatalf("frame %d: skimmed %v", i, ok)
+		}
+		if ok && (id != d.MsgID || qos != d.QoS || !bytes.Equal(b, d.Body)) {
+			t.Errorf("frame %d: %d %d %d bytes, want %+v", i, id, qos, len(b), d)
+		}
+		if ok && len(frame) > 3 {
+			if _, _, _, ok := skimDeliver(frame[:len(frame)-1]); ok {
+				t.Errorf("frame %d: a truncated frame skimmed", i)
+			}
+		}
 	}
 }

@@ -418,7 +418,7 @@ func (s *Server) Send(ctx context.Context, from uint64, to wire.Target, bodies [
 	ch := make(chan struct{}, len(bodies))
 	reqs := make([]*sendReq, len(bodies))
 	for i, b := range bodies {
-		reqs[i] = &sendReq{from: acct, sess: sess, id: id, target: to, body: slices.Clone(b), qos: min(o.QoS, 1), delay: o.Delay}
+		reqs[i] = &sendReq{from: acct, sess: sess, id: id, target: to, body: b, qos: min(o.QoS, 1), delay: o.Delay} // (imSend copies b)
 		if o.ClientID != 0 {
 			reqs[i].cmid = o.ClientID + uint64(i)
 		}
@@ -433,10 +433,10 @@ func (s *Server) Send(ctx context.Context, from uint64, to wire.Target, bodies [
 			ch <- struct{}{}
 			continue
 		}
-		s.imSend(r, func(res sendResult) {
+		s.imSend(r, sendFunc(func(_ uint64, res sendResult) {
 			results[i] = SendResult{MsgID: res.msgID, Code: res.code, Text: res.text}
 			ch <- struct{}{}
-		})
+		}))
 	}
 	for range bodies {
 		select {

@@ -488,7 +488,7 @@ func (cn *clusterNode) Forward(m *Message, done func(nodes int, err error)) {
 // all of m's targets), its envelope appended to env (returned, for reuse;
 // pub.Props aliases it). pub aliases m's bytes.
 func publishFor(pub *cluster.Publish, m *Message, t *fwdTarget, to []string, env []byte) []byte {
-	e := fwdEnvelope{Version: envelopeVersion, Props: m.Props, SenderID: m.Sender, SenderName: m.SenderName,
+	e := fwdEnvelope{Version: envelopeVersion, Props: mqttProps(m), SenderID: m.Sender, SenderName: m.SenderName,
 		Shares: t.shares, Relay: t.relay, To: to, Plain: t.plain}
 	env = appendEnvelope(env, &e)
 	*pub = cluster.Publish{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, Props: env,

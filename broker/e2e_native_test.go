@@ -372,18 +372,61 @@ func TestNativeMQTTInterop(t *testing.T) {
 		defer ss.mu.Unlock()
 		return len(ss.inflight) == 0
 	})
-	watcher := connectV5(t, s, "watcher")
-	watcher.subscribe("cim/all", 0)
-	k.send(client.Everyone(), "to all, MQTT included")
-	p := watcher.expect("cim/all", "to all, MQTT included")
-	props := map[string]string{}
-	for _, up := range p.Properties.User {
-		props[up.Key] = up.Value
+	// Two MQTT 5 watchers share one encoding of the message (encode.go),
+	// which carries the sender properties; an MQTT 3.1.1 one has none.
+	watchers := []*v5Client{connectV5(t, s, "watcher"), connectV5(t, s, "watcher2")}
+	old := connectV3(t, s, "old-watcher", true)
+	for _, w := range watchers {
+		w.subscribe("cim/all", 0)
+		w.subscribe("dev/+", 0)
 	}
-	if props["cim-sender"] != "kim" || props["cim-sender-id"] != fmt.Sprint(kim.ID) || props["cim-msg-id"] == "" {
-		t.Fatalf("user properties %v", props)
+	old.subscribe("dev/+", 0)
+	ack := k.send(client.Everyone(), "to all, MQTT included")
+	checkProps := func(p *paho.Publish, msgID uint64) {
+		t.Helper()
+		props := map[string]string{}
+		for _, up := range p.Properties.User {
+			props[up.Key] = up.Value
+		}
+		if len(p.Properties.User) != 3 || props["cim-sender"] != "kim" || props["cim-sender-id"] != fmt.Sprint(kim.ID) ||
+			props["cim-msg-id"] == "" || msgID != 0 && props["cim-msg-id"] != fmt.Sprint(msgID) {
+			t.Fatalf("user properties %v (message %d)", p.Properties.User, msgID)
+		}
 	}
-	_ = paho.Publish{}
+	for _, w := range watchers {
+		checkProps(w.expect("cim/all", "to all, MQTT included"), ack.MsgID)
+	}
+	// A QoS 0 send to a topic is routed from the loop's scratch message:
+	// every receiver still gets its own bytes.
+	ctx, cancel := contextWithTimeout()
+	defer cancel()
+	acks, err := k.c.Publish(ctx, client.Publish{To: client.Topic("dev/1"), Batch: [][]byte{[]byte("on"), []byte("off")}, AtMostOnce: true})
+	if err != nil || len(acks) != 2 {
+		t.Fatalf("QoS 0 publish: %v %v", acks, err)
+	}
+	for _, w := range watchers {
+		checkProps(w.expect("dev/1", "on"), acks[0].MsgID)
+		checkProps(w.expect("dev/1", "off"), acks[1].MsgID)
+	}
+	old.expect("dev/1", "on")
+	old.expect("dev/1", "off")
+}
+
+// A delayed QoS 0 send is answered once, at once (the store's answer
+// later is not a second send-ack).
+func TestNativeDelayedQoS0OneAck(t *testing.T) {
+	s := startIM(t, Options{})
+	register(t, s, "una", "")
+	vic := register(t, s, "vic", "")
+	r := dialNative(t, s)
+	r.login("una")
+	r.send(&wire.Send{ID: 7, Target: wire.ToUser(vic.ID), Body: []byte("soon"), Delay: 50})
+	if a := r.expect(wire.TypeSendAck).SendAck; a.ID != 7 || a.Code != wire.CodeOK || a.MsgID == 0 {
+		t.Fatalf("send-ack %+v", a)
+	}
+	if f, err := r.read(300 * time.Millisecond); err == nil {
+		t.Fatalf("a second frame: %s %+v", f.Type, f.Body())
+	}
 }
 
 // Delayed messages are sent by the server at their time, also when the

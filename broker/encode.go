@@ -39,10 +39,10 @@ func (e *encodeOnce) get(version, qos byte, retain bool) ([]byte, int) {
 		}
 	}
 	m := e.m
-	var extra [16]byte
+	var extra [160]byte
 	props := extra[:0]
 	if version >= 5 {
-		props = appendDeliveryProps(props, m, e.now, 0, nil)
+		props = appendDeliveryProps(appendSenderProps(props, m), m, e.now, 0, nil)
 	}
 	off := len(e.buf)
 	var pidAt int

@@ -8,7 +8,10 @@ package broker
 //
 // Forward must only enqueue: never block, never do I/O on the caller's
 // goroutine, never call back into the Server. m is immutable and shared;
-// the forwarder may keep it as long as it needs. done, when not nil (QoS
+// the forwarder may keep it as long as it needs, except a QoS 0 message
+// that is not retained: that one may be an event loop's scratch aliasing
+// a read buffer (MQTT's handlePublish, the native imSend), valid only
+// during the call, so what is kept of it is copied. done, when not nil (QoS
 // 1/2 from a client waiting for its acknowledgement), must be called
 // exactly once, from any goroutine, when every node it was sent to has
 // stored the message (nodes: how many) or with the first error; the

@@ -231,14 +231,14 @@ func (c *mqttConn) deliver(d delivery) bool {
 		return true
 	}
 	name := m.Topic
-	var extra [96]byte
+	var extra [160]byte
 	props := extra[:0]
 	var alias uint16
 	if c.version >= 5 {
 		if c.aliasMaxOut > 0 {
 			name, alias = c.outAliasLocked(m.Topic)
 		}
-		props = appendDeliveryProps(props, m, d.now, alias, d.subIDs)
+		props = appendDeliveryProps(appendSenderProps(props, m), m, d.now, alias, d.subIDs)
 	}
 	if c.maxPacketOut > 0 && mqtt.PublishSize(c.version, name, m.Payload, len(props)+len(m.Props), d.qos) > int(c.maxPacketOut) {
 		if name != "" && alias != 0 {

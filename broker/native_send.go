@@ -3,6 +3,7 @@ package broker
 import (
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cimgo/cim/broker/mqtt"
@@ -33,15 +34,42 @@ type sendReq struct {
 	from   *Account
 	sess   *session // the sender's session (no-local for groups and everyone); nil from the HTTP API
 	id     *Identity
-	target wire.Target
-	body   []byte // owned by the request
+	target wire.Target // may alias the caller's buffer: imSend copies what it keeps
+	body   []byte      // likewise
 	qos    byte
 	delay  time.Duration
 	cmid   uint64 // client message id; 0: none (no ack, no dedup)
+	// scratch, if not nil, is a Message imSend may route a message in that
+	// travels at QoS 0 and is stored nowhere whole (no history record, no
+	// delay): its deliveries are encoded before route returns, so it needs
+	// no Message nor bytes of its own (MQTT's QoS 0 in handlePublish does
+	// the same). The loop's, for a send read on the loop.
+	scratch *Message
+	now     time.Time // when it was read (loop.wallNow); zero: imSend reads the clock
 }
+
+// own copies what r aliases, for a request kept past its frame.
+func (r *sendReq) own() {
+	r.target.Name = strings.Clone(r.target.Name)
+	r.body = slices.Clone(r.body)
+}
+
+// sendDone hears the result of one send, with its client message id.
+type sendDone interface {
+	sent(cmid uint64, res sendResult)
+}
+
+// sendFunc is a sendDone of a function (the HTTP API's).
+type sendFunc func(cmid uint64, res sendResult)
+
+func (f sendFunc) sent(cmid uint64, res sendResult) { f(cmid, res) }
 
 // handleSend applies a send frame: each message of a batch in order, each
 // acknowledged by its own send-ack. Loop only.
+//
+// The common case allocates nothing per message here: requests live on
+// the stack and alias the frame, and imSend copies the bytes it keeps
+// once, into the Message (BenchmarkNativeSend).
 func (c *nativeConn) handleSend(f *wire.Send) {
 	srv := c.loop.srv
 	bodies := f.Batch
@@ -51,23 +79,32 @@ func (c *nativeConn) handleSend(f *wire.Send) {
 	} else if len(f.Body) > 0 {
 		bodies = append([][]byte{f.Body}, bodies...)
 	}
-	reqs := make([]*sendReq, len(bodies))
-	for k, b := range bodies {
-		r := &sendReq{from: c.acct, sess: c.sess, id: c.id, target: cloneTarget(f.Target), body: slices.Clone(b),
-			qos: min(f.QoS, 1), delay: time.Duration(f.Delay) * time.Millisecond}
-		if f.ID != 0 {
-			r.cmid = f.ID + uint64(k)
-		}
-		reqs[k] = r
-	}
+	r := sendReq{from: c.acct, sess: c.sess, id: c.id, target: f.Target, qos: min(f.QoS, 1),
+		delay: time.Duration(f.Delay) * time.Millisecond, scratch: &c.loop.msg, now: c.loop.wallNow()}
 	if f.QoS > 0 && srv.needsLookup(c.acct.ID, f.ID) {
 		// Maybe a resend: ask the store (off the loop) first.
+		reqs := make([]*sendReq, len(bodies))
+		for k, b := range bodies {
+			q := r
+			q.body, q.scratch, q.now = b, nil, time.Time{} // sent later
+			if f.ID != 0 {
+				q.cmid = f.ID + uint64(k)
+			}
+			q.own() // the frame aliases the read buffer
+			reqs[k] = &q
+		}
 		offLoop(&c.transport, func() []sendResult { return srv.lookupSends(reqs) }, func(known []sendResult) {
 			c.sendAll(reqs, known)
 		})
 		return
 	}
-	c.sendAll(reqs, nil)
+	for k, b := range bodies {
+		r.body = b
+		if f.ID != 0 {
+			r.cmid = f.ID + uint64(k)
+		}
+		srv.imSend(&r, c)
+	}
 }
 
 // sendAll sends each request, or answers one the store already knows
@@ -75,42 +112,44 @@ func (c *nativeConn) handleSend(f *wire.Send) {
 func (c *nativeConn) sendAll(reqs []*sendReq, known []sendResult) {
 	srv := c.loop.srv
 	for i, r := range reqs {
-		cmid := r.cmid
 		if known != nil && known[i].msgID != 0 {
-			c.appendSendAck(cmid, known[i])
+			c.sent(r.cmid, known[i])
 			continue
 		}
-		srv.imSend(r, func(res sendResult) {
-			if cmid != 0 {
-				c.appendSendAck(cmid, res)
-			}
-		})
+		srv.imSend(r, c)
 	}
 }
 
-func cloneTarget(t wire.Target) wire.Target {
-	t.Name = string([]byte(t.Name)) // the frame aliases the read buffer
-	return t
-}
-
-// appendSendAck answers one message. Any goroutine.
-func (c *nativeConn) appendSendAck(cmid uint64, r sendResult) {
+// sent answers one message with a send-ack, if it has a client message id
+// (sendDone). Any goroutine.
+func (c *nativeConn) sent(cmid uint64, r sendResult) {
+	if cmid == 0 {
+		return
+	}
 	a := wire.SendAck{ID: cmid, MsgID: r.msgID, Code: r.code, Time: r.at, Text: r.text}
-	c.appendRaw(func(b []byte) []byte {
-		out, err := wire.AppendSendAck(b, &a)
-		if err != nil {
-			return b
-		}
-		return out
-	})
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	ob := c.bufLocked()
+	if out, err := wire.AppendSendAck(ob.b, &a); err == nil {
+		ob.b = out
+	}
+	c.scheduleLocked() // (unlocks)
 }
 
-// imSend sends one message; done gets the result, at once for QoS 0 or a
-// refusal, after the store for QoS 1 (possibly on another goroutine). Any
-// goroutine; never blocks.
-func (srv *Server) imSend(r *sendReq, done func(sendResult)) {
-	now := srv.opts.Now()
-	fail := func(code wire.Code, text string) { done(sendResult{code: code, at: now.UnixMilli(), text: text}) }
+// imSend sends one message; done hears the result, at once for QoS 0 or a
+// refusal, after the store for QoS 1 (possibly on another goroutine). r is
+// the caller's again when imSend returns. Any goroutine; never blocks.
+func (srv *Server) imSend(r *sendReq, done sendDone) {
+	now := r.now
+	if now.IsZero() {
+		now = srv.opts.Now()
+	}
+	fail := func(code wire.Code, text string) {
+		done.sent(r.cmid, sendResult{code: code, at: now.UnixMilli(), text: text})
+	}
 	if len(r.body) == 0 {
 		fail(wire.CodeEmptyBody, "empty message body")
 		return
@@ -119,7 +158,7 @@ func (srv *Server) imSend(r *sendReq, done func(sendResult)) {
 		fail(wire.CodeFailure, ErrNoStore.Error())
 		return
 	}
-	var name, conv string
+	var name, conv string // name may alias r.target
 	var indexFor []uint64
 	routeQoS, receiverOffline := r.qos, false
 	switch r.target.Kind {
@@ -152,7 +191,13 @@ func (srv *Server) imSend(r *sendReq, done func(sendResult)) {
 			fail(wire.CodeBadTopic, err.Error())
 			return
 		}
-		if !srv.auth.Load().Allowed(r.id, nativeKey(r.from.ID).id, r.target.Name, AccessWrite) {
+		client := ""
+		if r.sess != nil {
+			client = r.sess.key.id
+		} else {
+			client = nativeKey(r.from.ID).id
+		}
+		if !srv.auth.Load().Allowed(r.id, client, r.target.Name, AccessWrite) {
 			fail(wire.CodeDenied, "not allowed to publish to "+r.target.Name)
 			return
 		}
@@ -164,38 +209,64 @@ func (srv *Server) imSend(r *sendReq, done func(sendResult)) {
 	if r.cmid != 0 && r.qos > 0 {
 		srv.im.marks.raise(r.from.ID, r.cmid)
 	}
-	m := &Message{ID: srv.newID(), Topic: name, Payload: r.body, Sender: r.from.ID, SenderName: r.from.Name,
-		Created: now.Unix(), QoS: routeQoS}
-	m.Props = senderProps(m)
-	res := sendResult{msgID: m.ID, code: wire.CodeOK, at: now.UnixMilli()}
+	id := srv.ids.next(now)
+	res := sendResult{msgID: id, code: wire.CodeOK, at: now.UnixMilli()}
 	if receiverOffline && r.delay == 0 {
 		res.code = wire.CodeOffline // stored; delivered at the receiver's next login
+	}
+	var m *Message
+	if r.scratch != nil && routeQoS == 0 && r.delay == 0 && conv == "" {
+		m = r.scratch
+		*m = Message{Topic: name, Payload: r.body}
+		defer clearMessage(m)
+	} else {
+		m = newMessageOf(name, r.body) // owns its bytes: queued, stored or delayed
+	}
+	m.ID, m.Sender, m.SenderName, m.Created, m.QoS = id, r.from.ID, r.from.Name, now.Unix(), routeQoS
+	switch {
+	case r.cmid != 0 || conv != "" || r.delay > 0:
+		srv.imStore(r, m, now, conv, indexFor, res, done)
+	case r.qos == 0:
+		// Nothing to store with it: no batch, no dedup key.
+		srv.route(m, r.sess, nil)
+		done.sent(0, res)
+	default:
+		p := &imPending{done: done, res: res}
+		srv.routeWith(m, r.sess, p.routed, nil)
+	}
+}
+
+func clearMessage(m *Message) { *m = Message{} }
+
+// imStore sends m, which has records to store with it: its history, the
+// dedup key of its client message id, or itself until its time.
+func (srv *Server) imStore(r *sendReq, m *Message, now time.Time, conv string, indexFor []uint64, res sendResult, done sendDone) {
+	var p *imPending // a QoS 1 send's result, waiting for the store
+	if r.qos > 0 {
+		p = &imPending{done: done, cmid: r.cmid, res: res}
 	}
 	var sender, cmid string // the dedup key, when there is a client message id
 	if r.cmid != 0 {
 		sender, cmid = strconv.FormatUint(r.from.ID, 10), strconv.FormatUint(r.cmid, 10)
 	}
-	var dup *storage.DedupResult // the store's word on (sender, cmid), read once committed
-	finish := func(err error) {
-		switch {
-		case err != nil:
-			res.code, res.text = wire.CodeOfflineStore, err.Error()
-		case dup != nil && dup.Duplicate:
-			// A resend the memory did not know (the node restarted since
-			// the first copy): the store kept the first id and wrote nothing.
-			res.msgID = dup.ServerID
+	dedup := func(b *storage.Batch) {
+		if cmid != "" {
+			dup := b.Dedup(sender, cmid, m.ID)
+			if p != nil {
+				p.dup = dup
+			}
 		}
-		done(res)
 	}
 	if r.delay > 0 {
-		due := now.Add(r.delay).UnixMilli()
-		srv.im.delayed.schedule(storeMessage(m), due, func(b *storage.Batch) {
-			if r.cmid != 0 {
-				dup = b.Dedup(sender, cmid, m.ID)
-			}
-		}, finish)
-		if r.qos == 0 {
-			done(res)
+		// A QoS 0 send is answered now; what the store says later is
+		// only logged (a second answer would be a second send-ack).
+		after := srv.logCommit
+		if p != nil {
+			after = p.finish
+		}
+		srv.im.delayed.schedule(storeMessage(m), now.Add(r.delay).UnixMilli(), dedup, after)
+		if p == nil {
+			done.sent(r.cmid, res)
 		}
 		return
 	}
@@ -203,24 +274,70 @@ func (srv *Server) imSend(r *sendReq, done func(sendResult)) {
 		if conv != "" {
 			lb.get().PutHistory(conv, storeMessage(m), indexFor...)
 		}
-		if r.cmid != 0 {
-			dup = lb.get().Dedup(sender, cmid, m.ID)
+		if cmid != "" {
+			dedup(lb.get())
 		}
 	}
-	if r.qos == 0 {
+	if p == nil {
 		srv.routeWith(m, r.sess, nil, fill)
-		done(res)
+		done.sent(r.cmid, res)
 		return
 	}
-	srv.routeWith(m, r.sess, func(_ int, err error) { finish(err) }, fill)
+	srv.routeWith(m, r.sess, p.routed, fill)
 }
 
-// senderProps are the MQTT 5 user properties a native message carries to
-// MQTT subscribers: who sent it and its server id.
-func senderProps(m *Message) []byte {
+// newMessageOf is a Message on topic with body, owning both in one
+// allocation.
+func newMessageOf(topic string, body []byte) *Message {
+	buf := make([]byte, len(topic)+len(body))
+	copy(buf, topic)
+	copy(buf[len(topic):], body)
+	return &Message{Topic: unsafeString(buf[:len(topic)]), Payload: buf[len(topic):]}
+}
+
+// imPending is a QoS 1 send waiting for the store.
+type imPending struct {
+	done sendDone
+	cmid uint64
+	res  sendResult
+	dup  *storage.DedupResult // the store's word on (sender, cmid), read once committed
+}
+
+func (p *imPending) routed(_ int, err error) { p.finish(err) }
+
+func (p *imPending) finish(err error) {
+	switch {
+	case err != nil:
+		p.res.code, p.res.text = wire.CodeOfflineStore, err.Error()
+	case p.dup != nil && p.dup.Duplicate:
+		// A resend the memory did not know (the node restarted since
+		// the first copy): the store kept the first id and wrote nothing.
+		p.res.msgID = p.dup.ServerID
+	}
+	p.done.sent(p.cmid, p.res)
+}
+
+// appendSenderProps appends the MQTT 5 user properties a native message
+// carries to MQTT subscribers: who sent it and its server id. They are
+// made per MQTT 5 encoding (once per fan-out group, encode.go), not per
+// send: most messages never meet an MQTT 5 subscriber (BenchmarkNativeSend).
+// A message that carries its property block already (stored or forwarded
+// by an older version, which made them at send time) gets none again.
+func appendSenderProps(dst []byte, m *Message) []byte {
+	if m.Sender == 0 || m.Props != nil {
+		return dst
+	}
 	var num [20]byte
-	b := make([]byte, 0, 3*5+len("cim-sender-id")+len("cim-sender")+len("cim-msg-id")+len(m.SenderName)+2*len(num))
-	b = mqtt.AppendUserProperty(b, "cim-sender-id", strconv.AppendUint(num[:0], m.Sender, 10))
-	b = mqtt.AppendUserProperty(b, "cim-sender", m.SenderName)
-	return mqtt.AppendUserProperty(b, "cim-msg-id", strconv.AppendUint(num[:0], m.ID, 10))
+	dst = mqtt.AppendUserProperty(dst, "cim-sender-id", strconv.AppendUint(num[:0], m.Sender, 10))
+	dst = mqtt.AppendUserProperty(dst, "cim-sender", m.SenderName)
+	return mqtt.AppendUserProperty(dst, "cim-msg-id", strconv.AppendUint(num[:0], m.ID, 10))
+}
+
+// mqttProps is m's MQTT 5 property block as a peer of an older version
+// expects it in a forwarded message: with the sender's properties.
+func mqttProps(m *Message) []byte {
+	if m.Sender == 0 || m.Props != nil {
+		return m.Props
+	}
+	return appendSenderProps(make([]byte, 0, 3*5+len("cim-sender-id")+len("cim-sender")+len("cim-msg-id")+len(m.SenderName)+40), m)
 }

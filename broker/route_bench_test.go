@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,8 +19,11 @@ import (
 )
 
 // fakeEventLoop runs a loop's flush task by emptying the buffers it would
-// have written.
+// have written. Its tasks run one at a time, as on a real loop (a store's
+// committer schedules acks from its own goroutine).
 type fakeEventLoop struct{}
+
+var fakeLoopMu sync.Mutex
 
 func (fakeEventLoop) Register(context.Context, net.Addr) (<-chan gnet.RegisteredResult, error) {
 	return nil, nil
@@ -34,6 +38,8 @@ func (fakeEventLoop) Execute(_ context.Context, r gnet.Runnable) error {
 	if !ok {
 		return nil
 	}
+	fakeLoopMu.Lock()
+	defer fakeLoopMu.Unlock()
 	l.mu.Lock()
 	list := l.dirty
 	l.dirty = l.spare[:0]

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 )
@@ -273,6 +274,8 @@ func (t *transport) onTraffic() gnet.Action {
 	t.mu.Unlock()
 	buf, _ := t.gc.Peek(-1)
 	used := 0
+	t.loop.wall = time.Time{} // wallNow reads the clock for this batch
+	defer func() { t.loop.wall = time.Time{} }()
 	if t.part != nil {
 		n, whole, err := t.fillPartial(buf)
 		used = n

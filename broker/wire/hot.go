@@ -234,17 +234,58 @@ func mapKey(b []byte, p int) (string, int, error) {
 // know: a newer peer's field.
 func skipValue(b []byte, p int) (int, error) { return scan(b, p, 1) }
 
+// A key is decoded as a number: the protocol's keys are one or two ASCII
+// bytes, and switching on a number instead of a string read through the
+// generic str path halved the cost of decoding a deliver frame
+// (BenchmarkDecode/Deliver). The length is part of it, so "i" and "\x00i"
+// differ.
+type key uint32
+
+func key1(c byte) key    { return 1<<16 | key(c) }
+func key2(c, d byte) key { return 2<<16 | key(c)<<8 | key(d) }
+
+var (
+	keyI, keyK, keyU, keyT, keyQ = key1('i'), key1('k'), key1('u'), key1('t'), key1('q')
+	keyD, keyB, keyA, keyS, keyC = key1('d'), key1('b'), key1('a'), key1('s'), key1('c')
+	keyM, keyF, keyN, keyO       = key1('m'), key1('f'), key1('n'), key1('o')
+	keyTS                        = key2('t', 's')
+)
+
+// readKey reads a map key (a str); a key longer than two bytes is none of
+// ours (0).
+func readKey(b []byte, p int) (key, int, error) {
+	if p+2 < len(b) { // the common encoding: a fixstr, and a value after it
+		switch b[p] {
+		case 0xa1:
+			return key1(b[p+1]), p + 2, nil
+		case 0xa2:
+			return key2(b[p+1], b[p+2]), p + 3, nil
+		}
+	}
+	k, q, err := mapKey(b, p)
+	if err != nil {
+		return 0, p, err
+	}
+	switch len(k) {
+	case 1:
+		return key1(k[0]), q, nil
+	case 2:
+		return key2(k[0], k[1]), q, nil
+	}
+	return 0, q, nil
+}
+
 // readTargetField decodes key k into t if it is one of Target's keys.
-func readTargetField(b []byte, p int, k string, t *Target) (int, bool, error) {
+func readTargetField(b []byte, p int, k key, t *Target) (int, bool, error) {
 	var err error
 	switch k {
-	case "k":
+	case keyK:
 		var v uint64
 		v, p, err = readUintMax(b, p, 0xff)
 		t.Kind = Kind(v)
-	case "u":
+	case keyU:
 		t.User, p, err = readUint(b, p)
-	case "t":
+	case keyT:
 		t.Name, p, err = readStr(b, p)
 	default:
 		return p, false, nil
@@ -259,29 +300,24 @@ func decodeSend(b []byte, s *Send) error {
 		return err
 	}
 	for i := 0; i < n; i++ {
-		var k string
-		if k, p, err = mapKey(b, p); err != nil {
+		var k key
+		if k, p, err = readKey(b, p); err != nil {
 			return err
 		}
-		var ok bool
-		if p, ok, err = readTargetField(b, p, k, &s.Target); ok {
-			if err != nil {
-				return err
-			}
-			continue
-		}
 		switch k {
-		case "i":
+		case keyK, keyU, keyT:
+			p, _, err = readTargetField(b, p, k, &s.Target)
+		case keyI:
 			s.ID, p, err = readUint(b, p)
-		case "q":
+		case keyQ:
 			var v uint64
 			v, p, err = readUintMax(b, p, 0xff)
 			s.QoS = uint8(v)
-		case "d":
+		case keyD:
 			s.Delay, p, err = readUint(b, p)
-		case "b":
+		case keyB:
 			s.Body, p, err = readBin(b, p)
-		case "a":
+		case keyA:
 			var m int
 			if m, p, err = readArrayLen(b, p); err != nil {
 				return err
@@ -312,22 +348,22 @@ func decodeSendAck(b []byte, a *SendAck) error {
 		return err
 	}
 	for i := 0; i < n; i++ {
-		var k string
-		if k, p, err = mapKey(b, p); err != nil {
+		var k key
+		if k, p, err = readKey(b, p); err != nil {
 			return err
 		}
 		switch k {
-		case "i":
+		case keyI:
 			a.ID, p, err = readUint(b, p)
-		case "s":
+		case keyS:
 			a.MsgID, p, err = readUint(b, p)
-		case "c":
+		case keyC:
 			var v uint64
 			v, p, err = readUintMax(b, p, 0xffff)
 			a.Code = Code(v)
-		case "ts":
+		case keyTS:
 			a.Time, p, err = readInt(b, p)
-		case "m":
+		case keyM:
 			a.Text, p, err = readStr(b, p)
 		default:
 			p, err = skipValue(b, p)
@@ -346,33 +382,28 @@ func decodeDeliver(b []byte, d *Deliver) error {
 		return err
 	}
 	for i := 0; i < n; i++ {
-		var k string
-		if k, p, err = mapKey(b, p); err != nil {
+		var k key
+		if k, p, err = readKey(b, p); err != nil {
 			return err
 		}
-		var ok bool
-		if p, ok, err = readTargetField(b, p, k, &d.Target); ok {
-			if err != nil {
-				return err
-			}
-			continue
-		}
 		switch k {
-		case "i":
+		case keyK, keyU, keyT:
+			p, _, err = readTargetField(b, p, k, &d.Target)
+		case keyI:
 			d.MsgID, p, err = readUint(b, p)
-		case "f":
+		case keyF:
 			d.From, p, err = readUint(b, p)
-		case "n":
+		case keyN:
 			d.FromName, p, err = readStr(b, p)
-		case "b":
+		case keyB:
 			d.Body, p, err = readBin(b, p)
-		case "ts":
+		case keyTS:
 			d.Time, p, err = readInt(b, p)
-		case "q":
+		case keyQ:
 			var v uint64
 			v, p, err = readUintMax(b, p, 0xff)
 			d.QoS = uint8(v)
-		case "o":
+		case keyO:
 			d.Offline, p, err = readBool(b, p)
 		default:
 			p, err = skipValue(b, p)
@@ -394,11 +425,11 @@ func decodeDeliverAck(b []byte, a *DeliverAck) error {
 		return err
 	}
 	for i := 0; i < n; i++ {
-		var k string
-		if k, p, err = mapKey(b, p); err != nil {
+		var k key
+		if k, p, err = readKey(b, p); err != nil {
 			return err
 		}
-		if k == "i" {
+		if k == keyI {
 			a.MsgID, p, err = readUint(b, p)
 		} else {
 			p, err = skipValue(b, p)
@@ -418,7 +449,7 @@ func decodeEmpty(b []byte) error {
 		return err
 	}
 	for i := 0; i < n; i++ {
-		if _, p, err = mapKey(b, p); err != nil {
+		if _, p, err = readKey(b, p); err != nil {
 			return err
 		}
 		if p, err = skipValue(b, p); err != nil {

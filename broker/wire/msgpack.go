@@ -262,8 +262,16 @@ func readStr(b []byte, p int) (string, int, error) {
 	return bytesToString(v), p, nil
 }
 
-// readUint reads any msgpack integer that is not negative (nil: 0).
+// readUint reads any msgpack integer that is not negative (nil: 0). The
+// small one is read inline (BenchmarkDecode/Deliver).
 func readUint(b []byte, p int) (uint64, int, error) {
+	if p < len(b) && b[p] <= 0x7f {
+		return uint64(b[p]), p + 1, nil
+	}
+	return readUintAny(b, p)
+}
+
+func readUintAny(b []byte, p int) (uint64, int, error) {
 	if p >= len(b) {
 		return 0, p, errShort
 	}
