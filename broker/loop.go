@@ -105,10 +105,14 @@ func (l *loop) kick() {
 // short (the reader's batches are bounded, cluster.PublishBatcher).
 func (s *Server) holdFlushes() { s.flushHold.Add(1) }
 
+// releaseFlushes ends a hold and asks every loop held so far for its
+// flush, even while other holds go on: the readers of several peers hold
+// in turn, and under a steady load from two of them the count may never
+// come back to 0 (every loop's flushes, local ones too, would wait for a
+// lull). A loop dirtied after this drain is asked by the next release, or
+// by markDirty itself once no hold is left.
 func (s *Server) releaseFlushes() {
-	if s.flushHold.Add(-1) != 0 {
-		return
-	}
+	s.flushHold.Add(-1)
 	var buf [8]*loop
 	s.heldMu.Lock()
 	list := append(buf[:0], s.held...)

@@ -26,3 +26,25 @@ func TestLoopWallNow(t *testing.T) {
 		t.Fatalf("new batch: %v, want %v", got, clock)
 	}
 }
+
+// Holds of several peer readers overlap: each release must ask the loops
+// held so far for their flush, or under a steady load from two peers the
+// hold count never reaches 0 and no loop flushes.
+func TestReleaseFlushesWhileOthersHold(t *testing.T) {
+	srv := &Server{}
+	l := &loop{srv: srv, scheduled: true} // (a flush already queued: kick needs no event loop)
+	srv.holdFlushes() // reader A
+	srv.holdFlushes() // reader B
+	l.mu.Lock()
+	l.wanted = true // what markDirty records while a hold is on
+	l.mu.Unlock()
+	srv.addHeld(l)
+	srv.releaseFlushes() // A ends its batch; B goes on
+	l.mu.Lock()
+	wanted := l.wanted
+	l.mu.Unlock()
+	srv.releaseFlushes()
+	if wanted {
+		t.Fatal("a loop dirtied during A's batch still waits for B's to end")
+	}
+}
