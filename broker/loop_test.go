@@ -33,8 +33,8 @@ func TestLoopWallNow(t *testing.T) {
 func TestReleaseFlushesWhileOthersHold(t *testing.T) {
 	srv := &Server{}
 	l := &loop{srv: srv, scheduled: true} // (a flush already queued: kick needs no event loop)
-	srv.holdFlushes() // reader A
-	srv.holdFlushes() // reader B
+	srv.holdFlushes()                     // reader A
+	srv.holdFlushes()                     // reader B
 	l.mu.Lock()
 	l.wanted = true // what markDirty records while a hold is on
 	l.mu.Unlock()
