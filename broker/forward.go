@@ -6,8 +6,9 @@ package broker
 // message that originated here (Message.Origin empty) — never for one that
 // came from a peer, so nothing is forwarded twice or back.
 //
-// Forward must only enqueue: never block, never do I/O on the caller's
-// goroutine, never call back into the Server. m is immutable and shared;
+// Forward must only enqueue: never block or wait for I/O on the caller's
+// goroutine (one non-blocking write to an idle peer socket is the most it
+// may do: cluster/direct.go), never call back into the Server. m is immutable and shared;
 // the forwarder may keep it as long as it needs, except a QoS 0 message
 // that is not retained: that one may be an event loop's scratch aliasing
 // a read buffer (MQTT's handlePublish, the native imSend), valid only
