@@ -13,7 +13,7 @@
 # Usage: bench/native.sh        (from anywhere)
 # Environment (defaults in brackets):
 #   ROUNDS [3]  DURATION [5s]  WARMUP [1s]  CONNS [19000]  DURABLE_PUBS [10]
-#   CASES ["fanin0 fanin1 fanout0 pairs0 fanin0r fanout0r pairs0r conn durable"]
+#   CASES ["fanin0 fanin1 fanin1p fanout0 pairs0 fanin0r fanout0r pairs0r conn durable"]
 #   PROTOS ["mqtt native"]  DURABILITY [sync]  SERVER_BIN [built here]  IP_LAST [77]
 #   KEEP [""] non-empty keeps the temp dir
 set -uo pipefail
@@ -23,7 +23,7 @@ DURATION=${DURATION:-5s}
 WARMUP=${WARMUP:-1s}
 CONNS=${CONNS:-19000}
 DURABLE_PUBS=${DURABLE_PUBS:-10}
-CASES=${CASES:-"fanin0 fanin1 fanout0 pairs0 fanin0r fanout0r pairs0r conn durable"}
+CASES=${CASES:-"fanin0 fanin1 fanin1p fanout0 pairs0 fanin0r fanout0r pairs0r conn durable"}
 PROTOS=${PROTOS:-"mqtt native"}
 DURABILITY=${DURABILITY:-sync}
 IP=127.0.0.${IP_LAST:-77}
@@ -80,6 +80,10 @@ case_args() { # CASE PROTO ROUND
 	case $c in
 	fanin0) echo "fanin --pubs 10 --subs 1 --qos 0 $common" ;;
 	fanin1) echo "fanin --pubs 10 --subs 1 --qos 1 $common" ;;
+	# QoS 1 with stored sessions on both sides: a native session is always
+	# stored, an MQTT one only with --clean=false (fanin1 compares a stored
+	# native subscriber with a clean MQTT one).
+	fanin1p) echo "fanin --pubs 10 --subs 1 --qos 1 --clean=false $common" ;;
 	fanout0) echo "fanout --subs 100 --qos 0 $common" ;;
 	pairs0) echo "pairs --pairs 100 --qos 0 $common" ;;
 	fanin0r) echo "fanin --pubs 10 --subs 1 --qos 0 --rate 5000 $common" ;;
@@ -173,6 +177,8 @@ rows = [
     ("fanin1", "rate", "rate", "fan-in QoS 1 (10→1), msgs/s"),
     ("fanin1", "latency.p99_us", "us", "fan-in QoS 1, p99 latency"),
     ("fanin1", "ack_latency.p99_us", "us", "fan-in QoS 1, p99 ack latency"),
+    ("fanin1p", "rate", "rate", "fan-in QoS 1, stored sessions (MQTT --clean=false), msgs/s"),
+    ("fanin1p", "latency.p99_us", "us", "fan-in QoS 1, stored sessions, p99 latency"),
     ("fanout0", "rate", "rate", "fan-out QoS 0 (1→100), deliveries/s"),
     ("fanout0", "latency.p99_us", "us", "fan-out QoS 0, p99 latency"),
     ("pairs0", "rate", "rate", "pairs QoS 0 (100), msgs/s"),
