@@ -70,12 +70,18 @@ func (l *loop) markDirty(t *transport) {
 	l.scheduled = true
 	l.mu.Unlock()
 	if sched {
-		if err := l.el.Execute(nilCtx, l); err != nil {
-			// The engine is shutting down; the conns close with it.
-			l.mu.Lock()
-			l.scheduled = false
-			l.mu.Unlock()
-		}
+		l.execute()
+	}
+}
+
+// execute queues the flush task that l.scheduled says is queued. Any
+// goroutine.
+func (l *loop) execute() {
+	if err := l.el.Execute(nilCtx, l); err != nil {
+		// The engine is shutting down; the conns close with it.
+		l.mu.Lock()
+		l.scheduled = false
+		l.mu.Unlock()
 	}
 }
 
@@ -89,11 +95,7 @@ func (l *loop) kick() {
 	}
 	l.mu.Unlock()
 	if sched {
-		if err := l.el.Execute(nilCtx, l); err != nil {
-			l.mu.Lock()
-			l.scheduled = false
-			l.mu.Unlock()
-		}
+		l.execute()
 	}
 }
 
