@@ -47,4 +47,8 @@ func (g *idGen) next(now time.Time) uint64 {
 }
 
 // idTime is when an id was made.
-func idTime(id uint64) time.Time { return time.UnixMilli(int64(id>>23) + idEpochMs) }
+func idTime(id uint64) time.Time { return time.UnixMilli(idUnixMilli(id)) }
+
+// idUnixMilli is idTime in unix milliseconds, without a time.Time (the
+// native deliver frame's time, per delivery).
+func idUnixMilli(id uint64) int64 { return int64(id>>23) + idEpochMs }

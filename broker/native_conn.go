@@ -280,7 +280,7 @@ func targetOf(topic string) wire.Target {
 func appendNativeDeliver(dst []byte, m *Message, qos byte, offline bool) ([]byte, error) {
 	at := m.Created * 1000
 	if m.ID != 0 {
-		at = int64(m.ID>>23) + idEpochMs // idTime(m.ID).UnixMilli(), without the time.Time
+		at = idUnixMilli(m.ID)
 	}
 	f := wire.Deliver{MsgID: m.ID, From: m.Sender, FromName: m.SenderName, Target: targetOf(m.Topic), Body: m.Payload,
 		Time: at, QoS: qos, Offline: offline}

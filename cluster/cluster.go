@@ -362,7 +362,8 @@ func (c *Cluster) linkFor(peer string) (*link, error) {
 
 // Forward queues p for peer over the peer link and returns at once: p is
 // encoded into the link's queue before Forward returns (the caller may
-// reuse p and its slices at once), and the writer goroutine sends it. An empty Origin is sent as this node. For QoS
+// reuse p and its slices at once), and the writer goroutine sends it. An
+// empty Origin is sent as this node. For QoS
 // 1/2 the ForwardDelegate hears the outcome exactly once; for QoS 0
 // nothing is reported and a frame lost with its connection is not resent.
 // Errors: ErrQueueFull (back-pressure, counted), ErrUnknownPeer, ErrSelf,

@@ -275,8 +275,8 @@ func readKey(b []byte, p int) (key, int, error) {
 	return 0, q, nil
 }
 
-// readTargetField decodes key k into t if it is one of Target's keys.
-func readTargetField(b []byte, p int, k key, t *Target) (int, bool, error) {
+// readTargetField decodes Target's key k (keyK, keyU or keyT) into t.
+func readTargetField(b []byte, p int, k key, t *Target) (int, error) {
 	var err error
 	switch k {
 	case keyK:
@@ -287,10 +287,8 @@ func readTargetField(b []byte, p int, k key, t *Target) (int, bool, error) {
 		t.User, p, err = readUint(b, p)
 	case keyT:
 		t.Name, p, err = readStr(b, p)
-	default:
-		return p, false, nil
 	}
-	return p, true, err
+	return p, err
 }
 
 func decodeSend(b []byte, s *Send) error {
@@ -306,7 +304,7 @@ func decodeSend(b []byte, s *Send) error {
 		}
 		switch k {
 		case keyK, keyU, keyT:
-			p, _, err = readTargetField(b, p, k, &s.Target)
+			p, err = readTargetField(b, p, k, &s.Target)
 		case keyI:
 			s.ID, p, err = readUint(b, p)
 		case keyQ:
@@ -388,7 +386,7 @@ func decodeDeliver(b []byte, d *Deliver) error {
 		}
 		switch k {
 		case keyK, keyU, keyT:
-			p, _, err = readTargetField(b, p, k, &d.Target)
+			p, err = readTargetField(b, p, k, &d.Target)
 		case keyI:
 			d.MsgID, p, err = readUint(b, p)
 		case keyF:
