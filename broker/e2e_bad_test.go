@@ -497,3 +497,57 @@ func TestSlowSubscriberKeepsQoS1(t *testing.T) {
 	}
 	back.expectNone()
 }
+
+// A subscriber that stops reading long enough for its QoS 0 to be dropped
+// at the bound, then reads again, gets messages again: the backlog the
+// broker keeps is what gnet held at the last flush, and while every
+// delivery was dropped nothing flushed to see it drain (the subscriber went
+// silent, then was closed as a slow consumer while reading; seen as a
+// bench/compare.sh fan-in run receiving nothing).
+func TestSlowSubscriberRecovers(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, Options{MaxOutboundBytes: 64 << 10, SlowConsumerTimeout: time.Minute})
+	slow := dialStalled(t, s)
+	slow.connect5("slow", true, packets.Properties{})
+	slow.subscribe(1, 0, packets.Subscription{Filter: "flood/#", Qos: 0})
+	pub := connectV5(t, s, "pub")
+	payload := strings.Repeat("x", 1024)
+	// Flood until gnet holds more than the bound for it after a flush (the
+	// kernel's buffers are full) and a delivery has been dropped for that.
+	ss := lookupSession(s, "slow")
+	ss.mu.Lock()
+	tr := ss.ep.tr()
+	ss.mu.Unlock()
+	for i := 0; tr.backlog.Load() <= 64<<10 || s.Stats().Dropped == 0; i++ {
+		if i == 64<<10 { // 64 MiB and the stalled client's buffers never filled
+			t.Fatal("gnet never held more than the bound for the stalled subscriber")
+		}
+		pub.publish("flood/t", payload, 0, false)
+	}
+	// Read again, while "after" is published every 20 ms.
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		tk := time.NewTicker(20 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tk.C:
+				pub.publish("flood/t", "after", 0, false)
+			}
+		}
+	}()
+	deadline := time.Now().Add(e2eWait)
+	for time.Now().Before(deadline) {
+		pk, err := slow.tryRead(time.Until(deadline))
+		if err != nil {
+			t.Fatalf("the subscriber reads again, but: %v", err)
+		}
+		if pk.FixedHeader.Type == packets.Publish && string(pk.Payload) == "after" {
+			return
+		}
+	}
+	t.Fatalf("no message reached the subscriber within %v of reading again (%d dropped)", e2eWait, s.Stats().Dropped)
+}

@@ -192,10 +192,15 @@ func (l *loop) watchStall(t *transport) {
 }
 
 // checkStalled closes the transports stalled for SlowConsumerTimeout and
-// forgets those that drained or closed. Loop only.
+// forgets those that drained or closed. It looks at gnet's backlog again
+// first: it was recorded at the last flush, and the retries of this tick
+// (pumps held back by overBound) go by it. Loop only.
 func (l *loop) checkStalled(now int64) {
 	keep := l.stalled[:0]
 	for _, t := range l.stalled {
+		if t.state != stateClosing {
+			t.noteBacklog()
+		}
 		switch {
 		case t.state == stateClosing || t.stalled == 0:
 			t.watched = false

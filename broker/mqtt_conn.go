@@ -209,8 +209,7 @@ func (c *mqttConn) deliver(d delivery) bool {
 		return true // QoS > 0 stays in flight and is resent on reconnect
 	}
 	if d.qos == 0 && c.pendingLocked() > c.loop.srv.opts.MaxOutboundBytes {
-		c.mu.Unlock()
-		c.loop.srv.stats.Dropped.Add(1)
+		c.dropLocked()
 		return true
 	}
 	if sh := d.shared; sh != nil && !d.dup && (c.version < 5 || c.aliasMaxOut == 0 && len(d.subIDs) == 0) {

@@ -215,8 +215,7 @@ func (c *nativeConn) deliver(d delivery) bool {
 		return true
 	}
 	if d.qos == 0 && c.pendingLocked() > c.loop.srv.opts.MaxOutboundBytes {
-		c.mu.Unlock()
-		c.loop.srv.stats.Dropped.Add(1)
+		c.dropLocked()
 		return true
 	}
 	qos := min(d.qos, 1)

@@ -138,6 +138,17 @@ func (t *transport) appendRaw(f func([]byte) []byte) {
 	t.scheduleLocked()
 }
 
+// dropLocked counts a QoS 0 delivery dropped for the bound and asks the
+// loop for a flush, unless one is due: the backlog is what gnet held at the
+// last flush, and a connection whose every delivery is dropped would never
+// flush again to see it drain (it went silent, reading, until closed as a
+// slow consumer; TestSlowSubscriberRecovers). Any goroutine.
+// REQUIRES: t.mu held; releases it.
+func (t *transport) dropLocked() {
+	t.loop.srv.stats.Dropped.Add(1)
+	t.scheduleLocked()
+}
+
 // scheduleLocked puts t on its loop's mailbox once and unlocks t.mu.
 // REQUIRES: t.mu held; releases it.
 func (t *transport) scheduleLocked() {
@@ -160,6 +171,9 @@ func (t *transport) flush() {
 	t.outMsgs = 0
 	t.mu.Unlock()
 	if ob == nil {
+		if !closed && t.backlog.Load() > 0 {
+			t.noteBacklog() // asked by dropLocked: has the socket taken it since?
+		}
 		return
 	}
 	if !closed && len(ob.b) > 0 {
