@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"encoding/binary"
 	"fmt"
 	"io"
 	"slices"
@@ -100,7 +99,13 @@ func (c *nativeClient) readLoop() {
 
 // handle decodes and applies one frame; an error ends the connection.
 func (c *nativeClient) handle(frame []byte) error {
-	if id, qos, body, ok := skimDeliver(frame); ok {
+	// wire.SkimDeliver reads only the id, QoS and body, as the MQTT
+	// client skips a PUBLISH's topic: a full decode (wire.Decode, which
+	// checks every field) was most of the client's CPU per delivery
+	// (BenchmarkNativeReadDeliveries: 94 ns at QoS 0, against 17 ns for
+	// MQTT's BenchmarkReadDeliveries). Another frame, or one it cannot
+	// read, goes to wire.Decode.
+	if id, qos, body, ok := wire.SkimDeliver(frame); ok {
 		if qos > 0 && id != 0 {
 			c.queueDeliverAck(id) // (as below)
 		}
@@ -185,133 +190,4 @@ func (c *nativeClient) flushAcks() {
 		c.flushLocked()
 	}
 	c.mu.Unlock()
-}
-
-// skimDeliver reads what the client needs of a deliver frame (with its
-// length prefix): its message id, QoS and body, skipping the other fields
-// unchecked, as the MQTT client skips a PUBLISH's topic. A full decode
-// (wire.Decode, which checks every field) was most of the client's CPU
-// per delivery (BenchmarkNativeReadDeliveries: 94 ns at QoS 0, against
-// 17 ns for MQTT's BenchmarkReadDeliveries). ok is false for another frame
-// or an encoding it does not know; wire.Decode then reads the frame.
-func skimDeliver(frame []byte) (id uint64, qos byte, body []byte, ok bool) {
-	size, hl, err := wire.ReadLength(frame)
-	if err != nil || size < 2 || hl+size != len(frame) || wire.Type(frame[hl]) != wire.TypeDeliver {
-		return 0, 0, nil, false
-	}
-	b := frame[hl+1:]
-	if b[0] < 0x80 || b[0] > 0x8f {
-		return 0, 0, nil, false // not a fixmap
-	}
-	n, p := int(b[0]&0x0f), 1
-	for range n {
-		if p+2 >= len(b) || b[p] != 0xa1 && b[p] != 0xa2 {
-			return 0, 0, nil, false
-		}
-		k := b[p+1]
-		if b[p] == 0xa2 {
-			k, p = 0, p+1 // "ts" or a newer field: skipped
-		}
-		p += 2
-		switch k {
-		case 'i':
-			if id, p, ok = skimUint(b, p); !ok {
-				return 0, 0, nil, false
-			}
-		case 'q':
-			var v uint64
-			if v, p, ok = skimUint(b, p); !ok || v > 0xff {
-				return 0, 0, nil, false
-			}
-			qos = byte(v)
-		case 'b':
-			if body, p, ok = skimBin(b, p); !ok {
-				return 0, 0, nil, false
-			}
-		default:
-			if p, ok = skipValue(b, p); !ok {
-				return 0, 0, nil, false
-			}
-		}
-	}
-	return id, qos, body, p == len(b)
-}
-
-func skimUint(b []byte, p int) (uint64, int, bool) {
-	if p >= len(b) {
-		return 0, p, false
-	}
-	c := b[p]
-	switch {
-	case c <= 0x7f:
-		return uint64(c), p + 1, true
-	case c == 0xcc && p+2 <= len(b):
-		return uint64(b[p+1]), p + 2, true
-	case c == 0xcd && p+3 <= len(b):
-		return uint64(binary.BigEndian.Uint16(b[p+1:])), p + 3, true
-	case c == 0xce && p+5 <= len(b):
-		return uint64(binary.BigEndian.Uint32(b[p+1:])), p + 5, true
-	case c == 0xcf && p+9 <= len(b):
-		return binary.BigEndian.Uint64(b[p+1:]), p + 9, true
-	}
-	return 0, p, false
-}
-
-func skimBin(b []byte, p int) ([]byte, int, bool) {
-	if p+2 > len(b) {
-		return nil, p, false
-	}
-	var n int
-	switch b[p] {
-	case 0xc4:
-		n, p = int(b[p+1]), p+2
-	case 0xc5:
-		if p+3 > len(b) {
-			return nil, p, false
-		}
-		n, p = int(binary.BigEndian.Uint16(b[p+1:])), p+3
-	case 0xc6:
-		if p+5 > len(b) {
-			return nil, p, false
-		}
-		n, p = int(binary.BigEndian.Uint32(b[p+1:])), p+5
-	default:
-		return nil, p, false
-	}
-	if n > len(b)-p {
-		return nil, p, false
-	}
-	return b[p : p+n : p+n], p + n, true
-}
-
-// skipValue skips a scalar: an integer, nil, a bool, a str or a bin.
-func skipValue(b []byte, p int) (int, bool) {
-	if p >= len(b) {
-		return p, false
-	}
-	c := b[p]
-	n := 0 // bytes after the first
-	switch {
-	case c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3:
-	case c >= 0xa0 && c <= 0xbf:
-		n = int(c & 0x1f)
-	case c == 0xcc || c == 0xd0:
-		n = 1
-	case c == 0xcd || c == 0xd1:
-		n = 2
-	case c == 0xce || c == 0xd2:
-		n = 4
-	case c == 0xcf || c == 0xd3:
-		n = 8
-	case (c == 0xc4 || c == 0xd9) && p+1 < len(b):
-		n = 1 + int(b[p+1])
-	case (c == 0xc5 || c == 0xda) && p+2 < len(b):
-		n = 2 + int(binary.BigEndian.Uint16(b[p+1:]))
-	default:
-		return p, false
-	}
-	if n > len(b)-p-1 {
-		return p, false
-	}
-	return p + 1 + n, true
 }

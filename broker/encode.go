@@ -18,8 +18,9 @@ type encodeOnce struct {
 type sharedPublish struct {
 	version, qos byte
 	retain       bool
-	off, end     int // the packet is buf[off:end]
-	pidAt        int // offset of the packet id in it, -1 for QoS 0
+	self         bool // native: for the owner of the inbox it was sent to
+	off, end     int  // the packet is buf[off:end]
+	pidAt        int  // offset of the packet id in it, -1 for QoS 0
 }
 
 // reset starts a pass for m at now, keeping the buffers.
@@ -54,23 +55,26 @@ func (e *encodeOnce) get(version, qos byte, retain bool) ([]byte, int) {
 	return e.buf[off:], pidAt
 }
 
-// nativeGet returns the shared encoding of e.m as a native deliver frame,
-// which is the same for every native receiver of a group (QoS, offline):
-// nothing in it is per connection.
-func (e *encodeOnce) nativeGet(qos byte, offline bool) ([]byte, error) {
+// nativeGet returns the shared encoding of e.m as a native deliver frame
+// for user receiver, which is the same for every native receiver of a
+// group (QoS, offline, and whether the receiver owns the inbox it was sent
+// to: that one's frame leaves out the receiver).
+func (e *encodeOnce) nativeGet(qos byte, offline bool, receiver uint64) ([]byte, error) {
+	self := receiver != 0 && inboxUser(e.m.Topic) == receiver
 	for i := range e.entries {
 		x := &e.entries[i]
-		if x.version == nativeVersion && x.qos == qos && x.retain == offline {
+		if x.version == nativeVersion && x.qos == qos && x.retain == offline && x.self == self {
 			return e.buf[x.off:x.end], nil
 		}
 	}
 	off := len(e.buf)
-	out, err := appendNativeDeliver(e.buf, e.m, qos, offline)
+	out, err := appendNativeDeliver(e.buf, e.m, qos, offline, receiver)
 	if err != nil {
 		return nil, err
 	}
 	e.buf = out
-	e.entries = append(e.entries, sharedPublish{version: nativeVersion, qos: qos, retain: offline, off: off, end: len(e.buf), pidAt: -1})
+	e.entries = append(e.entries, sharedPublish{version: nativeVersion, qos: qos, retain: offline, self: self,
+		off: off, end: len(e.buf), pidAt: -1})
 	return e.buf[off:], nil
 }
 

@@ -4,6 +4,8 @@ import (
 	"hash/fnv"
 	"sync/atomic"
 	"time"
+
+	"github.com/cimgo/cim/broker/wire"
 )
 
 // Server message ids (native deliveries, history, dedup) are unique
@@ -19,13 +21,15 @@ import (
 // backwards while the clock does not jump back further than the node was
 // down. The node field is a hash of the node name: a cluster must not have
 // two nodes with the same 10 bits (the cluster refuses a member that
-// collides).
+// collides). The time field is part of the native protocol (wire.MsgIDTime:
+// a deliver frame leaves out a time that is its id's), so its epoch and
+// place are wire's constants.
 type idGen struct {
 	node uint64
 	last atomic.Uint64 // (ms << 13) | seq of the last id
 }
 
-const idEpochMs = 1735689600000 // 2025-01-01T00:00:00Z
+const idEpochMs = wire.MsgIDEpoch // 2025-01-01T00:00:00Z
 
 // nodeBits is the 10-bit node field for a node name.
 func nodeBits(name string) uint64 {
@@ -41,14 +45,10 @@ func (g *idGen) next(now time.Time) uint64 {
 		last := g.last.Load()
 		n := max(t, last+1)
 		if g.last.CompareAndSwap(last, n) {
-			return (n>>13)<<23 | g.node<<13 | n&0x1fff
+			return (n>>13)<<wire.MsgIDTimeShift | g.node<<13 | n&0x1fff
 		}
 	}
 }
 
-// idTime is when an id was made.
-func idTime(id uint64) time.Time { return time.UnixMilli(idUnixMilli(id)) }
-
-// idUnixMilli is idTime in unix milliseconds, without a time.Time (the
-// native deliver frame's time, per delivery).
-func idUnixMilli(id uint64) int64 { return int64(id>>23) + idEpochMs }
+// idTime is when an id (not 0) was made.
+func idTime(id uint64) time.Time { return time.UnixMilli(wire.MsgIDTime(id)) }

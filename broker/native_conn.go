@@ -223,12 +223,12 @@ func (c *nativeConn) deliver(d delivery) bool {
 	var err error
 	if d.shared != nil {
 		var b []byte
-		if b, err = d.shared.nativeGet(qos, d.offline); err == nil {
+		if b, err = d.shared.nativeGet(qos, d.offline, c.acct.ID); err == nil {
 			ob.b = append(ob.b, b...)
 		}
 	} else {
 		var out []byte
-		if out, err = appendNativeDeliver(ob.b, m, qos, d.offline); err == nil {
+		if out, err = appendNativeDeliver(ob.b, m, qos, d.offline, c.acct.ID); err == nil {
 			ob.b = out
 		}
 	}
@@ -275,13 +275,31 @@ func targetOf(topic string) wire.Target {
 	return wire.ToTopic(topic)
 }
 
-// appendNativeDeliver encodes m as a deliver frame.
-func appendNativeDeliver(dst []byte, m *Message, qos byte, offline bool) ([]byte, error) {
+// inboxUser is the user whose inbox topic is cim/u/<id> (as targetOf reads
+// it), 0 for any other topic.
+func inboxUser(topic string) uint64 {
+	if rest, ok := strings.CutPrefix(topic, inboxPrefix); ok {
+		if id, err := strconv.ParseUint(rest, 10, 64); err == nil {
+			return id
+		}
+	}
+	return 0
+}
+
+// appendNativeDeliver encodes m as a deliver frame for user receiver. Its
+// time is its id's, which the frame then leaves out; a private message for
+// the receiver itself leaves out the receiver (wire's "Keys derived when
+// absent").
+func appendNativeDeliver(dst []byte, m *Message, qos byte, offline bool, receiver uint64) ([]byte, error) {
 	at := m.Created * 1000
 	if m.ID != 0 {
-		at = idUnixMilli(m.ID)
+		at = wire.MsgIDTime(m.ID)
 	}
-	f := wire.Deliver{MsgID: m.ID, From: m.Sender, FromName: m.SenderName, Target: targetOf(m.Topic), Body: m.Payload,
+	t := targetOf(m.Topic)
+	if t.Kind == wire.KindUser && t.User == receiver {
+		t.User = 0
+	}
+	f := wire.Deliver{MsgID: m.ID, From: m.Sender, FromName: m.SenderName, Target: t, Body: m.Payload,
 		Time: at, QoS: qos, Offline: offline}
 	if f.FromName == "" {
 		f.FromName = m.From // an MQTT client, by its client id

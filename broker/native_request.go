@@ -85,7 +85,7 @@ func (srv *Server) request(ctx context.Context, user *Account, r *wire.Request) 
 		}
 		q := HistoryQuery{User: user.ID, With: a.Target, Keyword: a.Keyword, Before: uintOfCursor(a.Cursor), Limit: int(a.Limit)}
 		if q.Before == 0 && a.Before > 0 {
-			q.Before = uint64(a.Before-idEpochMs) << 23 // ids are time-ordered
+			q.Before = uint64(a.Before-idEpochMs) << wire.MsgIDTimeShift // ids are time-ordered
 		}
 		page, err := srv.History(q)
 		if err != nil {

@@ -141,9 +141,18 @@ func (c *Client) History(ctx context.Context, q HistoryQuery) (HistoryPage, erro
 		return HistoryPage{}, err
 	}
 	page := HistoryPage{Next: res.Next, Messages: make([]*Message, len(res.Messages))}
+	me := c.Info().UserID
 	for i := range res.Messages {
 		d := &res.Messages[i]
 		m := &Message{ID: d.MsgID, From: d.From, FromName: d.FromName, To: d.Target, Body: d.Body, QoS: d.QoS, Offline: d.Offline}
+		// The keys derived when absent (wire's doc.go): the server writes
+		// them in history, but the protocol lets it leave them out.
+		if d.Time == 0 {
+			d.Time = wire.MsgIDTime(d.MsgID)
+		}
+		if m.To.Kind == wire.KindUser && m.To.User == 0 {
+			m.To.User = me
+		}
 		if d.Time != 0 {
 			m.Time = time.UnixMilli(d.Time)
 		}

@@ -385,6 +385,7 @@ func (c *Client) login(ctx context.Context, addr string, login *wire.Login) (*co
 	if ack.User != 0 {
 		info.UserID = ack.User
 	}
+	cn.user = info.UserID
 	if ack.Name != "" {
 		info.UserName = ack.Name
 	}
@@ -623,7 +624,7 @@ func (c *Client) handle(cn *conn, f *wire.Frame) error {
 	case wire.TypeSendAck:
 		c.acked(&f.SendAck)
 	case wire.TypeDeliver:
-		c.delivered(&f.Deliver)
+		c.delivered(cn, &f.Deliver)
 	case wire.TypePing:
 		cn.write(pong)
 	case wire.TypePong:
@@ -650,11 +651,17 @@ func (c *Client) handle(cn *conn, f *wire.Frame) error {
 }
 
 // delivered queues a message for OnMessage, copied out of the read buffer.
-func (c *Client) delivered(d *wire.Deliver) {
+// Decode has taken a missing time from the id; a private message without a
+// receiver is for the user logged in on cn (wire's "Keys derived when
+// absent").
+func (c *Client) delivered(cn *conn, d *wire.Deliver) {
 	m := &Message{
 		ID: d.MsgID, From: d.From, FromName: strings.Clone(d.FromName),
 		To:   wire.Target{Kind: d.Kind, User: d.User, Name: strings.Clone(d.Name)},
 		Body: append([]byte(nil), d.Body...), QoS: d.QoS, Offline: d.Offline,
+	}
+	if m.To.Kind == wire.KindUser && m.To.User == 0 {
+		m.To.User = cn.user
 	}
 	if d.Time != 0 {
 		m.Time = time.UnixMilli(d.Time)

@@ -23,7 +23,8 @@ type conn struct {
 	fr        frameReader
 	keepalive time.Duration // the server's: silence after which either side gives up
 	pingEvery time.Duration
-	maxFrame  int // the server's limit for frames from us (0: not announced)
+	maxFrame  int    // the server's limit for frames from us (0: not announced)
+	user      uint64 // the user logged in, as the login ack says: a private deliver without u is for them
 
 	wmu struct {
 		sync.Mutex

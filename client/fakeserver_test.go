@@ -360,7 +360,7 @@ func (c *fakeConn) route(id uint64, m *wire.Send, body []byte) *wire.SendAck {
 		} else if rc := s.mu.conns[m.User]; rc != nil {
 			to = append(to, rc)
 		} else {
-			s.mu.offline[m.User] = append(s.mu.offline[m.User], d)
+			s.mu.offline[m.User] = append(s.mu.offline[m.User], forReceiver(d))
 			ack.Code = wire.CodeOffline
 		}
 	case m.Kind == wire.KindAll, m.Kind == wire.KindGroup:
@@ -384,10 +384,20 @@ func (c *fakeConn) route(id uint64, m *wire.Send, body []byte) *wire.SendAck {
 	}
 	s.mu.dedup[key] = ack
 	s.mu.Unlock()
+	if d.Kind == wire.KindUser {
+		d = forReceiver(d)
+	}
 	for _, rc := range to {
 		rc.send(&d)
 	}
 	return &ack
+}
+
+// forReceiver is a private message as the server sends it to its
+// receiver: without u, which means the user logged in (wire's doc.go).
+func forReceiver(d wire.Deliver) wire.Deliver {
+	d.User = 0
+	return d
 }
 
 func (c *fakeConn) request(r *wire.Request) *wire.Response {

@@ -128,6 +128,9 @@ func TestWireJSAgainstGo(t *testing.T) {
 	var args []string
 	for _, b := range []wire.Body{
 		&wire.Deliver{MsgID: 1<<62 + 5, From: 1, FromName: "alice", Target: wire.ToGroup("ops"), Body: []byte("ship it 😄"), Time: 1700000000000, QoS: 1, Offline: true},
+		// As the server sends a private message: no ts (the id's time), no u (the receiver).
+		&wire.Deliver{MsgID: (1750000000000-wire.MsgIDEpoch)<<wire.MsgIDTimeShift | 1, From: 2, FromName: "carol",
+			Target: wire.Target{Kind: wire.KindUser}, Body: []byte("hi"), Time: 1750000000000},
 		&wire.LoginAck{Code: wire.CodeOK, User: 9, Name: "bob", Token: "v4.x", Keepalive: 30, Node: "n1", MaxFrame: 1 << 20, Time: 1700000000000},
 		&wire.SendAck{ID: 1700000000000000001, MsgID: 17, Code: wire.CodeOffline, Time: 1700000000000},
 		&wire.Response{ID: 3, Code: wire.CodeOK, Result: mustRaw(t, wire.OnlineResult{Users: []wire.User{{ID: 1, Name: "Zhāng"}}, More: true})},
@@ -147,6 +150,9 @@ func TestWireJSAgainstGo(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	want := []string{
 		`decoded {"type":7,"body":{"i":"4611686018427387909","f":1,"n":"alice","k":2,"t":"ops","b":"bin:ship it 😄","ts":1700000000000,"q":1,"o":true}}`,
+		`message {"id":"4611686018427387909","from":1,"fromName":"alice","kind":2,"user":0,"name":"ops","body":"ship it 😄","time":1700000000000,"offline":true}`,
+		`decoded {"type":7,"body":{"i":"120044335923200001","f":2,"n":"carol","k":1,"b":"bin:hi"}}`,
+		`message {"id":"120044335923200001","from":2,"fromName":"carol","kind":1,"user":9,"name":"","body":"hi","time":1750000000000,"offline":false}`,
 		`"c":9000`, `"t":"v4.x"`, `"x":1048576`,
 		`decoded {"type":6,"body":{"i":"1700000000000000001","s":17,"c":7000,"ts":1700000000000}}`,
 		`"r":{"u":[{"i":1,"n":"Zhāng"}],"m":true}`,

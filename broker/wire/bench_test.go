@@ -16,13 +16,18 @@ var (
 	benchSend    = Send{ID: 1700000000000000001, Target: ToUser(4242), QoS: 1, Body: benchBody}
 	benchDeliver = Deliver{MsgID: 88123456789, From: 17, FromName: "alice", Target: ToGroup("ops-team"),
 		Body: benchBody, Time: 1700000000123, QoS: 1}
+	// benchServerDeliver is what bench/native.sh's fan-in subscriber gets:
+	// a server message id (its time is the message's), a native sender
+	// named as cim bench names its clients, a topic.
+	benchServerDeliver = Deliver{MsgID: goldenID, From: 5, FromName: "cb1234abcd-p3", Target: ToTopic("bench/fanin"),
+		Body: benchBody, Time: MsgIDTime(goldenID)}
 )
 
 func BenchmarkAppend(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		body Body
-	}{{"Send", &benchSend}, {"Deliver", &benchDeliver}} {
+	}{{"Send", &benchSend}, {"Deliver", &benchDeliver}, {"ServerDeliver", &benchServerDeliver}} {
 		b.Run(c.name+"/hand", func(b *testing.B) {
 			b.ReportAllocs()
 			buf := make([]byte, 0, 256)
@@ -46,7 +51,7 @@ func BenchmarkDecode(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		body Body
-	}{{"Send", &benchSend}, {"Deliver", &benchDeliver}} {
+	}{{"Send", &benchSend}, {"Deliver", &benchDeliver}, {"ServerDeliver", &benchServerDeliver}} {
 		frame, _ := Append(nil, c.body)
 		b.Run(c.name+"/hand", func(b *testing.B) {
 			b.ReportAllocs()

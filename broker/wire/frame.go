@@ -164,18 +164,22 @@ type SendAck struct {
 	Text  string `msgpack:"m,omitempty"`
 }
 
-// Deliver is a message for the client. Target is where it was sent (for a
-// private message: this user). A QoS 1 delivery is sent again until the
-// client answers DeliverAck.
+// Deliver is a message for the client. Target is where it was sent; for a
+// private message to the receiver itself Target.User is 0 on the wire and
+// after Decode ("this connection's user", which only the client knows:
+// the SDK fills it in). A QoS 1 delivery is sent again until the client
+// answers DeliverAck.
 type Deliver struct {
 	MsgID    uint64 `msgpack:"i,omitempty"`
 	From     uint64 `msgpack:"f,omitempty"` // sender's user id; 0 when not a native user (an MQTT client)
 	FromName string `msgpack:"n,omitempty"` // sender's user name (or MQTT client id)
 	Target
-	Body    []byte `msgpack:"b,omitempty"`
-	Time    int64  `msgpack:"ts,omitempty"` // when the server accepted it, unix ms
-	QoS     uint8  `msgpack:"q,omitempty"`
-	Offline bool   `msgpack:"o,omitempty"` // it waited in the offline store
+	Body []byte `msgpack:"b,omitempty"`
+	// Time is when the server accepted it, unix ms. Append leaves it out
+	// when it is MsgIDTime(MsgID), and Decode then sets it from the id.
+	Time    int64 `msgpack:"ts,omitempty"`
+	QoS     uint8 `msgpack:"q,omitempty"`
+	Offline bool  `msgpack:"o,omitempty"` // it waited in the offline store
 }
 
 // DeliverAck acknowledges a QoS 1 Deliver.

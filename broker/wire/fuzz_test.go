@@ -13,7 +13,7 @@ const fuzzMax = 4096
 // decodeAll decodes a stream as a server would: frame by frame, skipping
 // unknown frame types, stopping at the first other error. It returns each
 // frame re-encoded (or the error's code) and checks the invariants every
-// Decode call must keep.
+// Decode call must keep, and that SkimDeliver reads a deliver as Decode.
 func decodeAll(t *testing.T, stream []byte) []string {
 	t.Helper()
 	var out []string
@@ -62,6 +62,10 @@ func decodeOne(t *testing.T, buf []byte, f *Frame) (result string, n int, stop b
 	}
 	if n < 2 {
 		t.Fatalf("decoded a frame from %d bytes", n)
+	}
+	if id, qos, body, ok := SkimDeliver(buf[:n]); ok != (f.Type == TypeDeliver) ||
+		ok && (id != f.Deliver.MsgID || qos != f.Deliver.QoS || !bytes.Equal(body, f.Deliver.Body)) {
+		t.Fatalf("SkimDeliver = %d, %d, %x, %v; Decode: %v %+v", id, qos, body, ok, f.Type, f.Body())
 	}
 	// What decoded encodes, and that encoding decodes to the same thing.
 	enc, err := Append(nil, f.Body())

@@ -13,6 +13,10 @@ import (
 
 var ts = []byte{0xcf, 0x00, 0x00, 0x01, 0x8b, 0xcf, 0xe5, 0x68, 0x00}
 
+// goldenID is a server message id made at 1750000000000 ms (its bits 63-23,
+// MsgIDTime), on node 0x2a, the second of its millisecond.
+const goldenID = (1750000000000-MsgIDEpoch)<<MsgIDTimeShift | 0x2a<<13 | 1
+
 func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
 type golden struct {
@@ -125,30 +129,40 @@ var goldens = []golden{
 		0xa1, 'c', 0xcd, 0x0b, 0xbd, // c: code 3005
 		0xa1, 'm', 0xa6, 'u', 's', 'e', 'r', ' ', '5', // m: text
 	}},
-	{"deliver group message", &Deliver{MsgID: 99, From: 1, FromName: "bob", Target: ToGroup("ops"), Body: []byte("hello"), Time: 1700000000000, QoS: 1}, cat([]byte{
-		0x2f,            // length 47
-		0x07,            // type deliver
-		0x88,            // map of 8
-		0xa1, 'i', 0x63, // i: server message id 99
+	{"deliver group message (ts in its id)", &Deliver{MsgID: goldenID, From: 1, FromName: "bob", Target: ToGroup("ops"), Body: []byte("hello"), Time: 1750000000000, QoS: 1}, []byte{
+		0x2b,                                                            // length 43
+		0x07,                                                            // type deliver
+		0x87,                                                            // map of 7
+		0xa1, 'i', 0xcf, 0x01, 0xaa, 0x7b, 0xb0, 0x00, 0x05, 0x40, 0x01, // i: server message id, made at 1750000000000 ms
 		0xa1, 'f', 0x01, // f: from user 1
 		0xa1, 'n', 0xa3, 'b', 'o', 'b', // n: from name "bob"
 		0xa1, 'k', 0x02, // k: kind group
 		0xa1, 't', 0xa3, 'o', 'p', 's', // t: group "ops"
 		0xa1, 'b', 0xc4, 0x05, 'h', 'e', 'l', 'l', 'o', // b: body
-		0xa2, 't', 's', // ts: sent at
-	}, ts, []byte{
+		// no ts: it is the id's time
 		0xa1, 'q', 0x01, // q: QoS 1: answer with deliver-ack
-	})},
-	{"deliver offline private message", &Deliver{MsgID: 5, From: 2, Target: ToUser(42), Body: []byte("x"), Offline: true}, []byte{
-		0x16,            // length 22
+	}},
+	{"deliver offline private message (u: the receiver)", &Deliver{MsgID: 5, From: 2, Target: Target{Kind: KindUser}, Body: []byte("x"), Time: 1700000000000, Offline: true}, cat([]byte{
+		0x1f,            // length 31
 		0x07,            // type deliver
 		0x86,            // map of 6
 		0xa1, 'i', 0x05, // i: server message id 5
 		0xa1, 'f', 0x02, // f: from user 2
-		0xa1, 'k', 0x01, // k: kind user
-		0xa1, 'u', 0x2a, // u: to user 42 (the receiver)
+		0xa1, 'k', 0x01, // k: kind user; no u: to the user logged in
 		0xa1, 'b', 0xc4, 0x01, 'x', // b: body
+		0xa2, 't', 's', // ts: sent at, not id 5's time
+	}, ts, []byte{
 		0xa1, 'o', 0xc3, // o: offline true
+	})},
+	{"deliver private message to another user, time 0", &Deliver{MsgID: 5, Target: ToUser(42), Body: []byte("x")}, []byte{
+		0x14,            // length 20
+		0x07,            // type deliver
+		0x85,            // map of 5
+		0xa1, 'i', 0x05, // i: server message id 5
+		0xa1, 'k', 0x01, // k: kind user
+		0xa1, 'u', 0x2a, // u: to user 42 (a subscriber of cim/u/42 reads it)
+		0xa1, 'b', 0xc4, 0x01, 'x', // b: body
+		0xa2, 't', 's', 0x00, // ts: 0, written: absent would be id 5's time
 	}},
 	{"deliver ack", &DeliverAck{MsgID: 99}, []byte{
 		0x05,            // length 5

@@ -3,10 +3,12 @@ package wire
 import "slices"
 
 // Hand-written codecs for the frames of the message path: Send, SendAck,
-// Deliver, DeliverAck, Ping and Pong. They produce exactly what the msgpack
-// struct tags in frame.go describe (a map of the non-zero fields, in field
-// order, integers in their shortest form; TestHotMatchesLibrary holds them
-// to it) and decode any encoding of it. They are written by hand because
+// Deliver, DeliverAck, Ping and Pong. They produce what the msgpack struct
+// tags in frame.go describe (a map of the non-zero fields, in field order,
+// integers in their shortest form; TestHotMatchesLibrary holds them to it),
+// except for the one key derived when absent (doc.go): a Deliver's ts is
+// written when, and only when, it is not its id's time (MsgIDTime). They
+// decode any encoding of it. They are written by hand because
 // the library's reflection cost several times the rest of a send
 // (BenchmarkSend/BenchmarkDeliver in bench_test.go; numbers in doc.go).
 // Decoded strings and byte slices alias the frame buffer.
@@ -168,7 +170,8 @@ func appendDeliver(dst []byte, d *Deliver) ([]byte, error) {
 	if len(d.Body) > 0 {
 		n, fields = n+2+sizeBin(len(d.Body)), fields+1
 	}
-	if d.Time != 0 {
+	writeTS := d.Time != MsgIDTime(d.MsgID) // else the decoder takes the id's
+	if writeTS {
 		n, fields = n+3+sizeInt(d.Time), fields+1
 	}
 	if d.QoS != 0 {
@@ -197,7 +200,7 @@ func appendDeliver(dst []byte, d *Deliver) ([]byte, error) {
 	if len(d.Body) > 0 {
 		dst = appendBin(append(dst, 0xa1, 'b'), d.Body)
 	}
-	if d.Time != 0 {
+	if writeTS {
 		dst = appendInt(append(dst, 0xa2, 't', 's'), d.Time)
 	}
 	if d.QoS != 0 {
@@ -379,6 +382,7 @@ func decodeDeliver(b []byte, d *Deliver) error {
 	if err != nil {
 		return err
 	}
+	hasTS := false
 	for i := 0; i < n; i++ {
 		var k key
 		if k, p, err = readKey(b, p); err != nil {
@@ -396,6 +400,7 @@ func decodeDeliver(b []byte, d *Deliver) error {
 		case keyB:
 			d.Body, p, err = readBin(b, p)
 		case keyTS:
+			hasTS = p < len(b) && b[p] != 0xc0 // nil is as good as absent
 			d.Time, p, err = readInt(b, p)
 		case keyQ:
 			var v uint64
@@ -409,6 +414,9 @@ func decodeDeliver(b []byte, d *Deliver) error {
 		if err != nil {
 			return err
 		}
+	}
+	if !hasTS {
+		d.Time = MsgIDTime(d.MsgID)
 	}
 	if len(d.Body) == 0 {
 		d.Body = nil

@@ -1,7 +1,7 @@
 // The cim chat page: log in (registering a new name), chat with everyone,
 // privately and in groups over the native protocol at /ws, search the
 // history, send delayed messages, and watch MQTT topics through /mqtt.
-import { NativeClient, Kind, Code } from "./wire.js";
+import { NativeClient, Kind, Code, message } from "./wire.js";
 import { MqttClient } from "./mqtt.js";
 
 const $ = (id) => document.getElementById(id);
@@ -124,8 +124,7 @@ async function open(key) {
   } catch (e) { note(c, "history: " + e.message); }
 }
 
-const fromDeliver = (d) => ({ id: String(d.i), from: d.f || 0, fromName: d.n || "", kind: d.k || 0, user: d.u || 0, name: d.t || "",
-  body: d.b instanceof Uint8Array ? new TextDecoder().decode(d.b) : String(d.b ?? ""), time: Number(d.ts || 0), offline: !!d.o });
+const fromDeliver = (d) => message(d, st.me.id);
 
 function note(c, text) { add(c, { id: "note:" + Math.random(), from: 0, fromName: "", body: text, time: Date.now(), note: true, history: true }); render(); }
 

@@ -154,6 +154,20 @@ export function parseFrame(buf) {
 
 export const text = (b) => (b instanceof Uint8Array ? td.decode(b) : String(b ?? ""));
 
+// idTime is when the server made message id i (a Number or a BigInt), unix
+// ms: its bits 63-23 count milliseconds from 2025-01-01; 0 for no id.
+export const idTime = (i) => (i ? Number(BigInt(i) >> 23n) + 1735689600000 : 0);
+
+// message is a deliver map (a deliver frame's body, or a message of a
+// history result) as the page shows it, for user me. Two keys mean
+// something when absent (broker/wire/doc.go, "Keys derived when absent"):
+// no ts is the time in the id, no u in a private message is me.
+export function message(d, me) {
+  return { id: String(d.i), from: d.f || 0, fromName: d.n || "", kind: d.k || 0,
+    user: d.u || (d.k === Kind.user ? me : 0), name: d.t || "", body: text(d.b),
+    time: Number(d.ts ?? idTime(d.i)), offline: !!d.o };
+}
+
 // ---- the client ----
 
 // NativeClient is one user's connection: login, send with acks, deliveries
@@ -222,8 +236,9 @@ export class NativeClient {
           this.seen.add(id);
           if (this.seen.size > 4096) this.seen.delete(this.seen.values().next().value);
           try {
-            this.onMessage({ id, from: body.f || 0, fromName: body.n || "", kind: body.k || 0, user: body.u || 0,
-              name: body.t || "", body: text(body.b), time: Number(body.ts || Date.now()), offline: !!body.o });
+            const m = message(body, this.info.id);
+            if (!m.time) m.time = Date.now();
+            this.onMessage(m);
           } catch (e) { console.error(e); }
         }
         if (body.q) this.write(frame(T.deliverAck, { i: body.i }));
