@@ -119,7 +119,7 @@ func (s *Server) Clients() []ClientInfo {
 	s.sessions.each(func(ss *session) {
 		ss.mu.Lock()
 		ci := ClientInfo{Protocol: protoName(ss.key.proto), ID: ss.key.id,
-			Inflight: len(ss.inflight), Queued: len(ss.queue), Subs: len(ss.subs)}
+			Inflight: len(ss.inflight), Queued: len(ss.queueLocked()), Subs: len(ss.subs)}
 		if ss.ident != nil {
 			ci.User = ss.ident.User
 		}

@@ -359,14 +359,14 @@ func (cn *clusterNode) putBack(snap *Snapshot) {
 	k := skey{snap.Session.Protocol, snap.Session.ClientID}
 	sh := &r.shards[r.shard(k)]
 	sh.mu.Lock()
-	if sh.m[k] != nil {
+	if sh.m.get(k) != nil {
 		sh.mu.Unlock()
 		cn.log.Error("a session that could not be handed over was replaced meanwhile; its messages are merged", "client", k.id)
 		cn.mergeLocal(k, snap)
 		return
 	}
 	s := cn.srv.restore(snap)
-	sh.m[k] = s
+	sh.m.put(s)
 	sh.mu.Unlock()
 	cn.srv.storeMoved(s, snap)
 }
@@ -481,10 +481,10 @@ func (cn *clusterNode) mergeLocal(k skey, snap *Snapshot) {
 	r := cn.srv.sessions
 	sh := &r.shards[r.shard(k)]
 	sh.mu.Lock()
-	s := sh.m[k]
+	s := sh.m.get(k)
 	if s == nil {
 		s = cn.srv.restore(snap)
-		sh.m[k] = s
+		sh.m.put(s)
 		sh.mu.Unlock()
 		cn.srv.storeMoved(s, snap)
 		return
@@ -511,8 +511,9 @@ func (cn *clusterNode) mergeLocal(k skey, snap *Snapshot) {
 func (s *session) pendingIDs() map[uint64]bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ids := make(map[uint64]bool, len(s.queue)+len(s.inflight))
-	for _, q := range s.queue {
+	queue := s.queueLocked()
+	ids := make(map[uint64]bool, len(queue)+len(s.inflight))
+	for _, q := range queue {
 		if q.m != nil && q.m.ID != 0 {
 			ids[q.m.ID] = true
 		}

@@ -71,11 +71,12 @@ func (p *parkLots) recover(cn *clusterNode) {
 	for i := range r.shards {
 		sh := &r.shards[i]
 		sh.mu.Lock()
-		for k, s := range sh.m {
+		for _, s := range sh.m.all() {
+			k := s.key
 			if k.proto != storage.ProtocolNative || !strings.HasPrefix(k.id, parkPrefix) {
 				continue
 			}
-			delete(sh.m, k)
+			sh.m.del(k)
 			srv.stats.Sessions.Add(-1)
 			s.mu.Lock()
 			s.ended = true // the deadline wheel and the store's caps skip it

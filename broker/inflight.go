@@ -93,14 +93,15 @@ func (s *session) pumpLocked(now int64) {
 	if !s.ready {
 		return // not logged in yet
 	}
-	for ep != nil && len(s.queue) > 0 && len(s.inflight) < int(s.window) {
+	for ep != nil && len(s.queueLocked()) > 0 && len(s.inflight) < int(s.window) {
 		if ep.tr().overBound() {
 			s.retryLocked(ep)
 			return
 		}
-		q := s.queue[0]
-		s.queue[0] = nil
-		s.queue = s.queue[1:]
+		x := s.rare
+		q := x.queue[0]
+		x.queue[0] = nil
+		x.queue = x.queue[1:]
 		if q.m.expired(now) {
 			s.srv.stats.Expired.Add(1)
 			s.dropQueuedLocked(q.seq)
@@ -108,8 +109,8 @@ func (s *session) pumpLocked(now int64) {
 		}
 		s.sendLocked(ep, *q, now, nil)
 	}
-	if len(s.queue) == 0 {
-		s.queue = nil // release the backing array
+	if x := s.rare; x != nil && len(x.queue) == 0 {
+		x.queue = nil // release the backing array
 	}
 	s.pageInLocked()
 }

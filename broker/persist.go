@@ -313,7 +313,9 @@ func (srv *Server) queueEvents(events []storage.QueueEvent) {
 			continue
 		}
 		s.mu.Lock()
-		s.queue = slices.DeleteFunc(s.queue, func(q *queued) bool { _, gone := seqs[q.seq]; return gone })
+		if x := s.rare; x != nil {
+			x.queue = slices.DeleteFunc(x.queue, func(q *queued) bool { _, gone := seqs[q.seq]; return gone })
+		}
 		warn := false
 		for _, capped := range seqs {
 			warn = warn || capped

@@ -1,32 +1,20 @@
 package broker
 
-import (
-	"hash/maphash"
-	"sync"
-)
+import "sync"
 
 // registry holds every session by key, in shards so that logins on
 // different loops rarely meet on a lock.
 type registry struct {
 	srv    *Server
-	seed   maphash.Seed
 	shards [64]struct {
 		mu sync.Mutex
-		m  map[skey]*session // REQUIRES: mu held
+		m  sessionSet // REQUIRES: mu held
 	}
 }
 
-func newRegistry(srv *Server) *registry {
-	r := &registry{srv: srv, seed: maphash.MakeSeed()}
-	for i := range r.shards {
-		r.shards[i].m = make(map[skey]*session)
-	}
-	return r
-}
+func newRegistry(srv *Server) *registry { return &registry{srv: srv} }
 
-func (r *registry) shard(k skey) int {
-	return int((maphash.String(r.seed, k.id) + uint64(k.proto)) % uint64(len(r.shards)))
-}
+func (r *registry) shard(k skey) int { return int(hashKey(k) % uint64(len(r.shards))) }
 
 // attachment is what a login asks of the registry.
 type attachment struct {
@@ -49,7 +37,7 @@ func (r *registry) attach(a attachment, ep endpoint, now int64) (*session, bool)
 	sh := &r.shards[r.shard(a.key)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	s := sh.m[a.key]
+	s := sh.m.get(a.key)
 	if s != nil {
 		s.mu.Lock()
 		old := s.ep
@@ -59,7 +47,7 @@ func (r *registry) attach(a attachment, ep endpoint, now int64) (*session, bool)
 			// A session with expiry 0 lasts as long as its connection, which
 			// the new one ends: the newcomer starts afresh [MQTT-3.1.2-6].
 			r.endLocked(s)
-			delete(sh.m, a.key)
+			sh.m.del(a.key)
 			s.mu.Unlock()
 			s = nil
 		} else {
@@ -79,7 +67,7 @@ func (r *registry) attach(a attachment, ep endpoint, now int64) (*session, bool)
 		s = &session{key: a.key, srv: r.srv}
 		r.srv.stats.Sessions.Add(1)
 	}
-	sh.m[a.key] = s
+	sh.m.put(s)
 	s.mu.Lock()
 	s.ep = ep
 	s.online.Store(true)
@@ -99,9 +87,9 @@ func (r *registry) attach(a attachment, ep endpoint, now int64) (*session, bool)
 // it from its shard. REQUIRES: the shard lock and s.mu held.
 func (r *registry) endLocked(s *session) {
 	r.srv.unsubscribeAllLocked(s)
-	s.queue, s.inflight = nil, nil
+	s.inflight = nil
 	if x := s.rare; x != nil {
-		x.rx, x.disk = nil, nil // seq stays: it only grows
+		x.queue, x.rx, x.disk = nil, nil, nil // seq stays: it only grows
 	}
 	s.ended = true
 	s.saveLocked(0) // deletes the stored session and its queue
@@ -131,7 +119,7 @@ func (r *registry) detach(s *session, ep endpoint, will *Message, willDelay uint
 	s.online.Store(false)
 	if s.expiry == 0 {
 		r.endLocked(s)
-		delete(sh.m, s.key)
+		sh.m.del(s.key)
 		s.mu.Unlock()
 		sh.mu.Unlock()
 		if will != nil {
@@ -174,7 +162,7 @@ func (r *registry) timeout(s *session, at, now int64) {
 	}
 	o := s.off
 	o.dueAt = 0
-	if s.ep != nil || s.ended || sh.m[s.key] != s {
+	if s.ep != nil || s.ended || sh.m.get(s.key) != s {
 		s.mu.Unlock()
 		sh.mu.Unlock()
 		return
@@ -186,7 +174,7 @@ func (r *registry) timeout(s *session, at, now int64) {
 	}
 	if ending {
 		r.endLocked(s)
-		delete(sh.m, s.key)
+		sh.m.del(s.key)
 	} else {
 		r.srv.deadlines.armLocked(s)
 	}
@@ -202,7 +190,7 @@ func (r *registry) lookup(k skey) *session {
 	sh := &r.shards[r.shard(k)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	return sh.m[k]
+	return sh.m.get(k)
 }
 
 // ensure returns the session of key, making an offline one with expiry if
@@ -212,11 +200,11 @@ func (r *registry) ensure(k skey, expiry uint32, version byte) (s *session, crea
 	sh := &r.shards[r.shard(k)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if s := sh.m[k]; s != nil {
+	if s := sh.m.get(k); s != nil {
 		return s, false
 	}
 	s = &session{key: k, srv: r.srv, expiry: expiry, version: version}
-	sh.m[k] = s
+	sh.m.put(s)
 	r.srv.stats.Sessions.Add(1)
 	return s, true
 }
@@ -226,7 +214,7 @@ func (r *registry) ensure(k skey, expiry uint32, version byte) (s *session, crea
 func (r *registry) insert(s *session) {
 	sh := &r.shards[r.shard(s.key)]
 	sh.mu.Lock()
-	sh.m[s.key] = s
+	sh.m.put(s)
 	sh.mu.Unlock()
 }
 
@@ -235,9 +223,7 @@ func (r *registry) each(fn func(*session)) {
 	for i := range r.shards {
 		sh := &r.shards[i]
 		sh.mu.Lock()
-		for _, s := range sh.m {
-			fn(s)
-		}
+		sh.m.each(fn)
 		sh.mu.Unlock()
 	}
 }

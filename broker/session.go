@@ -43,17 +43,17 @@ type session struct {
 	ident    *Identity            // REQUIRES: mu held. who logged in last, for the ACL (nil: the server)
 	subs     []subEntry           // REQUIRES: mu held
 	inflight map[uint16]*inflight // REQUIRES: mu held. by tag (MQTT packet id)
-	queue    []*queued            // REQUIRES: mu held. FIFO
 	rare     *sessionRare         // REQUIRES: mu held. nil until needed
 	off      *offline             // REQUIRES: mu held. deadlines while offline (will.go, deadline.go); nil when none
 }
 
 // sessionRare is what only some sessions need, kept apart so that the
-// common one does not carry it (160 B instead of 176; TestIdleConnCost).
+// common one does not carry it (144 B instead of 176; TestIdleConnCost).
 type sessionRare struct {
-	seq  uint64              // last queue seq assigned (stored sessions)
-	disk *spill              // the queue's disk-only part (spill.go); nil when none
-	rx   map[uint16]struct{} // MQTT: inbound QoS 2 ids awaiting PUBREL (mqtt_publish.go)
+	queue []*queued           // messages waiting for room or for the client, FIFO
+	seq   uint64              // last queue seq assigned (stored sessions)
+	disk  *spill              // the queue's disk-only part (spill.go); nil when none
+	rx    map[uint16]struct{} // MQTT: inbound QoS 2 ids awaiting PUBREL (mqtt_publish.go)
 }
 
 // rareLocked returns s's rare state, making it. REQUIRES: s.mu held.
@@ -62,6 +62,14 @@ func (s *session) rareLocked() *sessionRare {
 		s.rare = &sessionRare{}
 	}
 	return s.rare
+}
+
+// queueLocked is the queue, nil when empty. REQUIRES: s.mu held.
+func (s *session) queueLocked() []*queued {
+	if s.rare == nil {
+		return nil
+	}
+	return s.rare.queue
 }
 
 // seqLocked is the last queue seq assigned. REQUIRES: s.mu held.
@@ -178,7 +186,7 @@ func (s *session) deliverShared(m *Message, qos byte, retain bool, subIDs []uint
 			return
 		}
 	}
-	if ep := s.ep; ep != nil && s.ready && len(s.queue) == 0 && len(s.inflight) < int(s.window) {
+	if ep := s.ep; ep != nil && s.ready && len(s.queueLocked()) == 0 && len(s.inflight) < int(s.window) {
 		if !ep.tr().overBound() {
 			s.sendLocked(ep, q, now, shared)
 			return
@@ -192,17 +200,18 @@ func (s *session) deliverShared(m *Message, qos byte, retain bool, subIDs []uint
 // only (spill.go); a session without a store drops its oldest (counted).
 // REQUIRES: s.mu held.
 func (s *session) enqueueLocked(q queued, lb *lazyBatch) {
-	if len(s.queue) >= s.srv.opts.MaxQueued {
+	x := s.rareLocked()
+	if len(x.queue) >= s.srv.opts.MaxQueued {
 		if q.seq != 0 {
 			s.spillLocked(q, lb)
 			return
 		}
-		s.dropQueuedLocked(s.queue[0].seq)
-		s.queue[0] = nil
-		s.queue = s.queue[1:]
+		s.dropQueuedLocked(x.queue[0].seq)
+		x.queue[0] = nil
+		x.queue = x.queue[1:]
 		s.srv.stats.QueueDropped.Add(1)
 	}
-	s.queue = append(s.queue, &q)
+	x.queue = append(x.queue, &q)
 }
 
 // retryLocked asks ep's loop to pump s at its next tick. REQUIRES: s.mu held.

@@ -71,7 +71,8 @@ func (srv *Server) restore(snap *Snapshot) *session {
 			released = append(released, q) // (hand-off) its PUBREC came: only the release is due, under its id
 			continue
 		}
-		s.queue = append(s.queue, q)
+		x := s.rareLocked() // s is not shared yet
+		x.queue = append(x.queue, q)
 	}
 	s.restoreReleasedLocked(released)
 	if snap.DiskTail > s.seqLocked() {
@@ -135,7 +136,7 @@ func (srv *Server) handOff(key skey) (*Snapshot, bool) {
 	r := srv.sessions
 	sh := &r.shards[r.shard(key)]
 	sh.mu.Lock()
-	s := sh.m[key]
+	s := sh.m.get(key)
 	if s == nil {
 		sh.mu.Unlock()
 		return nil, false
@@ -158,7 +159,7 @@ func (srv *Server) handOff(key skey) (*Snapshot, bool) {
 		rec.PacketID = f.tag // sent under it: a QoS 2 resend keeps it, so the receiver knows it
 		snap.Queue = append(snap.Queue, QueuedMessage{Seq: f.queued.seq, Message: *rec})
 	}
-	for _, q := range s.queue {
+	for _, q := range s.queueLocked() {
 		snap.Queue = append(snap.Queue, QueuedMessage{Seq: q.seq, Message: *queuedRecord(q)})
 	}
 	var diskFrom uint64
@@ -167,14 +168,14 @@ func (srv *Server) handOff(key skey) (*Snapshot, bool) {
 	}
 	stored := s.stored
 	srv.unsubscribeAllLocked(s)
-	s.queue, s.inflight = nil, nil
+	s.inflight = nil
 	if x := s.rare; x != nil {
-		x.rx = nil
+		x.queue, x.rx = nil, nil
 	}
 	s.ended, s.stored = true, false
 	s.online.Store(false)
 	srv.stats.Sessions.Add(-1)
-	delete(sh.m, key)
+	sh.m.del(key)
 	s.mu.Unlock()
 	sh.mu.Unlock()
 	if !stored {

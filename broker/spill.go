@@ -72,7 +72,7 @@ func (s *session) saved(seq uint64, err error) {
 // is there to take it and memory has room. REQUIRES: s.mu held.
 func (s *session) pageInLocked() {
 	d := s.diskLocked()
-	if d == nil || d.paging || s.ep == nil || !s.ready || s.ended || len(s.queue) > s.srv.opts.MaxQueued/2 {
+	if d == nil || d.paging || s.ep == nil || !s.ready || s.ended || len(s.queueLocked()) > s.srv.opts.MaxQueued/2 {
 		return
 	}
 	upTo := s.seqLocked()
@@ -125,7 +125,8 @@ func (srv *Server) pageIn(s *session, from, upTo uint64, max int) {
 		return
 	}
 	s.restoreReleasedLocked(released)
-	s.queue = append(s.queue, page...)
+	x := s.rareLocked()
+	x.queue = append(x.queue, page...)
 	page = append(page, released...) // for the count below
 	slices.SortFunc(page, func(a, b *queued) int { return cmp.Compare(a.seq, b.seq) })
 	next := upTo + 1 // everything up to upTo was read or is gone
