@@ -18,7 +18,7 @@ type deadlines struct {
 // earlier visit is already filed (it re-arms). REQUIRES: s.mu held (lock
 // order: session.mu → deadlines.mu).
 func (d *deadlines) armLocked(s *session) {
-	o := s.off
+	o := s.offlineLocked()
 	if o == nil {
 		return
 	}

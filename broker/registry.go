@@ -42,7 +42,9 @@ func (r *registry) attach(a attachment, ep endpoint, now int64) (*session, bool)
 		s.mu.Lock()
 		old := s.ep
 		s.ep, s.ready = nil, false
-		s.off = nil // reconnected before the delay: no will [MQTT-3.1.3-9]; no expiry (a stale filing is skipped)
+		if s.rare != nil {
+			s.rare.off = nil // reconnected before the delay: no will [MQTT-3.1.3-9]; no expiry (a stale filing is skipped)
+		}
 		if a.clean || s.expiry == 0 || a.moved != nil {
 			// A session with expiry 0 lasts as long as its connection, which
 			// the new one ends: the newcomer starts afresh [MQTT-3.1.2-6].
@@ -155,12 +157,12 @@ func (r *registry) timeout(s *session, at, now int64) {
 	sh := &r.shards[r.shard(s.key)]
 	sh.mu.Lock()
 	s.mu.Lock()
-	if s.off == nil || s.off.dueAt != at {
+	o := s.offlineLocked()
+	if o == nil || o.dueAt != at {
 		s.mu.Unlock() // a stale filing: the session is filed elsewhere
 		sh.mu.Unlock()
 		return
 	}
-	o := s.off
 	o.dueAt = 0
 	if s.ep != nil || s.ended || sh.m.get(s.key) != s {
 		s.mu.Unlock()

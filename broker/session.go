@@ -44,16 +44,16 @@ type session struct {
 	subs     []subEntry           // REQUIRES: mu held
 	inflight map[uint16]*inflight // REQUIRES: mu held. by tag (MQTT packet id)
 	rare     *sessionRare         // REQUIRES: mu held. nil until needed
-	off      *offline             // REQUIRES: mu held. deadlines while offline (will.go, deadline.go); nil when none
 }
 
 // sessionRare is what only some sessions need, kept apart so that the
-// common one does not carry it (144 B instead of 176; TestIdleConnCost).
+// common one does not carry it (128 B instead of 176; TestIdleConnCost).
 type sessionRare struct {
 	queue []*queued           // messages waiting for room or for the client, FIFO
 	seq   uint64              // last queue seq assigned (stored sessions)
 	disk  *spill              // the queue's disk-only part (spill.go); nil when none
 	rx    map[uint16]struct{} // MQTT: inbound QoS 2 ids awaiting PUBREL (mqtt_publish.go)
+	off   *offline            // deadlines while offline (will.go, deadline.go); nil when none
 }
 
 // rareLocked returns s's rare state, making it. REQUIRES: s.mu held.
@@ -118,10 +118,19 @@ type offline struct {
 
 // offLocked returns s's offline state, making it. REQUIRES: s.mu held.
 func (s *session) offLocked() *offline {
-	if s.off == nil {
-		s.off = &offline{}
+	x := s.rareLocked()
+	if x.off == nil {
+		x.off = &offline{}
 	}
-	return s.off
+	return x.off
+}
+
+// offlineLocked is s's offline state, nil when none. REQUIRES: s.mu held.
+func (s *session) offlineLocked() *offline {
+	if s.rare == nil {
+		return nil
+	}
+	return s.rare.off
 }
 
 type subEntry struct {
