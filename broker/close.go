@@ -47,10 +47,10 @@ func (t *transport) linger() {
 // shutWrite half-closes the socket once gnet holds no more output for it.
 // Loop only.
 func (t *transport) shutWrite() {
-	if t.shut || t.gc.OutboundBuffered() > 0 {
+	if t.has(fShut) || t.gc.OutboundBuffered() > 0 {
 		return
 	}
-	t.shut = true
+	t.set(fShut, true)
 	_ = unix.Shutdown(t.gc.Fd(), unix.SHUT_WR)
 }
 

@@ -27,8 +27,8 @@ type partial struct {
 func (t *transport) startPartial(rest []byte) error {
 	p := &partial{since: t.loop.srv.now()}
 	t.part = p
-	if !t.listedPartial {
-		t.listedPartial = true
+	if !t.has(fListedPartial) {
+		t.set(fListedPartial, true)
 		t.loop.partials = append(t.loop.partials, t)
 	}
 	_, _, err := t.fillPartial(rest)
@@ -97,9 +97,9 @@ func (l *loop) checkPartials(now int64) {
 	for _, t := range l.partials {
 		switch {
 		case t.part == nil || t.state == stateClosing:
-			t.listedPartial = false
+			t.set(fListedPartial, false)
 		case now-t.part.since >= timeout:
-			t.listedPartial = false
+			t.set(fListedPartial, false)
 			l.srv.stats.InputTimeouts.Add(1)
 			t.close(reasonPacketTimeout, nil)
 		default:

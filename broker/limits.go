@@ -192,7 +192,7 @@ func (s *Server) opened(t *transport, proto byte, br *BridgeInfo) {
 			}
 			g.perIP[ip]++
 			g.ipMu.Unlock()
-			t.ipCounted = true
+			t.set(fIPCounted, true)
 		}
 	}
 }
@@ -202,8 +202,8 @@ func (s *Server) closed(t *transport) {
 	g := &s.guard
 	g.open.Add(-1)
 	g.byKind[t.kind].Add(-1)
-	if t.ipCounted {
-		t.ipCounted = false
+	if t.has(fIPCounted) {
+		t.set(fIPCounted, false)
 		if ip, ok := ipOf(t.remoteAddr()); ok {
 			g.ipMu.Lock()
 			if g.perIP[ip]--; g.perIP[ip] <= 0 {
@@ -223,7 +223,7 @@ func (s *Server) admitConnect(t *transport) (packets.Code, bool) {
 		s.guard.logs.log(s, logRefused, "connection refused", "limit", "max_connections", "max", l.MaxConnections, "remote", t.remoteAddr().String())
 		return packets.ErrQuotaExceeded, false
 	}
-	if l.MaxConnectionsPerIP > 0 && t.ipCounted {
+	if l.MaxConnectionsPerIP > 0 && t.has(fIPCounted) {
 		ip, _ := ipOf(t.remoteAddr())
 		s.guard.ipMu.Lock()
 		n := s.guard.perIP[ip]

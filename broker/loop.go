@@ -185,8 +185,8 @@ func (l *loop) tick(now int64) {
 // away, and a client that stopped reading must go after
 // SlowConsumerTimeout. Loop only.
 func (l *loop) watchStall(t *transport) {
-	if !t.watched {
-		t.watched = true
+	if !t.has(fWatched) {
+		t.set(fWatched, true)
 		l.stalled = append(l.stalled, t)
 	}
 }
@@ -203,9 +203,9 @@ func (l *loop) checkStalled(now int64) {
 		}
 		switch {
 		case t.state == stateClosing || t.stalled == 0:
-			t.watched = false
+			t.set(fWatched, false)
 		case now-int64(t.stalled) >= int64(l.srv.opts.SlowConsumerTimeout.Seconds()):
-			t.watched = false
+			t.set(fWatched, false)
 			t.close(reasonSlowConsumer, nil)
 		default:
 			keep = append(keep, t)
@@ -228,12 +228,12 @@ func (t tickTask) Run(context.Context) error { t.l.tick(t.now); return nil }
 func (l *loop) releaseIdle() {
 	keep := l.holders[:0]
 	for _, t := range l.holders {
-		if t.flushed {
-			t.flushed = false
+		if t.has(fFlushed) {
+			t.set(fFlushed, false)
 			keep = append(keep, t)
 			continue
 		}
-		t.holding = false
+		t.set(fHolding, false)
 		t.releaseSpare()
 	}
 	clear(l.holders[len(keep):])

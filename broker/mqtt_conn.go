@@ -13,7 +13,6 @@ type mqttConn struct {
 
 	version   byte // protocol level: 3, 4 or 5 (0 before CONNECT)
 	normalEnd bool // DISCONNECT received: no will
-	released  bool // detached from its session
 
 	// Set before CONNACK on the loop, read by deliveries under session.mu.
 	aliasMaxOut  uint16 // client's Topic Alias Maximum
@@ -25,7 +24,7 @@ type mqttConn struct {
 }
 
 // mqttRare is what only some MQTT connections need, kept apart so that the
-// common one does not carry it (mqttConn stays in a 176 B size class;
+// common one does not carry it (mqttConn stays in a 160 B size class;
 // TestIdleConnCost). Deliveries read c.rare (for aliasOut) only when
 // aliasMaxOut > 0, and then it was made before the session was attached
 // and is never replaced; otherwise only the loop touches it.
@@ -181,10 +180,10 @@ func (c *mqttConn) goodbye(r closeReason, err error) {
 // left it (ended for expiry 0), or else when the broker closes c or the
 // socket closes. Loop only.
 func (c *mqttConn) release() {
-	if c.sess == nil || c.released {
+	if c.sess == nil || c.has(fReleased) {
 		return
 	}
-	c.released = true
+	c.set(fReleased, true)
 	c.loop.srv.stats.ClientsConnected.Add(-1)
 	c.logDisconnected() // limits.go
 	var will *Message

@@ -16,10 +16,9 @@ import (
 type nativeConn struct {
 	transport
 
-	released bool // detached from its session
-	sess     *session
-	acct     *Account  // the logged-in user; nil before login
-	id       *Identity // for the ACL
+	sess *session
+	acct *Account  // the logged-in user; nil before login
+	id   *Identity // for the ACL
 
 	// acks maps the server message id of each QoS 1 deliver in flight to
 	// its in-flight tag. REQUIRES: transport.mu held.
@@ -192,10 +191,10 @@ func (c *nativeConn) goodbye(r closeReason, err error) {
 // release detaches c from its session and marks its user offline, once.
 // Loop only.
 func (c *nativeConn) release() {
-	if c.sess == nil || c.released {
+	if c.sess == nil || c.has(fReleased) {
 		return
 	}
-	c.released = true
+	c.set(fReleased, true)
 	srv := c.loop.srv
 	srv.stats.ClientsConnected.Add(-1)
 	srv.im.dir.setOnline(c.acct.ID, -1)

@@ -32,7 +32,7 @@ type transport struct {
 	ep   endpoint // the endpoint embedding this transport
 
 	// The transport is in every connection, so its size is counted: fields
-	// are ordered so that it has no holes (136 B; TestIdleConnCost).
+	// are ordered so that it has no holes (128 B; TestIdleConnCost).
 
 	// Loop only. Times are unix seconds, in 32 bits (good until 2106).
 	kaSpan      int32  // keepalive deadline span in seconds (-1: none)
@@ -60,17 +60,37 @@ type transport struct {
 	closed bool    // REQUIRES: mu held. socket closed
 
 	// Loop only.
-	state         uint8 //
-	watched       bool  // on the loop's stalled list
-	flushed       bool  // flushed since the loop's last tick
-	holding       bool  // on the loop's holders list (has a spare buffer)
-	listedPartial bool  // on the loop's partials list
-	shut          bool  // write side shut down (close.go)
+	state uint8 //
+	flags tflag // list memberships and the close's progress (tflag)
 
 	// Loop only; for the guard rails and connection logs (limits.go).
-	closedBy  uint8 // close reason + 1 once the broker closed it (close.go)
-	ipCounted bool  // counted in the per-IP connection table
-	kind      uint8 // (protocol, transport) index of the per-listener counts
+	closedBy uint8 // close reason + 1 once the broker closed it (close.go)
+	kind     uint8 // (protocol, transport) index of the per-listener counts
+}
+
+// tflag is one of a transport's loop-only yes/no facts, kept as bits of
+// one byte: with them the transport is 128 B and an endpoint embedding it
+// 160 (TestIdleConnCost), where a bool each made both 176.
+type tflag uint8
+
+const (
+	fWatched       tflag = 1 << iota // on the loop's stalled list
+	fFlushed                         // flushed since the loop's last tick
+	fHolding                         // on the loop's holders list (has a spare buffer)
+	fListedPartial                   // on the loop's partials list
+	fShut                            // write side shut down (close.go)
+	fIPCounted                       // counted in the per-IP connection table (limits.go)
+	fReleased                        // the endpoint let its session go (endpoint.release)
+)
+
+func (t *transport) has(f tflag) bool { return t.flags&f != 0 }
+
+func (t *transport) set(f tflag, on bool) {
+	if on {
+		t.flags |= f
+	} else {
+		t.flags &^= f
+	}
 }
 
 // init sets up t for a socket on loop l. Loop only.
@@ -203,9 +223,9 @@ func (t *transport) flush() {
 		putOut(ob)
 		return
 	}
-	t.flushed = true
-	if !t.holding {
-		t.holding = true
+	t.set(fFlushed, true)
+	if !t.has(fHolding) {
+		t.set(fHolding, true)
 		t.loop.holders = append(t.loop.holders, t)
 	}
 }
