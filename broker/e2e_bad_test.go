@@ -388,20 +388,25 @@ func dialStalled(t *testing.T, s *Server) *rawClient {
 	return &rawClient{t: t, c: nc, r: bufio.NewReader(nc)}
 }
 
+// floodSetup starts a server whose outbound bound is 64 KiB, a v5
+// subscriber "slow" to flood/# at QoS 0 that does not read until told, and
+// a publisher, with the 1 KiB payload the flood tests publish.
+func floodSetup(t *testing.T, slowTimeout time.Duration) (*Server, *rawClient, *v5Client, string) {
+	s := startServer(t, Options{MaxOutboundBytes: 64 << 10, SlowConsumerTimeout: slowTimeout})
+	slow := dialStalled(t, s)
+	slow.connect5("slow", true, packets.Properties{})
+	slow.subscribe(1, 0, packets.Subscription{Filter: "flood/#", Qos: 0})
+	return s, slow, connectV5(t, s, "pub"), strings.Repeat("x", 1024)
+}
+
 // A subscriber that never reads while a publisher floods QoS 0: the others
 // still get every message promptly, QoS 0 for the stalled one is dropped
 // and counted, and it is disconnected after SlowConsumerTimeout.
 func TestSlowSubscriber(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, Options{MaxOutboundBytes: 64 << 10, SlowConsumerTimeout: time.Second})
-	slow := dialStalled(t, s)
-	slow.connect5("slow", true, packets.Properties{})
-	slow.subscribe(1, 0, packets.Subscription{Filter: "flood/#", Qos: 0})
-
+	s, _, pub, payload := floodSetup(t, time.Second) // the stalled one stays connected
 	fast := connectV5(t, s, "fast")
 	fast.subscribe("flood/#", 0)
-	pub := connectV5(t, s, "pub")
-	payload := strings.Repeat("x", 1024)
 	const batch = 64
 	var worst time.Duration
 	for i := 0; s.Stats().Dropped == 0; i++ {
@@ -506,12 +511,7 @@ func TestSlowSubscriberKeepsQoS1(t *testing.T) {
 // bench/compare.sh fan-in run receiving nothing).
 func TestSlowSubscriberRecovers(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, Options{MaxOutboundBytes: 64 << 10, SlowConsumerTimeout: time.Minute})
-	slow := dialStalled(t, s)
-	slow.connect5("slow", true, packets.Properties{})
-	slow.subscribe(1, 0, packets.Subscription{Filter: "flood/#", Qos: 0})
-	pub := connectV5(t, s, "pub")
-	payload := strings.Repeat("x", 1024)
+	s, slow, pub, payload := floodSetup(t, time.Minute)
 	// Flood until gnet holds more than the bound for it after a flush (the
 	// kernel's buffers are full) and a delivery has been dropped for that.
 	ss := lookupSession(s, "slow")
