@@ -23,18 +23,23 @@ func hashKey(k skey) uint64 {
 // pick the shard (registry.shard), so the set uses the high ones.
 func (t *sessionSet) home(h uint64) int { return int((h >> 32) & uint64(len(t.slots)-1)) }
 
+// slot is where k is in a non-empty table, or the empty slot that ends
+// its probe if it is not there.
+func (t *sessionSet) slot(k skey) int {
+	mask := len(t.slots) - 1
+	i := t.home(hashKey(k))
+	for t.slots[i] != nil && t.slots[i].key != k {
+		i = (i + 1) & mask
+	}
+	return i
+}
+
 // get returns the session of k, or nil.
 func (t *sessionSet) get(k skey) *session {
 	if t.n == 0 {
 		return nil
 	}
-	mask := len(t.slots) - 1
-	for i := t.home(hashKey(k)); ; i = (i + 1) & mask {
-		s := t.slots[i]
-		if s == nil || s.key == k {
-			return s
-		}
-	}
+	return t.slots[t.slot(k)]
 }
 
 // put stores s, replacing the session of the same key if there is one.
@@ -42,18 +47,11 @@ func (t *sessionSet) put(s *session) {
 	if (t.n+1)*4 > len(t.slots)*3 {
 		t.resize(max(len(t.slots)*2, 8))
 	}
-	mask := len(t.slots) - 1
-	for i := t.home(hashKey(s.key)); ; i = (i + 1) & mask {
-		switch o := t.slots[i]; {
-		case o == nil:
-			t.slots[i] = s
-			t.n++
-			return
-		case o.key == s.key:
-			t.slots[i] = s
-			return
-		}
+	i := t.slot(s.key)
+	if t.slots[i] == nil {
+		t.n++
 	}
+	t.slots[i] = s
 }
 
 // del removes the session of k, if any. The entries after it in its run
@@ -63,18 +61,11 @@ func (t *sessionSet) del(k skey) {
 	if t.n == 0 {
 		return
 	}
-	mask := len(t.slots) - 1
-	i := t.home(hashKey(k))
-	for {
-		s := t.slots[i]
-		if s == nil {
-			return
-		}
-		if s.key == k {
-			break
-		}
-		i = (i + 1) & mask
+	i := t.slot(k)
+	if t.slots[i] == nil {
+		return
 	}
+	mask := len(t.slots) - 1
 	for j := (i + 1) & mask; t.slots[j] != nil; j = (j + 1) & mask {
 		// The entry at j may fill the hole at i unless its home lies
 		// cyclically in (i, j]: then it would be found before the hole.
@@ -105,11 +96,7 @@ func (t *sessionSet) resize(size int) {
 // may delete while it walks them).
 func (t *sessionSet) all() []*session {
 	out := make([]*session, 0, t.n)
-	for _, s := range t.slots {
-		if s != nil {
-			out = append(out, s)
-		}
-	}
+	t.each(func(s *session) { out = append(out, s) })
 	return out
 }
 
