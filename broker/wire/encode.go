@@ -64,9 +64,16 @@ func Append(dst []byte, b Body) ([]byte, error) {
 
 func checkSize(t Type, bodyLen int) error {
 	if bodyLen+4 > MaxFrameSize {
-		return fmt.Errorf("wire: %v frame of %d bytes: %w", t, bodyLen, CodeFrameTooLarge)
+		return tooLarge(t, bodyLen)
 	}
 	return nil
+}
+
+// tooLarge is checkSize's error, out of line so that the check inlines.
+//
+//go:noinline
+func tooLarge(t Type, bodyLen int) error {
+	return fmt.Errorf("wire: %v frame of %d bytes: %w", t, bodyLen, CodeFrameTooLarge)
 }
 
 func checkRaw(r Raw) error {

@@ -180,34 +180,48 @@ func appendDeliver(dst []byte, d *Deliver) ([]byte, error) {
 	if d.Offline {
 		n, fields = n+3, fields+1
 	}
-	bodyLen := 1 + sizeLen(fields) + n
-	if err := checkSize(TypeDeliver, bodyLen); err != nil {
-		return dst, err
+	bodyLen := 2 + n // type, fixmap (a deliver has at most 10 fields)
+	if bodyLen+4 > MaxFrameSize {
+		return dst, tooLarge(TypeDeliver, bodyLen)
 	}
-	dst = grow(dst, 4+bodyLen)
-	dst = append(appendPrefix(dst, bodyLen), byte(TypeDeliver))
-	dst = appendMapLen(dst, fields)
+	// Written by index into room made once (see putUint).
+	at := len(dst)
+	total := sizePrefix(bodyLen) + bodyLen
+	dst = grow(dst, total)[:at+total]
+	w := dst[at:]
+	i := putPrefix(w, 0, bodyLen)
+	w[i], w[i+1] = byte(TypeDeliver), 0x80|byte(fields)
+	i += 2
 	if d.MsgID != 0 {
-		dst = appendUint(append(dst, 0xa1, 'i'), d.MsgID)
+		i = putUint(w, putKey(w, i, 'i'), d.MsgID)
 	}
 	if d.From != 0 {
-		dst = appendUint(append(dst, 0xa1, 'f'), d.From)
+		i = putUint(w, putKey(w, i, 'f'), d.From)
 	}
 	if d.FromName != "" {
-		dst = appendStr(append(dst, 0xa1, 'n'), d.FromName)
+		i = putStr(w, putKey(w, i, 'n'), d.FromName)
 	}
-	dst = appendTarget(dst, &d.Target)
+	if t := &d.Target; t.Kind != 0 {
+		i = putUint(w, putKey(w, i, 'k'), uint64(t.Kind))
+	}
+	if t := &d.Target; t.User != 0 {
+		i = putUint(w, putKey(w, i, 'u'), t.User)
+	}
+	if t := &d.Target; t.Name != "" {
+		i = putStr(w, putKey(w, i, 't'), t.Name)
+	}
 	if len(d.Body) > 0 {
-		dst = appendBin(append(dst, 0xa1, 'b'), d.Body)
+		i = putBin(w, putKey(w, i, 'b'), d.Body)
 	}
 	if writeTS {
-		dst = appendInt(append(dst, 0xa2, 't', 's'), d.Time)
+		w[i], w[i+1], w[i+2] = 0xa2, 't', 's'
+		i = putInt(w, i+3, d.Time)
 	}
 	if d.QoS != 0 {
-		dst = appendUint(append(dst, 0xa1, 'q'), uint64(d.QoS))
+		i = putUint(w, putKey(w, i, 'q'), uint64(d.QoS))
 	}
 	if d.Offline {
-		dst = append(dst, 0xa1, 'o', 0xc3)
+		w[i], w[i+1], w[i+2] = 0xa1, 'o', 0xc3
 	}
 	return dst, nil
 }
