@@ -1,6 +1,10 @@
 package wire
 
-import "slices"
+import (
+	"encoding/binary"
+	"slices"
+	"unicode/utf8"
+)
 
 // Hand-written codecs for the frames of the message path: Send, SendAck,
 // Deliver, DeliverAck, Ping and Pong. They produce what the msgpack struct
@@ -315,6 +319,33 @@ func decodeSend(b []byte, s *Send) error {
 		return err
 	}
 	for i := 0; i < n; i++ {
+		// The forms a client writes are read inline, as SkimDeliver
+		// does; any other goes to the readers below.
+		if p+2 < len(b) && b[p] == 0xa1 {
+			c, v := b[p+1], b[p+2]
+			switch {
+			case c == 'b' && v == 0xc4 && p+3 < len(b) && p+4+int(b[p+3]) <= len(b):
+				l := int(b[p+3])
+				s.Body, p = b[p+4:p+4+l:p+4+l], p+4+l
+				continue
+			case c == 'i' && v == 0xcf && p+11 <= len(b):
+				s.ID, p = binary.BigEndian.Uint64(b[p+3:]), p+11
+				continue
+			case c == 'k' && v <= 0x7f:
+				s.Kind, p = Kind(v), p+3
+				continue
+			case c == 'q' && v <= 0x7f:
+				s.QoS, p = v, p+3
+				continue
+			case c == 't' && v >= 0xa0 && v <= 0xbf && p+3+int(v&0x1f) <= len(b):
+				t := b[p+3 : p+3+int(v&0x1f)]
+				if !utf8.Valid(t) {
+					return errUTF8
+				}
+				s.Name, p = bytesToString(t), p+3+len(t)
+				continue
+			}
+		}
 		var k key
 		if k, p, err = readKey(b, p); err != nil {
 			return err
