@@ -113,7 +113,6 @@ type nativeClient struct {
 	werr    error
 	dirty   bool // acks queued by the reader, not yet flushed
 	flushAt int
-	send    wire.Send       // encoded by Publish, reused
 	dack    wire.DeliverAck // encoded by the reader, reused
 
 	// Publisher goroutine only: the last topic and where it goes.
@@ -362,21 +361,20 @@ func (c *nativeClient) Publish(ctx context.Context, topic string, payload []byte
 		return 0, c.werr
 	}
 	slot := -1
-	c.send = wire.Send{Target: c.lastTarget, QoS: qos, Body: payload}
+	var id uint64
 	if qos > 0 {
 		for {
 			k := c.next
 			c.next++
 			if s := &c.ring[k&c.mask]; s.id.Load() == 0 {
-				c.send.ID = c.base + k
-				s.id.Store(c.send.ID)
+				id = c.base + k
+				s.id.Store(id)
 				slot = int(k & c.mask)
 				break
 			}
 		}
 	}
-	out, err := c.tmpl.append(c.wbuf, &c.send, topic)
-	c.send.Body = nil // the caller owns payload
+	out, err := c.tmpl.append(c.wbuf, c.lastTarget, qos, id, payload, topic)
 	if err != nil {
 		if slot >= 0 {
 			c.ring[slot].id.Store(0)
@@ -551,37 +549,44 @@ type sendTemplate struct {
 	made  bool // for topic, qos, size and whether there is an id
 	topic string
 	qos   byte
-	size  int    // body length
-	head  []byte // the frame up to the body
-	idAt  int    // where the id's 8 bytes sit in head; -1: no id
+	size  int       // body length
+	head  []byte    // the frame up to the body
+	idAt  int       // where the id's 8 bytes sit in head; -1: no id
+	s     wire.Send // scratch for a send the template does not fit
 }
 
-// append encodes s (to topic) as wire.Append does.
-func (t *sendTemplate) append(dst []byte, s *wire.Send, topic string) ([]byte, error) {
-	if !t.made || t.topic != topic || t.qos != s.QoS || t.size != len(s.Body) || (s.ID != 0) != (t.idAt >= 0) {
-		t.make(s, topic)
+// append encodes a send (to topic) as wire.Append does. The send is a
+// wire.Send only when the template does not fit: filling one per publish
+// cost more than writing the frame (BenchmarkNativePublish).
+func (t *sendTemplate) append(dst []byte, to wire.Target, qos byte, id uint64, body []byte, topic string) ([]byte, error) {
+	if !t.made || t.topic != topic || t.qos != qos || t.size != len(body) || (id != 0) != (t.idAt >= 0) {
+		t.make(wire.Send{ID: id, Target: to, QoS: qos, Body: body}, topic)
 	}
-	if t.head == nil || s.ID != 0 && s.ID < 1<<32 {
-		return wire.Append(dst, s) // an id of another width, or no template
+	if t.head == nil || id != 0 && id < 1<<32 {
+		// An id of another width, or no template.
+		t.s = wire.Send{ID: id, Target: to, QoS: qos, Body: body}
+		out, err := wire.Append(dst, &t.s)
+		t.s = wire.Send{} // the caller owns body
+		return out, err
 	}
 	at := len(dst)
 	dst = append(dst, t.head...)
 	if t.idAt >= 0 {
-		binary.BigEndian.PutUint64(dst[at+t.idAt:], s.ID)
+		binary.BigEndian.PutUint64(dst[at+t.idAt:], id)
 	}
-	return append(dst, s.Body...), nil
+	return append(dst, body...), nil
 }
 
 // make builds the template of s's shape: its ids are uint64s in msgpack's
 // 8-byte form (the ids of a run start at the clock in nanoseconds).
 // A shape without one (an empty body, a batch) is encoded by wire.Append.
-func (t *sendTemplate) make(s *wire.Send, topic string) {
+func (t *sendTemplate) make(s wire.Send, topic string) {
 	idAt := -1
 	if s.ID != 0 {
 		idAt = 0
 	}
 	*t = sendTemplate{made: true, topic: topic, qos: s.QoS, size: len(s.Body), idAt: idAt}
-	probe := *s
+	probe := s
 	if probe.ID != 0 {
 		probe.ID = 1 << 63
 	}

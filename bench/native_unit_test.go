@@ -453,7 +453,7 @@ func TestSendTemplate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := tmpl.append([]byte("x"), &c.s, c.topic)
+		got, err := tmpl.append([]byte("x"), c.s.Target, c.s.QoS, c.s.ID, c.s.Body, c.topic)
 		if err != nil || !bytes.Equal(got, want) {
 			t.Errorf("send %d: got %x, %v\nwant %x", i, got, err, want)
 		}
