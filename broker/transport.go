@@ -185,6 +185,14 @@ func (t *transport) flush() {
 	t.mu.Lock()
 	ob := t.out
 	t.out = nil
+	if ob != nil {
+		// Deliveries made while ob is written go into the spare, so a
+		// busy conn's two buffers take turns. Left to take a pooled 4 KiB
+		// buffer, they grew a fresh one every other flush: in a flat-out
+		// fan-in that was ~250 MB/s of garbage for one subscriber, and the
+		// collector's work and write barriers cost more than the routing.
+		t.out, t.spare = t.spare, nil
+	}
 	t.dirty = false
 	closed := t.closed
 	msgs := t.outMsgs
@@ -206,12 +214,14 @@ func (t *transport) flush() {
 	if cap(ob.b) > 2*t.loop.srv.opts.MaxOutboundBytes+64<<10 {
 		return // grown past what the bound lets a conn use: let it go
 	}
-	// A busy conn (one whose batch outgrew a pooled buffer) keeps its
-	// grown buffer for the next batch instead of growing a fresh one each
-	// flush; the loop's tick takes it back once the conn goes a tick
-	// without a flush (loop.releaseIdle). Small writes, like a CONNACK,
-	// hand the buffer straight back, so idle conns hold none.
-	busy := len(ob.b) > 4096
+	// A busy conn (one whose batches outgrew a pooled buffer) keeps its
+	// grown buffer for the next batches instead of growing a fresh one,
+	// however little this flush wrote (judged by length, a small flush
+	// between large ones let a grown buffer go); the loop's tick takes it
+	// back once the conn goes a tick without a flush (loop.releaseIdle).
+	// A pooled buffer that never grew, like a CONNACK's, goes straight
+	// back, so idle conns hold none.
+	busy := cap(ob.b) > 4096
 	ob.b = ob.b[:0]
 	t.mu.Lock()
 	keep := busy && t.spare == nil && !t.closed
@@ -230,14 +240,23 @@ func (t *transport) flush() {
 	}
 }
 
-// releaseSpare returns the spare buffer to the pool. Loop only.
+// releaseSpare returns the spare buffer to the pool, and the outbound
+// one if it is empty (a spare that became it at the last flush). Loop only.
 func (t *transport) releaseSpare() {
 	t.mu.Lock()
-	sp := t.spare
+	sp, out := t.spare, t.out
 	t.spare = nil
+	if out != nil && len(out.b) == 0 {
+		t.out = nil
+	} else {
+		out = nil
+	}
 	t.mu.Unlock()
 	if sp != nil {
 		putOut(sp)
+	}
+	if out != nil {
+		putOut(out)
 	}
 }
 
