@@ -201,7 +201,28 @@ func (c *mqttConn) deliver(d delivery) bool {
 		c.appendRaw(func(b []byte) []byte { return mqtt.AppendAck(b, c.version, packets.Pubrel, d.tag, 0) })
 		return true
 	}
+	if d.qos == 0 && c.backlog.Load() > int64(c.loop.srv.opts.MaxOutboundBytes) {
+		c.mu.Lock() // over the bound on gnet's side alone: dropped unencoded
+		if c.closed {
+			c.mu.Unlock()
+			return true
+		}
+		c.dropLocked()
+		return true
+	}
 	m := d.m
+	// The shared encoding is made before taking c.mu: it is the router's
+	// (this goroutine's), and what it depends on of c is fixed once c is
+	// connected. A fan-in's subscriber is delivered to by every loop, and
+	// encoding under its lock kept the others spinning on it.
+	var b []byte
+	pidAt := -1
+	sh := d.shared
+	if sh != nil && !d.dup && (c.version < 5 || c.aliasMaxOut == 0 && len(d.subIDs) == 0) {
+		b, pidAt = sh.get(c.version, d.qos, d.retain)
+	} else {
+		sh = nil
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -211,8 +232,7 @@ func (c *mqttConn) deliver(d delivery) bool {
 		c.dropLocked()
 		return true
 	}
-	if sh := d.shared; sh != nil && !d.dup && (c.version < 5 || c.aliasMaxOut == 0 && len(d.subIDs) == 0) {
-		b, pidAt := sh.get(c.version, d.qos, d.retain)
+	if sh != nil {
 		if c.maxPacketOut > 0 && len(b) > int(c.maxPacketOut) {
 			c.mu.Unlock()
 			c.loop.srv.stats.Dropped.Add(1) // [MQTT-3.1.2-25]

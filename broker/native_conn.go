@@ -208,6 +208,22 @@ func (c *nativeConn) deliver(d delivery) bool {
 	if m == nil {
 		return true // a released QoS 2 step: nothing to say to a native client
 	}
+	if d.qos == 0 && c.backlog.Load() > int64(c.loop.srv.opts.MaxOutboundBytes) {
+		c.mu.Lock() // over the bound on gnet's side alone: dropped unencoded
+		if c.closed {
+			c.mu.Unlock()
+			return true
+		}
+		c.dropLocked()
+		return true
+	}
+	qos := min(d.qos, 1)
+	var shared []byte
+	var err error
+	if d.shared != nil {
+		// Encoded before taking c.mu, as mqttConn.deliver does.
+		shared, err = d.shared.nativeGet(qos, d.offline, c.acct.ID)
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -217,13 +233,10 @@ func (c *nativeConn) deliver(d delivery) bool {
 		c.dropLocked()
 		return true
 	}
-	qos := min(d.qos, 1)
 	ob := c.bufLocked()
-	var err error
 	if d.shared != nil {
-		var b []byte
-		if b, err = d.shared.nativeGet(qos, d.offline, c.acct.ID); err == nil {
-			ob.b = append(ob.b, b...)
+		if err == nil {
+			ob.b = append(ob.b, shared...)
 		}
 	} else {
 		var out []byte

@@ -154,11 +154,10 @@ func (srv *Server) routeWith(m *Message, from *session, done func(matched int, e
 			lb.get().PutRetained(storeMessage(m))
 		}
 	}
-	var shared *encodeOnce
-	if len(r.targets) > 1 {
-		shared = &r.shared
-		shared.reset(m, now)
-	}
+	// Deliveries are encoded once per group into the router's buffer, even
+	// for one target: the bytes are then made outside the receiver's lock.
+	shared := &r.shared
+	shared.reset(m, now)
 	for i := range r.targets {
 		t := &r.targets[i]
 		t.s.deliverShared(m, t.qos, t.retain, t.subIDs, now, &lb, shared)
