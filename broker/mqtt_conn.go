@@ -201,13 +201,7 @@ func (c *mqttConn) deliver(d delivery) bool {
 		c.appendRaw(func(b []byte) []byte { return mqtt.AppendAck(b, c.version, packets.Pubrel, d.tag, 0) })
 		return true
 	}
-	if d.qos == 0 && c.backlog.Load() > int64(c.loop.srv.opts.MaxOutboundBytes) {
-		c.mu.Lock() // over the bound on gnet's side alone: dropped unencoded
-		if c.closed {
-			c.mu.Unlock()
-			return true
-		}
-		c.dropLocked()
+	if d.qos == 0 && c.dropBacklogged() {
 		return true
 	}
 	m := d.m

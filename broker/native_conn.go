@@ -208,13 +208,7 @@ func (c *nativeConn) deliver(d delivery) bool {
 	if m == nil {
 		return true // a released QoS 2 step: nothing to say to a native client
 	}
-	if d.qos == 0 && c.backlog.Load() > int64(c.loop.srv.opts.MaxOutboundBytes) {
-		c.mu.Lock() // over the bound on gnet's side alone: dropped unencoded
-		if c.closed {
-			c.mu.Unlock()
-			return true
-		}
-		c.dropLocked()
+	if d.qos == 0 && c.dropBacklogged() {
 		return true
 	}
 	qos := min(d.qos, 1)

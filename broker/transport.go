@@ -169,6 +169,22 @@ func (t *transport) dropLocked() {
 	t.scheduleLocked()
 }
 
+// dropBacklogged drops a QoS 0 delivery, before it is encoded, if what
+// gnet holds for the socket is alone over the bound (dropLocked), and says
+// whether it did. Any goroutine.
+func (t *transport) dropBacklogged() bool {
+	if t.backlog.Load() <= int64(t.loop.srv.opts.MaxOutboundBytes) {
+		return false
+	}
+	t.mu.Lock()
+	if !t.closed {
+		t.dropLocked()
+		return true
+	}
+	t.mu.Unlock()
+	return true
+}
+
 // scheduleLocked puts t on its loop's mailbox once and unlocks t.mu.
 // REQUIRES: t.mu held; releases it.
 func (t *transport) scheduleLocked() {

@@ -583,40 +583,35 @@ func putInt(w []byte, i int, v int64) int {
 }
 
 func putStr(w []byte, i int, s string) int {
-	switch n := len(s); {
-	case n < 32:
+	if n := len(s); n < 32 {
 		w[i] = 0xa0 | byte(n)
 		i++
-	case n <= math.MaxUint8:
-		w[i], w[i+1] = 0xd9, byte(n)
-		i += 2
-	case n <= math.MaxUint16:
-		w[i] = 0xda
-		binary.BigEndian.PutUint16(w[i+1:], uint16(n))
-		i += 3
-	default:
-		w[i] = 0xdb
-		binary.BigEndian.PutUint32(w[i+1:], uint32(n))
-		i += 5
+	} else {
+		i = putHead(w, i, n, 0xd9, 0xda, 0xdb)
 	}
 	return i + copy(w[i:], s)
 }
 
 func putBin(w []byte, i int, p []byte) int {
-	switch n := len(p); {
-	case n <= math.MaxUint8:
-		w[i], w[i+1] = 0xc4, byte(n)
-		i += 2
-	case n <= math.MaxUint16:
-		w[i] = 0xc5
-		binary.BigEndian.PutUint16(w[i+1:], uint16(n))
-		i += 3
-	default:
-		w[i] = 0xc6
-		binary.BigEndian.PutUint32(w[i+1:], uint32(n))
-		i += 5
-	}
+	i = putHead(w, i, len(p), 0xc4, 0xc5, 0xc6)
 	return i + copy(w[i:], p)
+}
+
+// putHead writes the header of a str or bin of n bytes in its 8-, 16- or
+// 32-bit form.
+func putHead(w []byte, i, n int, t8, t16, t32 byte) int {
+	switch {
+	case n <= math.MaxUint8:
+		w[i], w[i+1] = t8, byte(n)
+		return i + 2
+	case n <= math.MaxUint16:
+		w[i] = t16
+		binary.BigEndian.PutUint16(w[i+1:], uint16(n))
+		return i + 3
+	}
+	w[i] = t32
+	binary.BigEndian.PutUint32(w[i+1:], uint32(n))
+	return i + 5
 }
 
 // putKey writes a one-byte key (a fixstr).
