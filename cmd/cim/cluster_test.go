@@ -75,8 +75,27 @@ func freeAddrOn(t *testing.T, ip string, udp bool) string {
 	return ""
 }
 
-// start runs the node and waits until its MQTT listener accepts.
+// start runs the node and waits until its MQTT listener accepts. A node
+// restarted on its ports may find one of them still taken for a moment
+// (it failed once in a rolling restart: "bind: address already in use",
+// the process gone): a start whose process exits before it listens is
+// tried again, a few times.
 func (n *procNode) start() {
+	n.t.Helper()
+	for try := 1; ; try++ {
+		if n.launch() {
+			return
+		}
+		if try == 5 {
+			n.t.Fatalf("%s exited before listening on %s, %d times", n.name, n.mqtt, try)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// launch starts the process and reports whether it listens (false: it
+// exited first).
+func (n *procNode) launch() bool {
 	n.t.Helper()
 	level := "error"
 	if l := os.Getenv("CIM_TEST_LOG_LEVEL"); l != "" {
@@ -100,17 +119,23 @@ func (n *procNode) start() {
 	}
 	n.cmd, n.exited = cmd, make(chan struct{})
 	go func() { _ = cmd.Wait(); close(n.exited) }()
-	waitListening(n.t, n.mqtt)
+	return waitListening(n.t, n.mqtt, n.exited)
 }
 
-func waitListening(t *testing.T, addr string) {
+// waitListening waits until addr accepts; false if exited closes first.
+func waitListening(t *testing.T, addr string, exited <-chan struct{}) bool {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
-			return
+			return true
+		}
+		select {
+		case <-exited:
+			return false
+		default:
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("server on %s did not start: %v", addr, err)
