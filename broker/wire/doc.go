@@ -214,15 +214,17 @@
 // through the msgpack library's reflection after a validating scan (so the
 // library never sees a length it could over-allocate for). Both produce
 // the same bytes (TestHotMatchesLibrary). Measured with BenchmarkAppend and
-// BenchmarkDecode (64-byte body, same run, shared 2-core machine):
+// BenchmarkDecode (64-byte body, same run, shared 2-core machine, on a slow
+// day; the usual forms of a send and of a server's deliver are read and
+// written inline):
 //
 //	                   by hand               msgpack reflection
-//	append send         50 ns, 0 allocs      1030 ns,  9 allocs   (21x)
-//	append deliver      60 ns, 0 allocs      1460 ns, 11 allocs   (24x)
-//	decode send        111 ns, 0 allocs       826 ns,  3 allocs   (7x)
-//	decode deliver     165 ns, 0 allocs       968 ns,  5 allocs   (6x)
+//	append send         57 ns, 0 allocs      1558 ns,  9 allocs   (27x)
+//	append deliver      98 ns, 0 allocs      1682 ns, 11 allocs   (17x)
+//	decode send         61 ns, 0 allocs      1162 ns,  3 allocs   (19x)
+//	decode deliver     211 ns, 0 allocs      1664 ns,  5 allocs   (8x)
 //
-// (An earlier run on a busier machine gave 21-28x and 8-9x.)
+// (Earlier runs gave 21-28x and 6-9x.)
 // At a million deliveries a second, reflection alone would take two
 // cores.
 package wire
