@@ -56,6 +56,20 @@ func appendTarget(b []byte, t *Target) []byte {
 	return b
 }
 
+// putTarget is appendTarget by index (see putUint).
+func putTarget(w []byte, i int, t *Target) int {
+	if t.Kind != 0 {
+		i = putUint(w, putKey(w, i, 'k'), uint64(t.Kind))
+	}
+	if t.User != 0 {
+		i = putUint(w, putKey(w, i, 'u'), t.User)
+	}
+	if t.Name != "" {
+		i = putStr(w, putKey(w, i, 't'), t.Name)
+	}
+	return i
+}
+
 func sizeSend(s *Send) (n, fields int) {
 	if s.ID != 0 {
 		n, fields = n+2+sizeUint(s.ID), fields+1
@@ -185,8 +199,8 @@ func appendDeliver(dst []byte, d *Deliver) ([]byte, error) {
 		n, fields = n+3, fields+1
 	}
 	bodyLen := 2 + n // type, fixmap (a deliver has at most 10 fields)
-	if bodyLen+4 > MaxFrameSize {
-		return dst, tooLarge(TypeDeliver, bodyLen)
+	if err := checkSize(TypeDeliver, bodyLen); err != nil {
+		return dst, err
 	}
 	// Written by index into room made once (see putUint).
 	at := len(dst)
@@ -205,15 +219,7 @@ func appendDeliver(dst []byte, d *Deliver) ([]byte, error) {
 	if d.FromName != "" {
 		i = putStr(w, putKey(w, i, 'n'), d.FromName)
 	}
-	if t := &d.Target; t.Kind != 0 {
-		i = putUint(w, putKey(w, i, 'k'), uint64(t.Kind))
-	}
-	if t := &d.Target; t.User != 0 {
-		i = putUint(w, putKey(w, i, 'u'), t.User)
-	}
-	if t := &d.Target; t.Name != "" {
-		i = putStr(w, putKey(w, i, 't'), t.Name)
-	}
+	i = putTarget(w, i, &d.Target)
 	if len(d.Body) > 0 {
 		i = putBin(w, putKey(w, i, 'b'), d.Body)
 	}
