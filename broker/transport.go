@@ -221,10 +221,12 @@ func (t *transport) flush() {
 		return
 	}
 	if !closed && len(ob.b) > 0 {
-		_, _ = t.gc.Write(ob.b)
-		// Counted per flush, not per message: the counters are shared by all loops.
+		// Counted per flush, not per message: the counters are shared by
+		// all loops. Counted before the write, so a peer that has read
+		// the bytes finds them counted.
 		t.loop.srv.stats.MessagesOut.Add(int64(msgs))
 		t.loop.srv.stats.BytesOut.Add(int64(len(ob.b)))
+		_, _ = t.gc.Write(ob.b)
 		t.noteBacklog()
 	}
 	if cap(ob.b) > 2*t.loop.srv.opts.MaxOutboundBytes+64<<10 {
