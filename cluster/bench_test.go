@@ -26,6 +26,7 @@ func BenchmarkFrameEncodePublish64(b *testing.B) {
 func BenchmarkFrameDecodePublish64(b *testing.B) {
 	buf := newFrameEncoder("n1").append(nil, &frame{typ: framePublish, seq: 1, pub: publish64()})
 	dec := newFrameDecoder(1 << 20)
+	dec.reuse = true // as the link's reader decodes
 	b.SetBytes(int64(len(buf)))
 	b.ReportAllocs()
 	for b.Loop() {

@@ -2,9 +2,12 @@ package cluster
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"reflect"
 	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 func samplePublish() *Publish {
@@ -237,5 +240,62 @@ func TestMetaRoundTrip(t *testing.T) {
 	big := Meta{MQTT: string(bytes.Repeat([]byte("x"), 600))}
 	if _, err := big.encode(); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("oversize meta: %v", err)
+	}
+}
+
+// A frame as a later version or another encoder may write it: integers in
+// wide forms, str for bin, nil for zero values and fields appended after
+// the known ones. The decoder must read it as the frame we write.
+func TestFrameDecodeOtherForms(t *testing.T) {
+	var body bytes.Buffer
+	e := msgpack.NewEncoder(&body)
+	_ = e.EncodeArrayLen(fieldCount[framePublish] + 2)
+	_ = e.EncodeUint64(uint64(framePublish)) // 0xcf, 8 bytes
+	_ = e.EncodeInt64(12)                    // 0xd3: a signed form of a uint field
+	_ = e.EncodeBytes([]byte("a/b/c"))       // bin for a str
+	_ = e.EncodeString("hello")              // str for a bin
+	_ = e.EncodeUint16(1)
+	_ = e.EncodeBool(true)
+	_ = e.EncodeBytes([]byte{1, 2, 3})
+	_ = e.EncodeString("client-1")
+	_ = e.EncodeUint32(42)
+	_ = e.EncodeInt64(1700000000)
+	_ = e.EncodeInt8(-1)
+	_ = e.EncodeString("n1")
+	_ = e.Encode(map[string]any{"later": []any{1, "two", 3.5}}) // unknown: skipped
+	_ = e.EncodeNil()
+	buf := binary.AppendUvarint(nil, uint64(body.Len()))
+	buf = append(buf, body.Bytes()...)
+	got, n, err := newFrameDecoder(1 << 20).Decode(buf)
+	if err != nil || n != len(buf) {
+		t.Fatalf("decode: %v (%d of %d bytes)", err, n, len(buf))
+	}
+	want := frame{typ: framePublish, seq: 12, pub: samplePublish()}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v %+v\nwant %+v %+v", got, *got.pub, want, *want.pub)
+	}
+	// A broken unknown field is still an error.
+	bad := append([]byte(nil), buf...)
+	bad[len(bad)-1] = 0xc1 // never used by msgpack
+	if _, _, err := newFrameDecoder(1 << 20).Decode(bad); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("broken extra field: %v", err)
+	}
+	// nil for every zero value of an ack.
+	if f, _, err := newFrameDecoder(64).Decode([]byte{0x03, 0x92, 0x06, 0xc0}); err != nil || f.typ != frameAck || f.seq != 0 {
+		t.Fatalf("ack with nil seq: %+v %v", f, err)
+	}
+}
+
+// A handshake frame's strings outlive the buffer it was read from (the
+// acceptor reads the auth frame into the hello's buffer).
+func TestFrameHelloOwnsStrings(t *testing.T) {
+	buf := encodeAll(sampleFrames()[:1])
+	f, _, err := newFrameDecoder(1 << 20).Decode(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clear(buf)
+	if f.cluster != "c" || f.node != "n1" {
+		t.Fatalf("hello aliases its buffer: cluster %q node %q", f.cluster, f.node)
 	}
 }

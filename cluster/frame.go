@@ -4,8 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"io"
-	"unsafe"
+	"strings"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -140,8 +139,6 @@ func (fe *frameEncoder) append(dst []byte, f *frame) []byte {
 // frameDecoder decodes frames incrementally from a byte stream.
 type frameDecoder struct {
 	max int
-	br  bytes.Reader
-	d   *msgpack.Decoder
 	// reuse: a publish frame's Publish is this one, valid until the next
 	// Decode (the link's reader: PublishDelegate keeps only the slices),
 	// not an allocation per message (BenchmarkClusterForwardQoS0).
@@ -149,11 +146,7 @@ type frameDecoder struct {
 	pub   Publish
 }
 
-func newFrameDecoder(max int) *frameDecoder {
-	fd := &frameDecoder{max: max}
-	fd.d = msgpack.NewDecoder(&fd.br)
-	return fd
-}
+func newFrameDecoder(max int) *frameDecoder { return &frameDecoder{max: max} }
 
 // Decode decodes the frame at the start of buf and returns it with the
 // number of bytes it took. With less than a whole frame in buf it returns
@@ -182,8 +175,11 @@ func (fd *frameDecoder) Decode(buf []byte) (frame, int, error) {
 	}
 	n := k + int(l)
 	body := buf[k:n]
-	if t := fd.peekType(body); t == framePublish || t == frameRequest || t == frameResponse {
-		body = bytes.Clone(body) // handed to delegates, who own it
+	// [type, ...]: a fixarray and a fixint type in every frame we write.
+	if len(body) >= 2 && body[0]&0xf0 == 0x90 {
+		if t := frameType(body[1]); t == framePublish || t == frameRequest || t == frameResponse {
+			body = bytes.Clone(body) // handed to delegates, who own it
+		}
 	}
 	if err := fd.decodeBody(body, &f); err != nil {
 		return frame{}, 0, err
@@ -191,180 +187,90 @@ func (fd *frameDecoder) Decode(buf []byte) (frame, int, error) {
 	return f, n, nil
 }
 
-// peekType returns the type of a frame body (0 if unreadable).
-func (fd *frameDecoder) peekType(body []byte) frameType {
-	fd.br.Reset(body)
-	fd.d.Reset(&fd.br)
-	if _, err := fd.d.DecodeArrayLen(); err != nil {
-		return 0
+func (fd *frameDecoder) decodeBody(body []byte, f *frame) error {
+	r := mpReader{b: body}
+	fail := func(what string) error { return fmt.Errorf("%w: frame %s", ErrMalformed, what) }
+	cnt := r.arrayLen()
+	if r.bad || cnt < 1 {
+		return fail("header")
 	}
-	t, err := fd.d.DecodeUint64()
-	if err != nil || t > 255 {
-		return 0
-	}
-	return frameType(t)
-}
-
-func (fd *frameDecoder) decodeBody(body []byte, f *frame) (err error) {
-	fd.br.Reset(body)
-	fd.d.Reset(&fd.br)
-	d := fd.d
-	fail := func(what string, err error) error {
-		if err == nil {
-			return fmt.Errorf("%w: frame %s", ErrMalformed, what)
-		}
-		return fmt.Errorf("%w: frame %s: %v", ErrMalformed, what, err)
-	}
-	cnt, err := d.DecodeArrayLen()
-	if err != nil || cnt < 1 {
-		return fail("header", err)
-	}
-	t, err := d.DecodeUint64()
-	if err != nil {
-		return fail("type", err)
-	}
-	if t < uint64(frameHello) || t > uint64(frameResponse) {
-		return fail(fmt.Sprintf("type %d", t), nil)
+	t := r.uint()
+	if r.bad || t < uint64(frameHello) || t > uint64(frameResponse) {
+		return fail(fmt.Sprintf("type %d", t))
 	}
 	f.typ = frameType(t)
 	if cnt < fieldCount[f.typ] {
-		return fail(fmt.Sprintf("type %d with %d fields", t, cnt), nil)
+		return fail(fmt.Sprintf("type %d with %d fields", t, cnt))
 	}
-	raw := func() ([]byte, error) { return fd.raw(body) }
-	str := func() (string, error) {
-		b, err := raw()
-		return unsafe.String(unsafe.SliceData(b), len(b)), err
-	}
-	u := d.DecodeUint64
 	switch f.typ {
 	case frameHello, frameHelloAck:
-		if f.version, err = u(); err != nil {
-			return fail("version", err)
-		}
-		if f.cluster, err = d.DecodeString(); err != nil {
-			return fail("cluster", err)
-		}
-		if f.node, err = d.DecodeString(); err != nil {
-			return fail("node", err)
-		}
-		if f.incarnation, err = u(); err != nil {
-			return fail("incarnation", err)
-		}
-		if f.nonce, err = raw(); err != nil {
-			return fail("nonce", err)
-		}
+		// Handshake frames alias a buffer read again: strings are copied.
+		f.version = r.uint()
+		f.cluster = strings.Clone(r.str())
+		f.node = strings.Clone(r.str())
+		f.incarnation = r.uint()
+		f.nonce = r.raw()
 		if f.typ == frameHelloAck {
-			if f.mac, err = raw(); err != nil {
-				return fail("mac", err)
-			}
-			if f.delivered, err = u(); err != nil {
-				return fail("delivered", err)
-			}
+			f.mac = r.raw()
+			f.delivered = r.uint()
 		}
 	case frameAuth:
-		if f.mac, err = raw(); err != nil {
-			return fail("mac", err)
-		}
-		if f.delivered, err = u(); err != nil {
-			return fail("delivered", err)
-		}
+		f.mac = r.raw()
+		f.delivered = r.uint()
 	case framePing:
 	case framePublish:
 		var p *Publish
 		if fd.reuse {
 			p = &fd.pub
-			*p = Publish{}
 		} else {
 			p = new(Publish)
 		}
-		f.pub = p
-		if f.seq, err = u(); err != nil {
-			return fail("seq", err)
-		}
-		if p.Topic, err = str(); err != nil {
-			return fail("topic", err)
-		}
-		if p.Payload, err = raw(); err != nil {
-			return fail("payload", err)
-		}
-		q, err := u()
-		if err != nil || q > 2 {
-			return fail("qos", err)
+		f.seq = r.uint()
+		*p = Publish{Topic: r.str(), Payload: r.raw()}
+		q := r.uint()
+		if q > 2 {
+			return fail("qos")
 		}
 		p.QoS = byte(q)
-		if p.Retain, err = d.DecodeBool(); err != nil {
-			return fail("retain", err)
-		}
-		if p.Props, err = raw(); err != nil {
-			return fail("props", err)
-		}
-		if p.Sender, err = str(); err != nil {
-			return fail("sender", err)
-		}
-		if p.ID, err = u(); err != nil {
-			return fail("id", err)
-		}
-		if p.Created, err = d.DecodeInt64(); err != nil {
-			return fail("created", err)
-		}
-		if p.Expiry, err = d.DecodeInt64(); err != nil {
-			return fail("expiry", err)
-		}
-		if p.Origin, err = str(); err != nil {
-			return fail("origin", err)
-		}
-		if (q == 0) != (f.seq == 0) {
-			return fail("seq for qos", nil)
+		p.Retain = r.bool()
+		p.Props = r.raw()
+		p.Sender = r.str()
+		p.ID = r.uint()
+		p.Created = r.int()
+		p.Expiry = r.int()
+		p.Origin = r.str()
+		f.pub = p
+		if !r.bad && (q == 0) != (f.seq == 0) {
+			return fail("seq for qos")
 		}
 	case frameAck:
-		if f.seq, err = u(); err != nil {
-			return fail("seq", err)
-		}
+		f.seq = r.uint()
 	case frameRequest, frameResponse:
-		if f.id, err = u(); err != nil {
-			return fail("id", err)
-		}
-		if f.body, err = raw(); err != nil {
-			return fail("body", err)
-		}
+		f.id = r.uint()
+		f.body = r.raw()
 		if f.typ == frameResponse {
-			if f.failed, err = d.DecodeBool(); err != nil {
-				return fail("failed", err)
-			}
-			if f.errMsg, err = d.DecodeString(); err != nil {
-				return fail("error", err)
-			}
+			f.failed = r.bool()
+			f.errMsg = strings.Clone(r.str())
 		}
 	}
-	for i := fieldCount[f.typ]; i < cnt; i++ {
-		if err := d.Skip(); err != nil {
-			return fail("extra field", err)
-		}
+	if r.bad {
+		return fail(fmt.Sprintf("type %d: a field", t))
 	}
-	if fd.br.Len() != 0 {
-		return fail("trailing bytes", nil)
+	if cnt > fieldCount[f.typ] {
+		// A later version's fields (rare): skipped with the library.
+		br := bytes.NewReader(body[r.i:])
+		d := msgpack.NewDecoder(br)
+		for i := fieldCount[f.typ]; i < cnt; i++ {
+			if err := d.Skip(); err != nil {
+				return fmt.Errorf("%w: frame extra field: %v", ErrMalformed, err)
+			}
+		}
+		r.i = len(body) - br.Len()
+	}
+	if r.i != len(body) {
+		return fail("trailing bytes")
 	}
 	return nil
-}
-
-// raw returns the next str/bin element as a slice of body (nil for nil or
-// empty), without copying.
-func (fd *frameDecoder) raw(body []byte) ([]byte, error) {
-	n, err := fd.d.DecodeBytesLen()
-	if err != nil {
-		return nil, err
-	}
-	if n <= 0 {
-		return nil, nil
-	}
-	if n > fd.br.Len() {
-		return nil, io.ErrUnexpectedEOF
-	}
-	pos := len(body) - fd.br.Len()
-	if _, err := fd.br.Seek(int64(n), io.SeekCurrent); err != nil {
-		return nil, err
-	}
-	return body[pos : pos+n : pos+n], nil
 }
 
 // appendPublishFrame appends a whole publish frame (length prefix
