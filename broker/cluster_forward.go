@@ -726,48 +726,39 @@ func (cn *clusterNode) HandlePublishAsync(from string, p *cluster.Publish, done 
 	if !cn.await() {
 		return // (never: the cluster calls no delegate before it exists)
 	}
-	var envelope fwdEnvelope
-	env := &envelope
-	m, err := fromPublish(p, env)
-	if err != nil {
+	var env fwdEnvelope
+	if p.QoS == 0 && !p.Retain {
+		// Most of a flat-out stream: routed from the link's read buffer,
+		// as a local client's QoS 0 is from its connection's; route keeps
+		// nothing of it (a relay may queue it: that takes the copy below).
+		if decodeEnvelope(p.Props, &env) == nil && len(env.Relay) == 0 {
+			m := scratchMessages.Get().(*Message)
+			fillFromPublish(m, p, &env, from)
+			cn.routePeer(m, &env, nil)
+			*m = Message{}
+			scratchMessages.Put(m)
+			return
+		}
+		env = fwdEnvelope{}
+	}
+	own := p.Clone() // p aliases the link's read buffer
+	m := new(Message)
+	if err := decodeEnvelope(own.Props, &env); err != nil {
 		cn.log.Warn("dropped a malformed publish from a peer", "peer", from, "err", err)
 		if done != nil {
 			done() // acknowledged: it would be refused again, forever
 		}
 		return
 	}
-	if m.Origin == "" {
-		m.Origin = from
-	}
-	// A relay alone goes to its sessions only; anything else is routed.
-	routed := env.Plain || len(env.Relay) == 0 || len(env.Shares) > 0 || m.Retain
+	fillFromPublish(m, &own, &env, from)
 	var w *storedWait
 	if done != nil && m.QoS > 0 {
 		w = &storedWait{cn: cn, from: from, topic: m.Topic, done: done}
 		w.left.Store(1) // the hold released below
 	}
-	if routed {
-		if len(env.Shares) > 0 { // else every shared group skips it (shareSkip)
-			mine := make(map[string]bool, len(env.Shares))
-			for _, s := range env.Shares {
-				mine[s] = true
-			}
-			cn.plans.Store(m, mine)
-		}
-		if w == nil {
-			cn.srv.route(m, nil, nil)
-		} else {
-			w.left.Add(1)
-			cn.srv.route(m, nil, func(_ int, err error) { w.finish(err) })
-		}
-		if len(env.Shares) > 0 {
-			cn.plans.Delete(m)
-		}
-		// A session handed from here to another node moments ago: what
-		// still arrives for it goes on (one hop only; not waited for).
-		if cn.relays.n.Load() > 0 {
-			cn.relays.onward(cn, m, env.toList())
-		}
+	// A relay alone goes to its sessions only; anything else is routed.
+	if env.Plain || len(env.Relay) == 0 || len(env.Shares) > 0 || m.Retain {
+		cn.routePeer(m, &env, w)
 	}
 	if len(env.Relay) > 0 {
 		if w != nil {
@@ -777,6 +768,37 @@ func (cn *clusterNode) HandlePublishAsync(from string, p *cluster.Publish, done 
 	}
 	if w != nil {
 		w.finish(nil)
+	}
+}
+
+// scratchMessages holds the Messages that a peer's QoS 0 publishes are
+// routed in (HandlePublishAsync): one per link reader at a time, not an
+// allocation per message.
+var scratchMessages = sync.Pool{New: func() any { return new(Message) }}
+
+// routePeer routes a peer's message m (envelope env) to this node's
+// subscribers; w (nil for QoS 0) hears when it is stored.
+func (cn *clusterNode) routePeer(m *Message, env *fwdEnvelope, w *storedWait) {
+	if len(env.Shares) > 0 { // else every shared group skips it (shareSkip)
+		mine := make(map[string]bool, len(env.Shares))
+		for _, s := range env.Shares {
+			mine[s] = true
+		}
+		cn.plans.Store(m, mine)
+	}
+	if w == nil {
+		cn.srv.route(m, nil, nil)
+	} else {
+		w.left.Add(1)
+		cn.srv.route(m, nil, func(_ int, err error) { w.finish(err) })
+	}
+	if len(env.Shares) > 0 {
+		cn.plans.Delete(m)
+	}
+	// A session handed from here to another node moments ago: what
+	// still arrives for it goes on (one hop only; not waited for).
+	if cn.relays.n.Load() > 0 {
+		cn.relays.onward(cn, m, env.toList())
 	}
 }
 

@@ -78,18 +78,18 @@ func envelopeSize(e *fwdEnvelope) int {
 	return n
 }
 
-// fromPublish is the inverse of publishFor (cluster_forward.go).
-// env is the caller's (it may live on its stack).
-func fromPublish(p *cluster.Publish, env *fwdEnvelope) (*Message, error) {
-	if err := decodeEnvelope(p.Props, env); err != nil {
-		return nil, err
-	}
-	m := &Message{ID: p.ID, Topic: p.Topic, Payload: p.Payload, Props: env.Props, From: p.Sender, Origin: p.Origin,
+// fillFromPublish (the inverse of publishFor, cluster_forward.go) fills m
+// from p and its decoded envelope env; m aliases p's bytes. A publish
+// that names no origin came from the peer that sent it, from.
+func fillFromPublish(m *Message, p *cluster.Publish, env *fwdEnvelope, from string) {
+	*m = Message{ID: p.ID, Topic: p.Topic, Payload: p.Payload, Props: env.Props, From: p.Sender, Origin: p.Origin,
 		Sender: env.SenderID, SenderName: env.SenderName, Created: p.Created, Expiry: p.Expiry, QoS: p.QoS, Retain: p.Retain}
 	if len(m.Props) == 0 {
 		m.Props = nil
 	}
-	return m, nil
+	if m.Origin == "" {
+		m.Origin = from
+	}
 }
 
 // Request ops.

@@ -74,17 +74,23 @@ func TestFrameEmptyOriginIsSender(t *testing.T) {
 	}
 }
 
-func TestFramePublishOwnsBytes(t *testing.T) {
+// A decoded publish aliases the read buffer; its Clone does not.
+func TestPublishCloneOwnsBytes(t *testing.T) {
 	buf := encodeAll([]frame{{typ: framePublish, seq: 1, pub: samplePublish()}})
 	f, _, err := newFrameDecoder(1 << 20).Decode(buf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range buf {
-		buf[i] = 0
+	c := f.pub.Clone()
+	clear(buf)
+	if want := *samplePublish(); !reflect.DeepEqual(c, want) {
+		t.Fatalf("clone after the buffer was cleared:\n got %+v\nwant %+v", c, want)
 	}
-	if f.pub.Topic != "a/b/c" || string(f.pub.Payload) != "hello" {
-		t.Fatalf("decoded publish aliases the read buffer: %+v", f.pub)
+	if f.pub.Topic == "a/b/c" {
+		t.Fatal("the decoded publish does not alias the frame (a copy per message)")
+	}
+	if e := (&Publish{Topic: "t"}).Clone(); e.Payload != nil || e.Props != nil || e.Sender != "" {
+		t.Fatalf("empty fields: %+v", e)
 	}
 }
 

@@ -150,8 +150,9 @@ func newFrameDecoder(max int) *frameDecoder { return &frameDecoder{max: max} }
 
 // Decode decodes the frame at the start of buf and returns it with the
 // number of bytes it took. With less than a whole frame in buf it returns
-// ErrIncomplete and 0. Publish, request and response frames own their
-// bytes (one copy of the frame); the others alias buf.
+// ErrIncomplete and 0. Request and response frames own their bytes (one
+// copy of the frame); the others alias buf, publishes too (their
+// delegate copies what it keeps: PublishDelegate).
 func (fd *frameDecoder) Decode(buf []byte) (frame, int, error) {
 	var f frame
 	l, k := binary.Uvarint(buf)
@@ -177,7 +178,7 @@ func (fd *frameDecoder) Decode(buf []byte) (frame, int, error) {
 	body := buf[k:n]
 	// [type, ...]: a fixarray and a fixint type in every frame we write.
 	if len(body) >= 2 && body[0]&0xf0 == 0x90 {
-		if t := frameType(body[1]); t == framePublish || t == frameRequest || t == frameResponse {
+		if t := frameType(body[1]); t == frameRequest || t == frameResponse {
 			body = bytes.Clone(body) // handed to delegates, who own it
 		}
 	}

@@ -211,7 +211,7 @@ func (r *recorder) NotifyInterestReset(node string, filters []string) {
 }
 func (r *recorder) HandlePublish(from string, p *Publish) {
 	r.mu.Lock()
-	cp := *p // p is the reader's (PublishDelegate)
+	cp := p.Clone() // p is the reader's (PublishDelegate)
 	r.pubs[from] = append(r.pubs[from], &cp)
 	m := r.pubIDs[from]
 	if m == nil {

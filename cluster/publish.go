@@ -1,5 +1,7 @@
 package cluster
 
+import "unsafe"
+
 // Publish is a message forwarded to another node over a peer link. The
 // cluster carries every field verbatim and interprets only QoS (1 and 2 are
 // acknowledged and resent after a reconnect; 0 is sent at most once).
@@ -27,4 +29,29 @@ type Publish struct {
 // size is what p counts against a link's queue bound.
 func (p *Publish) size() int {
 	return len(p.Topic) + len(p.Payload) + len(p.Props) + len(p.Sender) + len(p.Origin) + 48
+}
+
+// Clone is p with its bytes in memory of its own (one allocation), for a
+// PublishDelegate that keeps a publish past the call.
+func (p *Publish) Clone() Publish {
+	c := *p
+	buf := make([]byte, 0, len(p.Topic)+len(p.Payload)+len(p.Props)+len(p.Sender)+len(p.Origin))
+	take := func(b []byte) []byte {
+		if len(b) == 0 {
+			return nil // as the decoder reads an empty bin
+		}
+		start := len(buf)
+		buf = append(buf, b...)
+		return buf[start:len(buf):len(buf)]
+	}
+	str := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		start := len(buf)
+		buf = append(buf, s...)
+		return unsafe.String(unsafe.SliceData(buf[start:]), len(s))
+	}
+	c.Topic, c.Payload, c.Props, c.Sender, c.Origin = str(p.Topic), take(p.Payload), take(p.Props), str(p.Sender), str(p.Origin)
+	return c
 }

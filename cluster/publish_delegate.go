@@ -4,10 +4,11 @@ package cluster
 //
 // HandlePublish is called on the peer link's reader goroutine: calls for
 // one peer are sequential and in the order the peer forwarded them; calls
-// for different peers run concurrently. The delegate owns every slice in p
-// (they alias no buffer of this package), but not p itself, which is
-// reused once HandlePublish (or HandlePublishAsync) returns: copy what is
-// kept.
+// for different peers run concurrently. p and its slices and strings are
+// the reader's (they alias its read buffer) and valid only until
+// HandlePublish (or HandlePublishAsync) returns: copy what is kept
+// (Publish.Clone). The broker routes most QoS 0 messages without a copy,
+// as it routes a local client's from the connection's read buffer.
 //
 // Returning means this node has the message: for QoS 1 and 2 the
 // acknowledgement to the sender is queued when HandlePublish returns, and a
