@@ -19,6 +19,7 @@ import (
 // tests (they assert nothing about speed), run by hand:
 //
 //	CIM_CLUSTER_MEASURE=1 go test -count=1 -run TestClusterMeasure -v ./cmd/cim
+//	CIM_CLUSTER_MEASURE=1 CIM_CLUSTER_CASES=pairs CIM_CLUSTER_ROUNDS=4 go test ...
 //
 // Same-node and cross-node runs alternate in one run, so the ratios hold
 // on a shared machine even when the absolute numbers do not.
@@ -59,8 +60,24 @@ func TestClusterMeasureThroughput(t *testing.T) {
 		{"pairs qos1 50x200/s", "pairs --pairs 50 --qos 1 --rate 200 --size 64 --duration 5s --warmup 1s"},
 		{"fanin qos1 10->1", "fanin --pubs 10 --subs 1 --qos 1 --size 64 --duration 5s --warmup 1s"},
 	}
+	// CIM_CLUSTER_CASES=pairs,fanin qos0 picks cases by name prefix;
+	// CIM_CLUSTER_ROUNDS=5 runs more rounds (default 2).
+	rounds, _ := strconv.Atoi(os.Getenv("CIM_CLUSTER_ROUNDS"))
+	rounds = max(rounds, 2)
+	picked := func(name string) bool {
+		only := os.Getenv("CIM_CLUSTER_CASES")
+		for _, p := range strings.Split(only, ",") {
+			if strings.HasPrefix(name, strings.TrimSpace(p)) {
+				return true
+			}
+		}
+		return only == ""
+	}
 	for _, c := range cases {
-		for round := 1; round <= 2; round++ {
+		if !picked(c.name) {
+			continue
+		}
+		for round := 1; round <= rounds; round++ {
 			for _, cross := range []bool{false, true} {
 				sub := n1
 				where := "same"
