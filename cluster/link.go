@@ -240,7 +240,7 @@ func (l *link) enqueuePublish(p *Publish, size int) error {
 	l.bytes += size
 	l.frames++
 	l.st.forwarded.Add(1)
-	if wake && p.QoS == 0 && l.canWriteDirect() {
+	if wake && l.canWriteDirect() {
 		l.writeDirect() // unlocks mu
 		return nil
 	}
