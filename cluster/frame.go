@@ -150,8 +150,8 @@ func newFrameDecoder(max int) *frameDecoder { return &frameDecoder{max: max} }
 
 // Decode decodes the frame at the start of buf and returns it with the
 // number of bytes it took. With less than a whole frame in buf it returns
-// ErrIncomplete and 0. Request and response frames own their bytes (one
-// copy of the frame); the others alias buf, publishes too (their
+// ErrIncomplete and 0. A request's or response's body is a copy (its
+// delegate owns it); everything else aliases buf, publishes too (their
 // delegate copies what it keeps: PublishDelegate).
 func (fd *frameDecoder) Decode(buf []byte) (frame, int, error) {
 	var f frame
@@ -175,15 +175,11 @@ func (fd *frameDecoder) Decode(buf []byte) (frame, int, error) {
 		return f, 0, ErrIncomplete
 	}
 	n := k + int(l)
-	body := buf[k:n]
-	// [type, ...]: a fixarray and a fixint type in every frame we write.
-	if len(body) >= 2 && body[0]&0xf0 == 0x90 {
-		if t := frameType(body[1]); t == frameRequest || t == frameResponse {
-			body = bytes.Clone(body) // handed to delegates, who own it
-		}
-	}
-	if err := fd.decodeBody(body, &f); err != nil {
+	if err := fd.decodeBody(buf[k:n], &f); err != nil {
 		return frame{}, 0, err
+	}
+	if f.typ == frameRequest || f.typ == frameResponse {
+		f.body = bytes.Clone(f.body) // handed to delegates, who own it
 	}
 	return f, n, nil
 }
