@@ -423,14 +423,37 @@ func (cn *clusterNode) NotifyTakenOver(key string, by cluster.Owner) {
 
 func (cn *clusterNode) NotifyOwnerChanged(string, cluster.Owner, cluster.Owner) {}
 
+// yieldHook, if set (tests), runs after yield took the session out and
+// before it sends it.
+var yieldHook func(k skey)
+
 // yield moves session k, which node to owns now, there.
+//
+// Messages that reach this node for k are passed on to the new owner from
+// before the session is taken out until RelayTTL after: the owner holds
+// the session already (it claimed it), and a message routed here while
+// the merge is on its way would otherwise find the session ended and be
+// lost, acknowledged (a parked message replayed to this node as it
+// returns is for this node alone).
 func (cn *clusterNode) yield(k skey, to string) {
+	s := cn.srv.sessions.lookup(k)
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	rec := s.recordLocked(cn.srv.now())
+	s.mu.Unlock()
+	mv := cn.relays.handed(k, to, nil, &Snapshot{Session: *rec}, cn.opts.RelayTTL)
 	snap, err := cn.release(k)
 	if err != nil || snap == nil {
 		if err != nil {
+			cn.relays.cancel(mv)
 			cn.log.Warn("session claimed elsewhere but busy here", "client", k.id, "owner", to, "err", err)
 		}
 		return
+	}
+	if yieldHook != nil {
+		yieldHook(k)
 	}
 	body, err := encodeSnapshot(snap)
 	if err == nil {
@@ -441,7 +464,6 @@ func (cn *clusterNode) yield(k skey, to string) {
 		_, err = cn.c.Call(ctx, to, body)
 		cancel()
 		if err == nil {
-			cn.relays.handed(k, to, nil, snap, cn.opts.RelayTTL)
 			cn.relays.merged.Add(1)
 			cn.log.Info("stale session merged into its new owner", "client", k.id, "owner", to, "queued", len(snap.Queue))
 			return
@@ -456,6 +478,7 @@ func (cn *clusterNode) yield(k skey, to string) {
 		}
 	}
 	cn.log.Warn("could not merge a session into its new owner; kept here", "client", k.id, "owner", to, "err", err)
+	cn.relays.cancel(mv)
 	cn.putBack(snap)
 }
 
@@ -585,7 +608,7 @@ func (t *relayTable) init() {
 }
 
 // handed records that session k (as snap) went to node.
-func (t *relayTable) handed(k skey, node string, body []byte, snap *Snapshot, ttl time.Duration) {
+func (t *relayTable) handed(k skey, node string, body []byte, snap *Snapshot, ttl time.Duration) *moved {
 	mv := &moved{key: k, node: node, until: time.Now().Add(ttl), body: body}
 	for _, sub := range snap.Session.Subs {
 		if !topicShared(sub.Filter) && topic.ValidFilter(sub.Filter) == nil {
@@ -606,6 +629,21 @@ func (t *relayTable) handed(k skey, node string, body []byte, snap *Snapshot, tt
 		t.trie.Subscribe(f, mv, topic.Subscription{})
 	}
 	t.n.Add(1)
+	return mv
+}
+
+// cancel forgets mv (a hand-off that did not happen), unless a later one
+// replaced it.
+func (t *relayTable) cancel(mv *moved) {
+	t.mu.Lock()
+	mine := t.byKey[mv.key] == mv
+	if mine {
+		delete(t.byKey, mv.key)
+	}
+	t.mu.Unlock()
+	if mine {
+		t.drop(mv)
+	}
 }
 
 // movedTo is the node session k was handed to from here, if it was, a

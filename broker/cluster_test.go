@@ -269,3 +269,59 @@ func TestClusterNodeLeavesAndReturns(t *testing.T) {
 	}
 	waitFor15(t, "n3 merged its stale copy", func() bool { return lookupSession(n3.srv, "ps") == nil })
 }
+
+// A node that returns with a stale copy of a session the client took to
+// another node meanwhile merges it there; a message that reaches it for
+// that session while the merge is on its way (a parked message replayed to
+// it alone, as here) is passed on to the new owner, not dropped as being
+// for a session that ended (TestClusterNodeLeavesAndReturns lost the
+// parked messages so, now and then).
+func TestClusterYieldRelaysWhatArrivesMeanwhile(t *testing.T) {
+	nodes := startTestCluster(t, 3, nil)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	ps := connectV5(t, n3.srv, "ps", persistent(600))
+	ps.subscribe("ev/#", 1)
+	waitInterest(t, nodes, "n3", "ev/#")
+	ps.disconnect()
+	n3.stop()
+	waitFor15(t, "n3 gone", func() bool { m, _ := n1.cn().c.Member("n3"); return !m.Live() })
+	ps2 := connectV5(t, n2.srv, "ps", persistent(600))
+	ps2.subscribe("ev/#", 1)
+	waitInterest(t, []*cnode{n1, n2}, "n2", "ev/#")
+
+	// While n3 holds the stale copy out of its registry, n1 hands it a
+	// message as a replay of what it parked for n3 would: for n3 only.
+	hooked := make(chan error, 1)
+	yieldHook = func(k skey) {
+		if k.id != "ps" {
+			return
+		}
+		m := newMessageOf("ev/a", []byte("meanwhile"))
+		m.QoS, m.ID, m.Created = 1, n1.srv.ids.next(time.Now()), time.Now().Unix()
+		deadline := time.Now().Add(e2eWait)
+		for {
+			acked := make(chan error, 1)
+			pub := newPublish(m, &fwdTarget{node: "n3", plain: true}, nil)
+			err := n1.cn().forwardOnce("n3", pub, func(err error) { acked <- err })
+			if err == nil {
+				err = <-acked
+			}
+			if err == nil || time.Now().After(deadline) {
+				hooked <- err
+				return
+			}
+			time.Sleep(20 * time.Millisecond) // the link from n1 is not up yet
+		}
+	}
+	t.Cleanup(func() { yieldHook = nil })
+	n3.start()
+	select {
+	case err := <-hooked:
+		if err != nil {
+			t.Fatalf("n3 did not take the message: %v", err)
+		}
+	case <-time.After(2 * e2eWait):
+		t.Fatal("n3 never yielded its stale copy of the session")
+	}
+	ps2.expect("ev/a", "meanwhile")
+}
