@@ -84,6 +84,7 @@ type clusterNode struct {
 	plans    sync.Map     // *Message -> *fwdPlan, from the share planning of route to Forward
 	relays   relayTable   // cluster_owner.go
 	recent   recentRoutes // cluster_owner.go
+	arrivals arrivals     // cluster_arrivals.go
 	park     parkLots     // cluster_park.go
 	presence presenceTable
 	hints    hintQueue  // cluster_forward.go
@@ -128,7 +129,7 @@ func (s *Server) StartCluster(o ClusterOptions) error {
 	cn := &clusterNode{srv: s, self: co.NodeName, log: s.log.With("component", "cluster-broker"), opts: o,
 		stop: make(chan struct{}), ready: make(chan struct{})}
 	cn.interest.init(cn)
-	cn.relays.init()
+	cn.relays.init(cn.srv)
 	cn.presence.init()
 	cn.pending.m = make(map[fwdKey][]func(error))
 	cn.hints.wake = make(chan struct{}, 1)
@@ -397,6 +398,7 @@ func (cn *clusterNode) maintain() {
 		if slow++; slow%50 == 0 { // once a second
 			now := time.Now()
 			cn.relays.expire(now)
+			cn.expireArrivals(now)
 			cn.recent.expire(now, cn.opts.RelayTTL)
 			cn.interest.expireDown(now, cn.opts.ParkTTL)
 			cn.park.retry(cn)

@@ -3,6 +3,8 @@ package broker
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -155,5 +157,96 @@ func TestClusterTakeoverInflightAndQueued(t *testing.T) {
 	rc3.expectNone()
 	if lookupSession(n1.srv, "inflight") != nil {
 		t.Fatal("n1 still holds the session")
+	}
+}
+
+// A client that moves to another node while QoS 1 messages keep coming
+// for it gets every one its publisher had acknowledged: on its old
+// connection before that closed, or on the new one (some twice, as QoS 1
+// allows). The publisher is on the old node, then on the new one.
+func TestClusterTakeoverUnderLoad(t *testing.T) {
+	for _, pubOn := range []int{0, 1} {
+		t.Run(fmt.Sprintf("publisher on n%d", pubOn+1), func(t *testing.T) {
+			nodes := startTestCluster(t, 2, nil)
+			id := fmt.Sprintf("mover%d", pubOn)
+			old := connectV5(t, nodes[0].srv, id, persistent(600))
+			old.subscribe("mv/#", 1)
+			waitInterest(t, nodes, "n1", "mv/#")
+			pub := connectV5(t, nodes[pubOn].srv, id+"-pub")
+			var acked atomic.Int64 // messages 0..acked-1 are acknowledged
+			stop := make(chan struct{})
+			done := make(chan error, 1)
+			go func() {
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						done <- nil
+						return
+					default:
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
+					pr, err := pub.cli.Publish(ctx, &paho.Publish{Topic: "mv/a", Payload: []byte(fmt.Sprint(i)), QoS: 1})
+					cancel()
+					if pr == nil || pr.ReasonCode >= 0x80 {
+						done <- fmt.Errorf("message %d: %v %v", i, pr, err)
+						return
+					}
+					acked.Add(1)
+				}
+			}()
+			waitAcked := func(n int64) {
+				deadline := time.Now().Add(e2eWait)
+				for acked.Load() < n {
+					if time.Now().After(deadline) {
+						t.Fatalf("%d of %d messages acknowledged", acked.Load(), n)
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}
+			waitAcked(200)
+			moved := connectV5(t, nodes[1].srv, id, persistent(600))
+			if !moved.ack.SessionPresent {
+				t.Fatal("session present not set on the new node")
+			}
+			waitAcked(acked.Load() + 300)
+			close(stop)
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			total := int(acked.Load())
+			got := make([]bool, total+1)
+			left := total
+			take := func(p *paho.Publish) {
+				if i, err := strconv.Atoi(string(p.Payload)); err == nil && i < len(got) && !got[i] {
+					got[i] = true
+					if i < total {
+						left--
+					}
+				}
+			}
+			for drained := false; !drained; {
+				select {
+				case p := <-old.msgs:
+					take(p)
+				default:
+					drained = true
+				}
+			}
+			deadline := time.After(e2eWait)
+			for left > 0 {
+				select {
+				case p := <-moved.msgs:
+					take(p)
+				case <-deadline:
+					var lost []int
+					for i := 0; i < total; i++ {
+						if !got[i] {
+							lost = append(lost, i)
+						}
+					}
+					t.Fatalf("%d of %d acknowledged messages lost: %v", len(lost), total, lost)
+				}
+			}
+		})
 	}
 }

@@ -77,6 +77,7 @@ func (cn *clusterNode) Acquire(ctx context.Context, proto byte, id string) (*Sna
 	var snap *Snapshot
 	var err error
 	claim := true
+	cn.arrivals.expect(k) // relays from the node that hands it over may come first
 	switch {
 	case known && o.Node == cn.self:
 		// Ours, unless we handed it on and the new owner's claim has not
@@ -91,17 +92,16 @@ func (cn *clusterNode) Acquire(ctx context.Context, proto byte, id string) (*Sna
 	default:
 		snap, err = cn.fetchAny(ctx, k, o.Node)
 	}
-	if err != nil {
-		return nil, err
-	}
-	if claim {
-		if _, _, err := cn.c.Claim(key); err != nil {
-			return nil, fmt.Errorf("%w: claim %s: %w", ErrCluster, id, err)
+	if err == nil && claim {
+		if _, _, cerr := cn.c.Claim(key); cerr != nil {
+			err = fmt.Errorf("%w: claim %s: %w", ErrCluster, id, cerr)
 		}
 	}
-	if snap != nil {
-		snap.Session.Node = cn.self
+	if err != nil || snap == nil {
+		cn.cancelArrival(k) // nothing is handed over: no relays come
+		return nil, err
 	}
+	snap.Session.Node = cn.self
 	return snap, nil
 }
 
@@ -301,25 +301,43 @@ func (cn *clusterNode) serveTakeover(to string, body []byte) ([]byte, error) {
 		return nil, err
 	}
 	k := skey{req.Proto, req.ID}
-	snap, err := cn.release(k)
-	if err != nil {
-		return nil, err
-	}
-	if snap == nil {
+	mv := cn.relayAhead(k, to)
+	if mv == nil {
 		// Handed over already: to the asker (its answer was lost and it
 		// asks again), or to another node (the asker's view of the owner
 		// is out of date), or there is none.
 		return cn.relays.handedTo(k, to), nil
 	}
+	snap, err := cn.release(k)
+	if err != nil || snap == nil {
+		cn.relays.cancel(mv)
+		return nil, err // (nil, nil: it ended meanwhile)
+	}
 	b, err := encodeSnapshot(snap)
 	if err != nil {
+		cn.relays.cancel(mv)
 		cn.putBack(snap)
 		return nil, err
 	}
 	b = append(binary.BigEndian.AppendUint64([]byte{takeoverSnapshot}, uint64(cn.c.Epoch())), b...)
-	cn.relays.handed(k, to, b, snap, cn.opts.RelayTTL)
+	cn.relays.answered(mv, b)
 	cn.log.Debug("session handed over", "client", k.id, "to", to, "queued", len(snap.Queue))
 	return b, nil
+}
+
+// relayAhead starts relaying what reaches this node for session k to node
+// to, before the session is taken out for it: a message routed here from
+// then on would find the session ended, or gone and nothing in its place,
+// and be lost, acknowledged. nil when k is not here.
+func (cn *clusterNode) relayAhead(k skey, to string) *moved {
+	s := cn.srv.sessions.lookup(k)
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	rec := s.recordLocked(cn.srv.now())
+	s.mu.Unlock()
+	return cn.relays.handed(k, to, nil, &Snapshot{Session: *rec}, cn.opts.RelayTTL)
 }
 
 // release closes k's connection (if any), waits for it to let go, and
@@ -378,6 +396,7 @@ func (cn *clusterNode) putBack(snap *Snapshot) {
 func (srv *Server) storeMoved(s *session, snap *Snapshot) {
 	if cn := srv.clusterNode(); cn != nil {
 		cn.recent.arrivedNow(s.key)
+		defer cn.arrived(s) // after its queue is on its way to the store
 	}
 	if srv.store == nil {
 		return
@@ -436,14 +455,10 @@ var yieldHook func(k skey)
 // lost, acknowledged (a parked message replayed to this node as it
 // returns is for this node alone).
 func (cn *clusterNode) yield(k skey, to string) {
-	s := cn.srv.sessions.lookup(k)
-	if s == nil {
+	mv := cn.relayAhead(k, to)
+	if mv == nil {
 		return
 	}
-	s.mu.Lock()
-	rec := s.recordLocked(cn.srv.now())
-	s.mu.Unlock()
-	mv := cn.relays.handed(k, to, nil, &Snapshot{Session: *rec}, cn.opts.RelayTTL)
 	snap, err := cn.release(k)
 	if err != nil || snap == nil {
 		if err != nil {
@@ -589,11 +604,12 @@ type moved struct {
 	node    string
 	filters []string
 	until   time.Time
-	body    []byte // the snapshot as sent (takeover answers only), for a retry
+	body    []byte // the snapshot as sent (takeover answers only), for a retry. REQUIRES: relayTable.mu held
 }
 
 type relayTable struct {
 	trie *topic.Trie[*moved]
+	srv  *Server
 
 	mu    sync.Mutex
 	byKey map[skey]*moved // REQUIRES: mu held
@@ -602,12 +618,16 @@ type relayTable struct {
 	relayed, handedOff, merged atomic.Uint64
 }
 
-func (t *relayTable) init() {
+func (t *relayTable) init(srv *Server) {
+	t.srv = srv
 	t.trie = topic.NewTrie[*moved]()
 	t.byKey = make(map[skey]*moved)
 }
 
-// handed records that session k (as snap) went to node.
+// handed records that session k (as snap) went to node. Its filters count
+// as this node's interest while it relays (filterCounts): a node that
+// publishes for the session meanwhile, the new owner included until it has
+// restored it, keeps sending here what no one else would get.
 func (t *relayTable) handed(k skey, node string, body []byte, snap *Snapshot, ttl time.Duration) *moved {
 	mv := &moved{key: k, node: node, until: time.Now().Add(ttl), body: body}
 	for _, sub := range snap.Session.Subs {
@@ -627,9 +647,19 @@ func (t *relayTable) handed(k skey, node string, body []byte, snap *Snapshot, tt
 	}
 	for _, f := range mv.filters {
 		t.trie.Subscribe(f, mv, topic.Subscription{})
+		t.srv.filters.change(f, 1, t.srv.opts.Interest)
 	}
 	t.n.Add(1)
 	return mv
+}
+
+// answered keeps the takeover answer that handed mv's session over, for a
+// retry of the asker (handedTo).
+func (t *relayTable) answered(mv *moved, body []byte) {
+	t.mu.Lock()
+	mv.body = body
+	t.mu.Unlock()
+	t.handedOff.Add(1)
 }
 
 // cancel forgets mv (a hand-off that did not happen), unless a later one
@@ -676,6 +706,7 @@ func (t *relayTable) handedTo(k skey, node string) []byte {
 func (t *relayTable) drop(mv *moved) {
 	for _, f := range mv.filters {
 		t.trie.Unsubscribe(f, mv)
+		t.srv.filters.change(f, -1, t.srv.opts.Interest)
 	}
 	t.n.Add(-1)
 }
@@ -742,7 +773,9 @@ func (t *relayTable) onward(cn *clusterNode, m *Message, to []string) {
 }
 
 // deliverTo hands a relayed message to the named sessions here, unless
-// they already hold it; w (nil for QoS 0) hears when it is stored.
+// they already hold it; w (nil for QoS 0) hears when it is stored. A
+// session on its way here from the node that relays (a takeover: its
+// answer and the relays race) gets the message once it is restored.
 func (t *relayTable) deliverTo(cn *clusterNode, m *Message, keys, to []string, w *storedWait) {
 	now := cn.srv.now()
 	lb := lazyBatch{db: cn.srv.store}
@@ -751,24 +784,30 @@ func (t *relayTable) deliverTo(cn *clusterNode, m *Message, keys, to []string, w
 		if !ok {
 			continue
 		}
-		s := cn.srv.sessions.lookup(skey{p, id})
-		if s == nil {
-			continue
+		k := skey{p, id}
+		if s := cn.srv.sessions.lookup(k); s != nil {
+			cn.deliverRelayed(s, m, to, now, &lb)
+		} else if w != nil {
+			cn.arrivals.hold(k, m, to, w)
 		}
-		if m.ID != 0 && (s.pendingIDs()[m.ID] || !cn.recent.missed(skey{p, id}, m, slices.Contains(to, cn.self))) {
-			continue // it has the message, had it, or gets it by its own copy
-		}
-		qos, retain, subIDs, matched := s.matchSubs(m)
-		if !matched {
-			continue
-		}
-		s.deliver(m, qos, retain, subIDs, now, &lb)
 	}
 	if w == nil {
 		cn.srv.commit(&lb, nil)
 		return
 	}
 	cn.srv.commit(&lb, w.finish)
+}
+
+// deliverRelayed hands relayed message m to session s, unless s holds it,
+// had it, or gets it by this node's own copy (to lists the nodes its
+// origin routes it to).
+func (cn *clusterNode) deliverRelayed(s *session, m *Message, to []string, now int64, lb *lazyBatch) {
+	if m.ID != 0 && (s.pendingIDs()[m.ID] || !cn.recent.missed(s.key, m, slices.Contains(to, cn.self))) {
+		return
+	}
+	if qos, retain, subIDs, matched := s.matchSubs(m); matched {
+		s.deliver(m, qos, retain, subIDs, now, lb)
+	}
 }
 
 // matchSubs is what route would decide for s alone: the highest QoS and
