@@ -466,7 +466,12 @@ func (cn *clusterNode) Forward(m *Message, done func(nodes int, err error)) {
 		return
 	}
 	for i := range p.targets {
-		p.to = append(p.to, p.targets[i].node)
+		// to: the nodes that route m themselves. A node that gets it only
+		// as a relay for moved sessions is not one: it must not take m
+		// for its own copy's (deliverRelayed).
+		if t := &p.targets[i]; routesItself(t.plain, len(t.relay) > 0, len(t.shares) > 0, m.Retain) {
+			p.to = append(p.to, t.node)
+		}
 	}
 	var cb func(error)
 	if m.QoS > 0 && done != nil {
@@ -756,8 +761,7 @@ func (cn *clusterNode) HandlePublishAsync(from string, p *cluster.Publish, done 
 		w = &storedWait{cn: cn, from: from, topic: m.Topic, done: done}
 		w.left.Store(1) // the hold released below
 	}
-	// A relay alone goes to its sessions only; anything else is routed.
-	if env.Plain || len(env.Relay) == 0 || len(env.Shares) > 0 || m.Retain {
+	if routesItself(env.Plain, len(env.Relay) > 0, len(env.Shares) > 0, m.Retain) {
 		cn.routePeer(m, &env, w)
 	}
 	if len(env.Relay) > 0 {
@@ -769,6 +773,13 @@ func (cn *clusterNode) HandlePublishAsync(from string, p *cluster.Publish, done 
 	if w != nil {
 		w.finish(nil)
 	}
+}
+
+// routesItself says whether a node routes a message it is forwarded (plain,
+// for shared groups, retained, or with no relay), or only hands it to the
+// moved sessions it is relayed for.
+func routesItself(plain, relay, shares, retain bool) bool {
+	return plain || !relay || shares || retain
 }
 
 // scratchMessages holds the Messages that a peer's QoS 0 publishes are
