@@ -2,6 +2,9 @@ package broker
 
 import (
 	"context"
+	"fmt"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -203,5 +206,89 @@ func TestClusterNeverLoggedInUserGetsQueued(t *testing.T) {
 	i.none()
 	if n2.srv.sessions.lookup(nativeKey(ivy.ID)) != nil {
 		t.Fatal("n2 still holds ivy's session")
+	}
+}
+
+// A native user who logs in on another node while private messages keep
+// coming for them gets every one the sender had acknowledged: on the old
+// connection before it was taken over, or on the new one.
+func TestClusterNativeTakeoverUnderLoad(t *testing.T) {
+	nodes := startTestCluster(t, 2, nil)
+	n1, n2 := nodes[0], nodes[1]
+	register(t, n1.srv, "sender", "")
+	bob := register(t, n1.srv, "mover", "")
+	waitFor15(t, "accounts on n2", func() bool { _, ok := n2.srv.LookupAccount(bob.ID, ""); return ok })
+	a := dialUserAt(t, "sender", n1.nativeAddr())
+	old := dialUserAt(t, "mover", n1.nativeAddr())
+	var acked atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
+			_, err := a.c.Send(ctx, client.User(bob.ID), []byte(strconv.Itoa(i)))
+			cancel()
+			if err != nil && !client.Accepted(err) {
+				done <- fmt.Errorf("message %d: %w", i, err)
+				return
+			}
+			acked.Add(1)
+		}
+	}()
+	waitAcked := func(n int64) {
+		deadline := time.Now().Add(e2eWait)
+		for acked.Load() < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d messages acknowledged", acked.Load(), n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitAcked(200)
+	moved := dialUserAt(t, "mover", n2.nativeAddr())
+	waitAcked(acked.Load() + 300)
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	total := int(acked.Load())
+	got := make([]bool, total+1)
+	left := total
+	take := func(m *client.Message) {
+		if i, err := strconv.Atoi(string(m.Body)); err == nil && i < len(got) && !got[i] {
+			got[i] = true
+			if i < total {
+				left--
+			}
+		}
+	}
+	for drained := false; !drained; {
+		select {
+		case m := <-old.msgs:
+			take(m)
+		default:
+			drained = true
+		}
+	}
+	deadline := time.After(e2eWait)
+	for left > 0 {
+		select {
+		case m := <-moved.msgs:
+			take(m)
+		case <-deadline:
+			var lost []int
+			for i := 0; i < total; i++ {
+				if !got[i] {
+					lost = append(lost, i)
+				}
+			}
+			t.Fatalf("%d of %d acknowledged messages lost: %v", len(lost), total, lost)
+		}
 	}
 }
