@@ -165,8 +165,12 @@ func TestClusterTakeoverInflightAndQueued(t *testing.T) {
 // connection before that closed, or on the new one (some twice, as QoS 1
 // allows). The publisher is on the old node, then on the new one.
 func TestClusterTakeoverUnderLoad(t *testing.T) {
-	for _, pubOn := range []int{0, 1} {
-		t.Run(fmt.Sprintf("publisher on n%d", pubOn+1), func(t *testing.T) {
+	for _, c := range []struct {
+		pubOn int
+		moves []int // the nodes the client moves to, in turn
+	}{{0, []int{1}}, {1, []int{1}}, {0, []int{1, 0, 1, 0}}} {
+		pubOn := c.pubOn
+		t.Run(fmt.Sprintf("publisher on n%d, moves %v", pubOn+1, c.moves), func(t *testing.T) {
 			nodes := startTestCluster(t, 2, nil)
 			id := fmt.Sprintf("mover%d", pubOn)
 			old := connectV5(t, nodes[0].srv, id, persistent(600))
@@ -204,11 +208,15 @@ func TestClusterTakeoverUnderLoad(t *testing.T) {
 				}
 			}
 			waitAcked(200)
-			moved := connectV5(t, nodes[1].srv, id, persistent(600))
-			if !moved.ack.SessionPresent {
-				t.Fatal("session present not set on the new node")
+			conns := []*v5Client{old}
+			for _, n := range c.moves {
+				moved := connectV5(t, nodes[n].srv, id, persistent(600))
+				if !moved.ack.SessionPresent {
+					t.Fatalf("session present not set on n%d", n+1)
+				}
+				conns = append(conns, moved)
+				waitAcked(acked.Load() + 300)
 			}
-			waitAcked(acked.Load() + 300)
 			close(stop)
 			if err := <-done; err != nil {
 				t.Fatal(err)
@@ -224,18 +232,21 @@ func TestClusterTakeoverUnderLoad(t *testing.T) {
 					}
 				}
 			}
-			for drained := false; !drained; {
-				select {
-				case p := <-old.msgs:
-					take(p)
-				default:
-					drained = true
+			for _, c := range conns[:len(conns)-1] { // closed, taken over
+				for drained := false; !drained; {
+					select {
+					case p := <-c.msgs:
+						take(p)
+					default:
+						drained = true
+					}
 				}
 			}
+			last := conns[len(conns)-1]
 			deadline := time.After(e2eWait)
 			for left > 0 {
 				select {
-				case p := <-moved.msgs:
+				case p := <-last.msgs:
 					take(p)
 				case <-deadline:
 					var lost []int

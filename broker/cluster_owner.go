@@ -77,7 +77,8 @@ func (cn *clusterNode) Acquire(ctx context.Context, proto byte, id string) (*Sna
 	var snap *Snapshot
 	var err error
 	claim := true
-	cn.arrivals.expect(k) // relays from the node that hands it over may come first
+	cn.arrivals.expect(k)     // relays from the node that hands it over may come first
+	defer cn.relays.forget(k) // a relay from here, left by a hand-off from here, would send its messages away
 	switch {
 	case known && o.Node == cn.self:
 		// Ours, unless we handed it on and the new owner's claim has not
@@ -325,6 +326,30 @@ func (cn *clusterNode) serveTakeover(to string, body []byte) ([]byte, error) {
 	return b, nil
 }
 
+// deliveredLate: a QoS 1/2 message reached session k just after it was
+// taken out (a routing pass that had matched it before). If it was handed
+// to another node, the message follows it there, as a relay. Any goroutine;
+// never blocks.
+func (srv *Server) deliveredLate(k skey, m *Message) {
+	cn := srv.clusterNode()
+	if cn == nil {
+		return
+	}
+	cn.relays.mu.Lock()
+	mv := cn.relays.byKey[k]
+	cn.relays.mu.Unlock()
+	if mv == nil {
+		return // it ended here: nothing to follow
+	}
+	cn.relays.relayed.Add(1)
+	tg := fwdTarget{node: mv.node, relay: []string{k.storeKey()}}
+	cn.send(&tg, m, newPublish(m, &tg, nil), func(err error) {
+		if err != nil {
+			cn.log.Debug("relay failed", "node", mv.node, "err", err)
+		}
+	})
+}
+
 // relayAhead starts relaying what reaches this node for session k to node
 // to, before the session is taken out for it: a message routed here from
 // then on would find the session ended, or gone and nothing in its place,
@@ -396,6 +421,7 @@ func (cn *clusterNode) putBack(snap *Snapshot) {
 func (srv *Server) storeMoved(s *session, snap *Snapshot) {
 	if cn := srv.clusterNode(); cn != nil {
 		cn.recent.arrivedNow(s.key)
+		cn.relays.forget(s.key)
 		defer cn.arrived(s) // after its queue is on its way to the store
 	}
 	if srv.store == nil {
@@ -662,6 +688,18 @@ func (t *relayTable) answered(mv *moved, body []byte) {
 	t.handedOff.Add(1)
 }
 
+// forget drops what k's hand-off from here left, if any: the session is
+// back (a relay from here would send its messages away).
+func (t *relayTable) forget(k skey) {
+	t.mu.Lock()
+	mv := t.byKey[k]
+	delete(t.byKey, k)
+	t.mu.Unlock()
+	if mv != nil {
+		t.drop(mv)
+	}
+}
+
 // cancel forgets mv (a hand-off that did not happen), unless a later one
 // replaced it.
 func (t *relayTable) cancel(mv *moved) {
@@ -741,18 +779,17 @@ func (t *relayTable) matching(m *Message) map[string][]string {
 	return out
 }
 
-// addTargets adds relays to a plan of a message published here, for nodes
-// the plan does not route it to anyway.
+// addTargets adds relays to a plan of a message published here. A node
+// the plan routes it to gets them too: its session may not be restored
+// yet when it routes the message, and the relay is then held for it
+// (cluster_arrivals.go); one that is there by then skips the relay.
 func (t *relayTable) addTargets(cn *clusterNode, m *Message, p *fwdPlan) {
 	if t.n.Load() == 0 {
 		return
 	}
 	for node, keys := range t.matching(m) {
-		tg := p.target(node)
-		if !tg.plain {
-			tg.relay = keys
-			t.relayed.Add(1)
-		}
+		p.target(node).relay = keys
+		t.relayed.Add(1)
 	}
 }
 

@@ -178,8 +178,15 @@ func (s *session) deliverShared(m *Message, qos byte, retain bool, subIDs []uint
 	}
 	q := queued{m: m, subIDs: subIDs, qos: qos, retain: retain}
 	s.mu.Lock()
+	if s.ended {
+		// Taken out by this routing pass's end: handed to another node a
+		// moment ago, it may still get m there (cluster_owner.go).
+		s.mu.Unlock()
+		s.srv.deliveredLate(s.key, m)
+		return
+	}
 	defer s.mu.Unlock()
-	if s.ended || !s.srv.mayRead(s.ident, s.key, m.Topic) {
+	if !s.srv.mayRead(s.ident, s.key, m.Topic) {
 		return
 	}
 	q.offline = s.ep == nil
