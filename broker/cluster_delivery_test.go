@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -163,101 +162,44 @@ func TestClusterTakeoverInflightAndQueued(t *testing.T) {
 // A client that moves to another node while QoS 1 messages keep coming
 // for it gets every one its publisher had acknowledged: on its old
 // connection before that closed, or on the new one (some twice, as QoS 1
-// allows). The publisher is on the old node, then on the new one.
+// allows). The publisher is on the old node, then on the new one; then the
+// client moves back and forth.
 func TestClusterTakeoverUnderLoad(t *testing.T) {
 	for _, c := range []struct {
 		pubOn int
 		moves []int // the nodes the client moves to, in turn
 	}{{0, []int{1}}, {1, []int{1}}, {0, []int{1, 0, 1, 0}}} {
-		pubOn := c.pubOn
-		t.Run(fmt.Sprintf("publisher on n%d, moves %v", pubOn+1, c.moves), func(t *testing.T) {
+		t.Run(fmt.Sprintf("publisher on n%d, moves %v", c.pubOn+1, c.moves), func(t *testing.T) {
 			nodes := startTestCluster(t, 2, nil)
-			id := fmt.Sprintf("mover%d", pubOn)
-			old := connectV5(t, nodes[0].srv, id, persistent(600))
-			old.subscribe("mv/#", 1)
+			id := fmt.Sprintf("mover%d", c.pubOn)
+			conns := []*v5Client{connectV5(t, nodes[0].srv, id, persistent(600))}
+			conns[0].subscribe("mv/#", 1)
 			waitInterest(t, nodes, "n1", "mv/#")
-			pub := connectV5(t, nodes[pubOn].srv, id+"-pub")
-			var acked atomic.Int64 // messages 0..acked-1 are acknowledged
-			stop := make(chan struct{})
-			done := make(chan error, 1)
-			go func() {
-				for i := 0; ; i++ {
-					select {
-					case <-stop:
-						done <- nil
-						return
-					default:
-					}
-					ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
-					pr, err := pub.cli.Publish(ctx, &paho.Publish{Topic: "mv/a", Payload: []byte(fmt.Sprint(i)), QoS: 1})
-					cancel()
-					if pr == nil || pr.ReasonCode >= 0x80 {
-						done <- fmt.Errorf("message %d: %v %v", i, pr, err)
-						return
-					}
-					acked.Add(1)
+			pub := connectV5(t, nodes[c.pubOn].srv, id+"-pub")
+			stream := startAckedStream(t, func(i int) error {
+				ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
+				defer cancel()
+				pr, err := pub.cli.Publish(ctx, &paho.Publish{Topic: "mv/a", Payload: []byte(strconv.Itoa(i)), QoS: 1})
+				if pr == nil || pr.ReasonCode >= 0x80 {
+					return fmt.Errorf("%v %v", pr, err)
 				}
-			}()
-			waitAcked := func(n int64) {
-				deadline := time.Now().Add(e2eWait)
-				for acked.Load() < n {
-					if time.Now().After(deadline) {
-						t.Fatalf("%d of %d messages acknowledged", acked.Load(), n)
-					}
-					time.Sleep(time.Millisecond)
-				}
-			}
-			waitAcked(200)
-			conns := []*v5Client{old}
+				return nil
+			})
+			stream.waitMore(200)
 			for _, n := range c.moves {
 				moved := connectV5(t, nodes[n].srv, id, persistent(600))
 				if !moved.ack.SessionPresent {
 					t.Fatalf("session present not set on n%d", n+1)
 				}
 				conns = append(conns, moved)
-				waitAcked(acked.Load() + 300)
+				stream.waitMore(300)
 			}
-			close(stop)
-			if err := <-done; err != nil {
-				t.Fatal(err)
+			total := stream.end()
+			var closed []chan *paho.Publish
+			for _, c := range conns[:len(conns)-1] { // taken over
+				closed = append(closed, c.msgs)
 			}
-			total := int(acked.Load())
-			got := make([]bool, total+1)
-			left := total
-			take := func(p *paho.Publish) {
-				if i, err := strconv.Atoi(string(p.Payload)); err == nil && i < len(got) && !got[i] {
-					got[i] = true
-					if i < total {
-						left--
-					}
-				}
-			}
-			for _, c := range conns[:len(conns)-1] { // closed, taken over
-				for drained := false; !drained; {
-					select {
-					case p := <-c.msgs:
-						take(p)
-					default:
-						drained = true
-					}
-				}
-			}
-			last := conns[len(conns)-1]
-			deadline := time.After(e2eWait)
-			for left > 0 {
-				select {
-				case p := <-last.msgs:
-					take(p)
-				case <-deadline:
-					var lost []int
-					for i := 0; i < total; i++ {
-						if !got[i] {
-							lost = append(lost, i)
-						}
-					}
-					t.Fatalf("%d of %d acknowledged messages lost: %v", len(lost), total, lost)
-				}
-			}
+			expectEvery(t, total, func(p *paho.Publish) []byte { return p.Payload }, closed, conns[len(conns)-1].msgs)
 		})
 	}
 }

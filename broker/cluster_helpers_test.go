@@ -6,7 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -201,4 +203,96 @@ func waitInterest(t testing.TB, nodes []*cnode, node, filter string) {
 		}
 		return true
 	})
+}
+
+// ackedStream sends messages 0, 1, 2, ... one at a time until stopped,
+// counting those acknowledged; send says whether message i was.
+type ackedStream struct {
+	t     testing.TB
+	acked atomic.Int64 // messages 0..acked-1 are acknowledged
+	stop  chan struct{}
+	done  chan error
+}
+
+func startAckedStream(t testing.TB, send func(i int) error) *ackedStream {
+	s := &ackedStream{t: t, stop: make(chan struct{}), done: make(chan error, 1)}
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-s.stop:
+				s.done <- nil
+				return
+			default:
+			}
+			if err := send(i); err != nil {
+				s.done <- fmt.Errorf("message %d: %w", i, err)
+				return
+			}
+			s.acked.Add(1)
+		}
+	}()
+	return s
+}
+
+// waitMore waits for n more acknowledgements.
+func (s *ackedStream) waitMore(n int64) {
+	s.t.Helper()
+	want := s.acked.Load() + n
+	deadline := time.Now().Add(e2eWait)
+	for s.acked.Load() < want {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("%d of %d messages acknowledged", s.acked.Load(), want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// end stops the stream and returns how many messages were acknowledged.
+func (s *ackedStream) end() int {
+	s.t.Helper()
+	close(s.stop)
+	if err := <-s.done; err != nil {
+		s.t.Fatal(err)
+	}
+	return int(s.acked.Load())
+}
+
+// expectEvery fails unless each of the messages 0..total-1 (body: its
+// number) is among what the closed connections' channels hold, or comes on
+// last within e2eWait. Duplicates are allowed (QoS 1).
+func expectEvery[M any](t testing.TB, total int, body func(M) []byte, closed []chan M, last chan M) {
+	t.Helper()
+	got := make([]bool, total)
+	left := total
+	take := func(m M) {
+		if i, err := strconv.Atoi(string(body(m))); err == nil && i < total && !got[i] {
+			got[i] = true
+			left--
+		}
+	}
+	for _, c := range closed {
+		for drained := false; !drained; {
+			select {
+			case m := <-c:
+				take(m)
+			default:
+				drained = true
+			}
+		}
+	}
+	deadline := time.After(e2eWait)
+	for left > 0 {
+		select {
+		case m := <-last:
+			take(m)
+		case <-deadline:
+			var lost []int
+			for i, ok := range got {
+				if !ok {
+					lost = append(lost, i)
+				}
+			}
+			t.Fatalf("%d of %d acknowledged messages lost: %v", len(lost), total, lost)
+		}
+	}
 }

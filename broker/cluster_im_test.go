@@ -2,9 +2,7 @@ package broker
 
 import (
 	"context"
-	"fmt"
 	"strconv"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -220,75 +218,18 @@ func TestClusterNativeTakeoverUnderLoad(t *testing.T) {
 	waitFor15(t, "accounts on n2", func() bool { _, ok := n2.srv.LookupAccount(bob.ID, ""); return ok })
 	a := dialUserAt(t, "sender", n1.nativeAddr())
 	old := dialUserAt(t, "mover", n1.nativeAddr())
-	var acked atomic.Int64
-	stop := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				done <- nil
-				return
-			default:
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
-			_, err := a.c.Send(ctx, client.User(bob.ID), []byte(strconv.Itoa(i)))
-			cancel()
-			if err != nil && !client.Accepted(err) {
-				done <- fmt.Errorf("message %d: %w", i, err)
-				return
-			}
-			acked.Add(1)
+	stream := startAckedStream(t, func(i int) error {
+		ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
+		defer cancel()
+		if _, err := a.c.Send(ctx, client.User(bob.ID), []byte(strconv.Itoa(i))); err != nil && !client.Accepted(err) {
+			return err
 		}
-	}()
-	waitAcked := func(n int64) {
-		deadline := time.Now().Add(e2eWait)
-		for acked.Load() < n {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d of %d messages acknowledged", acked.Load(), n)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
-	waitAcked(200)
+		return nil
+	})
+	stream.waitMore(200)
 	moved := dialUserAt(t, "mover", n2.nativeAddr())
-	waitAcked(acked.Load() + 300)
-	close(stop)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	total := int(acked.Load())
-	got := make([]bool, total+1)
-	left := total
-	take := func(m *client.Message) {
-		if i, err := strconv.Atoi(string(m.Body)); err == nil && i < len(got) && !got[i] {
-			got[i] = true
-			if i < total {
-				left--
-			}
-		}
-	}
-	for drained := false; !drained; {
-		select {
-		case m := <-old.msgs:
-			take(m)
-		default:
-			drained = true
-		}
-	}
-	deadline := time.After(e2eWait)
-	for left > 0 {
-		select {
-		case m := <-moved.msgs:
-			take(m)
-		case <-deadline:
-			var lost []int
-			for i := 0; i < total; i++ {
-				if !got[i] {
-					lost = append(lost, i)
-				}
-			}
-			t.Fatalf("%d of %d acknowledged messages lost: %v", len(lost), total, lost)
-		}
-	}
+	stream.waitMore(300)
+	total := stream.end()
+	body := func(m *client.Message) []byte { return m.Body }
+	expectEvery(t, total, body, []chan *client.Message{old.msgs}, moved.msgs)
 }
