@@ -310,9 +310,14 @@ func (cn *clusterNode) serveTakeover(to string, body []byte) ([]byte, error) {
 		return cn.relays.handedTo(k, to), nil
 	}
 	snap, err := cn.release(k)
-	if err != nil || snap == nil {
-		cn.relays.cancel(mv)
-		return nil, err // (nil, nil: it ended meanwhile)
+	if err != nil {
+		cn.relays.cancel(mv) // it stays here
+		return nil, err
+	}
+	if snap == nil {
+		// It ended meanwhile, or a request of the same asker running
+		// alongside took it (and shares mv): that one answers.
+		return cn.relays.handedTo(k, to), nil
 	}
 	b, err := encodeSnapshot(snap)
 	if err != nil {
@@ -362,7 +367,7 @@ func (cn *clusterNode) relayAhead(k skey, to string) *moved {
 	s.mu.Lock()
 	rec := s.recordLocked(cn.srv.now())
 	s.mu.Unlock()
-	return cn.relays.handed(k, to, nil, &Snapshot{Session: *rec}, cn.opts.RelayTTL)
+	return cn.relays.handed(k, to, &Snapshot{Session: *rec}, cn.opts.RelayTTL)
 }
 
 // release closes k's connection (if any), waits for it to let go, and
@@ -650,22 +655,26 @@ func (t *relayTable) init(srv *Server) {
 	t.byKey = make(map[skey]*moved)
 }
 
-// handed records that session k (as snap) went to node. Its filters count
-// as this node's interest while it relays (filterCounts): a node that
-// publishes for the session meanwhile, the new owner included until it has
-// restored it, keeps sending here what no one else would get.
-func (t *relayTable) handed(k skey, node string, body []byte, snap *Snapshot, ttl time.Duration) *moved {
-	mv := &moved{key: k, node: node, until: time.Now().Add(ttl), body: body}
+// handed records that session k (as snap) goes to node, and returns the
+// record; a hand-off to node already under way (a retried takeover
+// request) keeps its record. Its filters count as this node's interest
+// while it relays (filterCounts): a node that publishes for the session
+// meanwhile, the new owner included until it has restored it, keeps
+// sending here what no one else would get.
+func (t *relayTable) handed(k skey, node string, snap *Snapshot, ttl time.Duration) *moved {
+	mv := &moved{key: k, node: node, until: time.Now().Add(ttl)}
 	for _, sub := range snap.Session.Subs {
 		if !topicShared(sub.Filter) && topic.ValidFilter(sub.Filter) == nil {
 			mv.filters = append(mv.filters, sub.Filter)
 		}
 	}
-	if body != nil {
-		t.handedOff.Add(1)
-	}
 	t.mu.Lock()
 	old := t.byKey[k]
+	if old != nil && old.node == node {
+		old.until = mv.until
+		t.mu.Unlock()
+		return old
+	}
 	t.byKey[k] = mv
 	t.mu.Unlock()
 	if old != nil {
