@@ -807,9 +807,9 @@ func (cn *clusterNode) routePeer(m *Message, env *fwdEnvelope, w *storedWait) {
 		cn.plans.Delete(m)
 	}
 	// A session handed from here to another node moments ago: what
-	// still arrives for it goes on (one hop only; not waited for).
+	// still arrives for it goes on (one hop only: a relay is not routed).
 	if cn.relays.n.Load() > 0 {
-		cn.relays.onward(cn, m, env.toList())
+		cn.relays.onward(cn, m, env.toList(), w)
 	}
 }
 

@@ -804,15 +804,24 @@ func (t *relayTable) addTargets(cn *clusterNode, m *Message, p *fwdPlan) {
 
 // onward relays a peer's message to the nodes sessions moved to (not
 // waited for; a failure parks it like any forward).
-func (t *relayTable) onward(cn *clusterNode, m *Message, to []string) {
+// w (nil for QoS 0) waits for each relay as for a store here: the peer's
+// publisher is acknowledged once the moved session's node has the message
+// (or it is parked for that node), since this node keeps no copy.
+func (t *relayTable) onward(cn *clusterNode, m *Message, to []string, w *storedWait) {
 	for node, keys := range t.matching(m) {
 		// Also to m's origin: it may have routed m before the session
 		// arrived there (deliverTo skips what the session already holds).
 		t.relayed.Add(1)
 		tg := fwdTarget{node: node, relay: keys}
+		if w != nil {
+			w.left.Add(1)
+		}
 		cn.send(&tg, m, newPublish(m, &tg, to), func(err error) {
 			if err != nil {
 				cn.log.Debug("relay failed", "node", node, "err", err)
+			}
+			if w != nil {
+				w.finish(nil) // (a failure is logged above, not as a store's)
 			}
 		})
 	}
