@@ -90,7 +90,7 @@ func (cn *clusterNode) arrived(s *session) {
 	}
 }
 
-// cancel ends the wait for k with nothing arriving: what was held is
+// cancelArrival ends the wait for k with nothing arriving: what was held is
 // acknowledged, lost. Any goroutine.
 func (cn *clusterNode) cancelArrival(k skey) {
 	held := cn.arrivals.take(k)
@@ -102,7 +102,7 @@ func (cn *clusterNode) cancelArrival(k skey) {
 	}
 }
 
-// expire lets go of the waits older than arrivalTTL. From maintain.
+// expireArrivals lets go of the waits older than arrivalTTL. From maintain.
 func (cn *clusterNode) expireArrivals(now time.Time) {
 	var old []skey
 	cn.arrivals.mu.Lock()
