@@ -159,27 +159,29 @@ func TestClusterTakeoverInflightAndQueued(t *testing.T) {
 	}
 }
 
-// A client that moves to another node while QoS 1 messages keep coming
-// for it gets every one its publisher had acknowledged: on its old
-// connection before that closed, or on the new one (some twice, as QoS 1
-// allows). The publisher is on the old node, then on the new one; then the
+// A client that moves to another node while QoS 1 (or 2) messages keep
+// coming for it gets every one its publisher had acknowledged: on its old
+// connection before that closed, or on the new one (some twice: each
+// connection is a new paho client, which cannot know what the old one
+// had). The publisher is on the old node, then on the new one; then the
 // client moves back and forth.
 func TestClusterTakeoverUnderLoad(t *testing.T) {
 	for _, c := range []struct {
 		pubOn int
 		moves []int // the nodes the client moves to, in turn
-	}{{0, []int{1}}, {1, []int{1}}, {0, []int{1, 0, 1, 0}}} {
-		t.Run(fmt.Sprintf("publisher on n%d, moves %v", c.pubOn+1, c.moves), func(t *testing.T) {
+		qos   byte
+	}{{0, []int{1}, 1}, {1, []int{1}, 1}, {0, []int{1, 0, 1, 0}, 1}, {1, []int{1, 0}, 2}} {
+		t.Run(fmt.Sprintf("QoS %d, publisher on n%d, moves %v", c.qos, c.pubOn+1, c.moves), func(t *testing.T) {
 			nodes := startTestCluster(t, 2, nil)
-			id := fmt.Sprintf("mover%d", c.pubOn)
+			id := fmt.Sprintf("mover%d%d", c.pubOn, len(c.moves))
 			conns := []*v5Client{connectV5(t, nodes[0].srv, id, persistent(600))}
-			conns[0].subscribe("mv/#", 1)
+			conns[0].subscribe("mv/#", c.qos)
 			waitInterest(t, nodes, "n1", "mv/#")
 			pub := connectV5(t, nodes[c.pubOn].srv, id+"-pub")
 			stream := startAckedStream(t, func(i int) error {
 				ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
 				defer cancel()
-				pr, err := pub.cli.Publish(ctx, &paho.Publish{Topic: "mv/a", Payload: []byte(strconv.Itoa(i)), QoS: 1})
+				pr, err := pub.cli.Publish(ctx, &paho.Publish{Topic: "mv/a", Payload: []byte(strconv.Itoa(i)), QoS: c.qos})
 				if pr == nil || pr.ReasonCode >= 0x80 {
 					return fmt.Errorf("%v %v", pr, err)
 				}
