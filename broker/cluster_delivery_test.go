@@ -163,16 +163,16 @@ func TestClusterTakeoverInflightAndQueued(t *testing.T) {
 // coming for it gets every one its publisher had acknowledged: on its old
 // connection before that closed, or on the new one (some twice: each
 // connection is a new paho client, which cannot know what the old one
-// had). The publisher is on the old node, then on the new one; then the
-// client moves back and forth.
+// had). The publisher is on the old node, then on the new one, then on a
+// third; the client moves back and forth.
 func TestClusterTakeoverUnderLoad(t *testing.T) {
 	for _, c := range []struct {
 		pubOn int
 		moves []int // the nodes the client moves to, in turn
 		qos   byte
-	}{{0, []int{1}, 1}, {1, []int{1}, 1}, {0, []int{1, 0, 1, 0}, 1}, {1, []int{1, 0}, 2}} {
+	}{{0, []int{1}, 1}, {1, []int{1}, 1}, {0, []int{1, 0, 1, 0}, 1}, {1, []int{1, 0}, 2}, {2, []int{1, 0, 1}, 1}} {
 		t.Run(fmt.Sprintf("QoS %d, publisher on n%d, moves %v", c.qos, c.pubOn+1, c.moves), func(t *testing.T) {
-			nodes := startTestCluster(t, 2, nil)
+			nodes := startTestCluster(t, max(2, c.pubOn+1), nil) // a third node publishes
 			id := fmt.Sprintf("mover%d%d", c.pubOn, len(c.moves))
 			conns := []*v5Client{connectV5(t, nodes[0].srv, id, persistent(600))}
 			conns[0].subscribe("mv/#", c.qos)
