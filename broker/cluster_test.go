@@ -155,6 +155,12 @@ func TestClusterTakeoverAcrossNodes(t *testing.T) {
 	waitInterest(t, nodes, "n3", "q/#")
 	p.publish("q/y", "after", 1, false)
 	s3.expect("q/y", "after")
+	// (its PUBACK follows the handler: until n3 has it, the message is in
+	// flight and goes with the session, to come again on n2, as QoS 1 may)
+	waitFor15(t, "q/y acknowledged on n3", func() bool {
+		s := lookupSession(n3.srv, "mover")
+		return s != nil && len(s.pendingIDs()) == 0
+	})
 
 	// Taken over again, from n2, while connected to n3.
 	s2 := connectV5(t, n2.srv, "mover", persistent(300))
