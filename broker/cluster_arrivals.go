@@ -49,18 +49,15 @@ func (a *arrivals) expect(k skey) {
 	a.mu.Unlock()
 }
 
-// hold keeps relayed message m for session k if it is expected, and says
-// whether it did; w then waits for it. Any goroutine.
-func (a *arrivals) hold(k skey, m *Message, to []string, w *storedWait) bool {
+// hold keeps relayed message m for session k if it is expected (else m
+// is not for a session here: dropped); w then waits for it. Any goroutine.
+func (a *arrivals) hold(k skey, m *Message, to []string, w *storedWait) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	e := a.m[k]
-	if e == nil {
-		return false
+	if e := a.m[k]; e != nil {
+		w.left.Add(1)
+		e.held = append(e.held, heldRelay{m: m, to: to, w: w})
 	}
-	w.left.Add(1)
-	e.held = append(e.held, heldRelay{m: m, to: to, w: w})
-	return true
 }
 
 // take ends the wait for k and returns what was held for it.

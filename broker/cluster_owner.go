@@ -333,26 +333,16 @@ func (cn *clusterNode) serveTakeover(to string, body []byte) ([]byte, error) {
 
 // deliveredLate: a QoS 1/2 message reached session k just after it was
 // taken out (a routing pass that had matched it before). If it was handed
-// to another node, the message follows it there, as a relay. Any goroutine;
-// never blocks.
+// to another node, the message follows it there, as a relay (not waited
+// for: the pass that routed it is under way). Any goroutine; never blocks.
 func (srv *Server) deliveredLate(k skey, m *Message) {
 	cn := srv.clusterNode()
 	if cn == nil {
 		return
 	}
-	cn.relays.mu.Lock()
-	mv := cn.relays.byKey[k]
-	cn.relays.mu.Unlock()
-	if mv == nil {
-		return // it ended here: nothing to follow
+	if node := cn.relays.movedTo(k); node != "" {
+		cn.relays.relayTo(cn, node, []string{k.storeKey()}, m, nil, nil)
 	}
-	cn.relays.relayed.Add(1)
-	tg := fwdTarget{node: mv.node, relay: []string{k.storeKey()}}
-	cn.send(&tg, m, newPublish(m, &tg, nil), func(err error) {
-		if err != nil {
-			cn.log.Debug("relay failed", "node", mv.node, "err", err)
-		}
-	})
 }
 
 // relayAhead starts relaying what reaches this node for session k to node
@@ -802,29 +792,36 @@ func (t *relayTable) addTargets(cn *clusterNode, m *Message, p *fwdPlan) {
 	}
 }
 
-// onward relays a peer's message to the nodes sessions moved to (not
-// waited for; a failure parks it like any forward).
-// w (nil for QoS 0) waits for each relay as for a store here: the peer's
+// onward relays a peer's message to the nodes sessions moved to; w (nil
+// for QoS 0) waits for each relay as for a store here: the peer's
 // publisher is acknowledged once the moved session's node has the message
 // (or it is parked for that node), since this node keeps no copy.
 func (t *relayTable) onward(cn *clusterNode, m *Message, to []string, w *storedWait) {
 	for node, keys := range t.matching(m) {
 		// Also to m's origin: it may have routed m before the session
 		// arrived there (deliverTo skips what the session already holds).
-		t.relayed.Add(1)
-		tg := fwdTarget{node: node, relay: keys}
-		if w != nil {
-			w.left.Add(1)
-		}
-		cn.send(&tg, m, newPublish(m, &tg, to), func(err error) {
-			if err != nil {
-				cn.log.Debug("relay failed", "node", node, "err", err)
-			}
-			if w != nil {
-				w.finish(nil) // (a failure is logged above, not as a store's)
-			}
-		})
+		t.relayTo(cn, node, keys, m, to, w)
 	}
+}
+
+// relayTo sends m to node for its moved sessions keys (store keys); to is
+// m's origin's list of nodes that route it; w, if not nil, waits for it
+// (a failure is logged, and parks it like any forward when the node is
+// down).
+func (t *relayTable) relayTo(cn *clusterNode, node string, keys []string, m *Message, to []string, w *storedWait) {
+	t.relayed.Add(1)
+	tg := fwdTarget{node: node, relay: keys}
+	if w != nil {
+		w.left.Add(1)
+	}
+	cn.send(&tg, m, newPublish(m, &tg, to), func(err error) {
+		if err != nil {
+			cn.log.Debug("relay failed", "node", node, "err", err)
+		}
+		if w != nil {
+			w.finish(nil) // (a failure is logged above, not as a store's)
+		}
+	})
 }
 
 // deliverTo hands a relayed message to the named sessions here, unless
