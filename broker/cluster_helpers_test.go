@@ -296,3 +296,14 @@ func expectEvery[M any](t testing.TB, total int, body func(M) []byte, closed []c
 		}
 	}
 }
+
+// leaveSubscribed leaves client id a persistent session (expiry seconds)
+// on node n, subscribed to filter at QoS 1, once every node knows n's
+// interest in it; the client disconnects.
+func leaveSubscribed(t testing.TB, nodes []*cnode, n *cnode, id, filter string, expiry uint32) {
+	t.Helper()
+	c := connectV5(t, n.srv, id, persistent(expiry))
+	c.subscribe(filter, 1)
+	waitInterest(t, nodes, n.name, filter)
+	c.disconnect()
+}

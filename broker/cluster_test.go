@@ -129,10 +129,7 @@ func TestClusterSharedSubscriptionOnce(t *testing.T) {
 func TestClusterTakeoverAcrossNodes(t *testing.T) {
 	nodes := startTestCluster(t, 3, nil)
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
-	s := connectV5(t, n1.srv, "mover", persistent(300))
-	s.subscribe("q/#", 1)
-	waitInterest(t, nodes, "n1", "q/#")
-	s.disconnect()
+	leaveSubscribed(t, nodes, n1, "mover", "q/#", 300)
 	waitOffline(t, n1.srv, "mover")
 	p := connectV5(t, n2.srv, "p")
 	const queued = 50
@@ -200,10 +197,7 @@ func TestClusterWrongSecretCannotJoin(t *testing.T) {
 func TestClusterNodeLeavesAndReturns(t *testing.T) {
 	nodes := startTestCluster(t, 3, nil)
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
-	ps := connectV5(t, n3.srv, "ps", persistent(600))
-	ps.subscribe("ev/#", 1)
-	waitInterest(t, nodes, "n3", "ev/#")
-	ps.disconnect()
+	leaveSubscribed(t, nodes, n3, "ps", "ev/#", 600)
 	p := connectV5(t, n1.srv, "p")
 
 	n3.stop()
@@ -226,7 +220,7 @@ func TestClusterNodeLeavesAndReturns(t *testing.T) {
 	n3.start()
 	waitClusterUp(t, nodes)
 	waitFor15(t, "parked messages replayed", func() bool { st, _ := n1.srv.ClusterStats(); return st.Replayed == 20 })
-	ps = connectV5(t, n3.srv, "ps", persistent(600))
+	ps := connectV5(t, n3.srv, "ps", persistent(600))
 	if !ps.ack.SessionPresent {
 		t.Fatal("n3 lost its stored session")
 	}
@@ -285,10 +279,7 @@ func TestClusterNodeLeavesAndReturns(t *testing.T) {
 func TestClusterYieldRelaysWhatArrivesMeanwhile(t *testing.T) {
 	nodes := startTestCluster(t, 3, nil)
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
-	ps := connectV5(t, n3.srv, "ps", persistent(600))
-	ps.subscribe("ev/#", 1)
-	waitInterest(t, nodes, "n3", "ev/#")
-	ps.disconnect()
+	leaveSubscribed(t, nodes, n3, "ps", "ev/#", 600)
 	n3.stop()
 	waitFor15(t, "n3 gone", func() bool { m, _ := n1.cn().c.Member("n3"); return !m.Live() })
 	ps2 := connectV5(t, n2.srv, "ps", persistent(600))
