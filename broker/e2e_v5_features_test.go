@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -106,6 +107,37 @@ func TestV5WillDelay(t *testing.T) {
 		c.drop()
 		watch.expect("will/dev", "late")
 		within(t, "will", time.Since(start), 800*time.Millisecond, 6*time.Second)
+	})
+	t.Run("never before the delay", func(t *testing.T) {
+		// A client that goes 0.9 s into a second: counted from that
+		// second (the tick's clock), a 2 s delay passed 1.1 s later
+		// (python paho saw the will after 1.45 s).
+		t.Parallel()
+		var clock atomic.Int64
+		clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 900e6, time.UTC).UnixNano())
+		now := func() time.Time { return time.Unix(0, clock.Load()) }
+		s := startServer(t, Options{Now: now})
+		time.Sleep(1100 * time.Millisecond) // a tick: the server's clock is the fake's second
+		watch := connectV5(t, s, "watch")
+		watch.subscribe("will/#", 1)
+		c := connectV5(t, s, "dev", persistent(30), will("will/dev", "late", 1, false, 2))
+		c.drop()
+		waitFor(t, "dev offline", func() bool {
+			for _, ci := range s.Clients() {
+				if ci.ID == "dev" {
+					return !ci.Connected
+				}
+			}
+			return false
+		})
+		clock.Add(int64(1600 * time.Millisecond)) // 1.6 s after the drop
+		select {
+		case p := <-watch.msgs:
+			t.Fatalf("will %q sent 1.6 s into a 2 s delay", p.Payload)
+		case <-time.After(1300 * time.Millisecond): // a tick or more
+		}
+		clock.Add(int64(500 * time.Millisecond)) // 2.1 s
+		watch.expect("will/dev", "late")
 	})
 	t.Run("not sent on reconnect within delay", func(t *testing.T) {
 		t.Parallel()

@@ -129,14 +129,18 @@ func (r *registry) detach(s *session, ep endpoint, will *Message, willDelay uint
 		}
 		return
 	}
+	// The delays count from this second rounded up, not from the tick's
+	// clock (whole seconds, up to one old): a will or an expiry may come
+	// up to a second late, never early.
+	from := r.srv.secondUp()
 	if s.expiry != foreverExpiry {
-		s.offLocked().endsAt = now + int64(s.expiry)
+		s.offLocked().endsAt = from + int64(s.expiry)
 	}
-	s.saveLocked(now)
+	s.saveLocked(from)
 	if will != nil && willDelay != 0 {
 		o := s.offLocked()
 		o.will = will
-		o.willDue = now + int64(willDelay)
+		o.willDue = from + int64(willDelay)
 		will = nil
 	}
 	r.srv.deadlines.armLocked(s)

@@ -233,6 +233,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // now is the coarse clock: unix seconds, refreshed once a second.
 func (s *Server) now() int64 { return s.clock.Load() }
 
+// secondUp is the clock's current second rounded up: a deadline d seconds
+// after it has not passed before d seconds from now.
+func (s *Server) secondUp() int64 {
+	t := s.opts.Now()
+	u := t.Unix()
+	if t.After(time.Unix(u, 0)) {
+		u++
+	}
+	return u
+}
+
 // newID is a new server message id (ids.go).
 func (s *Server) newID() uint64 { return s.ids.next(s.opts.Now()) }
 

@@ -80,7 +80,7 @@ func (srv *Server) restore(snap *Snapshot) *session {
 	}
 	s.stored = srv.store != nil && s.expiry != 0
 	now := srv.now()
-	if gone := r.DisconnectedAt / 1000; s.expiry != foreverExpiry {
+	if gone := (r.DisconnectedAt + 999) / 1000; s.expiry != foreverExpiry {
 		if gone == 0 {
 			gone = now // it was connected when its node stopped
 		}

@@ -1,0 +1,688 @@
+#!/usr/bin/python3
+"""paho_interop.py BIN: MQTT 3.1.1 and 5 behaviour of `BIN server` checked
+with Eclipse Paho's Python client (Debian's python3-paho-mqtt, 1.6).
+
+Starts one server on free loopback ports with a throwaway data dir and runs
+each check against it: the client behaviour an MQTT user relies on (QoS
+round trips, retained messages, offline queues, wills, keepalive,
+overlapping subscriptions, $-topics, zero-length client ids) and MQTT 5's
+additions (session expiry, will delay, subscription options, shared
+subscriptions, properties, message expiry, topic aliases, maximum packet
+size, assigned client ids, reason codes). Each check prints PASS or FAIL;
+the last line is "N passed, M failed"; the exit status is non-zero if
+anything failed. Every wait is bounded.
+
+Where the spec lets a broker choose (QoS 0 in an offline queue, one or two
+copies for overlapping subscriptions) either answer passes; the checks say
+which.
+"""
+
+import os
+import queue
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+WAIT = 5.0  # seconds any one step may take
+HOST = "127.0.0.1"
+PORT = 0  # set by main
+seq = [0]
+
+
+def uid(name):
+    seq[0] += 1
+    return "interop-%s-%d-%d" % (name, os.getpid(), seq[0])
+
+
+class Check(Exception):
+    pass
+
+
+def expect(cond, what):
+    if not cond:
+        raise Check(what)
+
+
+class Client:
+    """A paho client with its messages on a queue and its acks awaited."""
+
+    def __init__(self, cid, v5=False, clean=True, props=None, will=None, keepalive=60):
+        self.v5 = v5
+        proto = mqtt.MQTTv5 if v5 else mqtt.MQTTv311
+        if v5:
+            self.c = mqtt.Client(client_id=cid, protocol=proto)
+        else:
+            self.c = mqtt.Client(client_id=cid, clean_session=clean, protocol=proto)
+        self.msgs = queue.Queue()
+        self.connack = queue.Queue()
+        self.subacks = queue.Queue()
+        self.unsubacks = queue.Queue()
+        self.disconnects = queue.Queue()
+        self.c.on_message = lambda c, u, m: self.msgs.put(m)
+        if v5:
+            self.c.on_connect = lambda c, u, f, rc, p=None: self.connack.put((f, rc, p))
+            self.c.on_subscribe = lambda c, u, mid, rcs, p=None: self.subacks.put(rcs)
+            self.c.on_unsubscribe = lambda c, u, mid, p=None, rcs=None: self.unsubacks.put(rcs)
+            self.c.on_disconnect = lambda c, u, rc, p=None: self.disconnects.put(rc)
+        else:
+            self.c.on_connect = lambda c, u, f, rc: self.connack.put((f, rc, None))
+            self.c.on_subscribe = lambda c, u, mid, rcs: self.subacks.put(rcs)
+            self.c.on_unsubscribe = lambda c, u, mid: self.unsubacks.put(None)
+            self.c.on_disconnect = lambda c, u, rc: self.disconnects.put(rc)
+        if will:
+            self.c.will_set(*will)
+        if v5:
+            self.c.connect(HOST, PORT, keepalive, clean_start=clean, properties=props)
+        else:
+            self.c.connect(HOST, PORT, keepalive)
+        self.c.loop_start()
+        try:
+            self.flags, self.rc, self.props = self.connack.get(timeout=WAIT)
+        except queue.Empty:
+            self.stop()
+            raise Check("no CONNACK for %s" % cid)
+
+    def sub(self, topic, qos=0, props=None, options=None):
+        if self.v5:
+            self.c.subscribe(topic, options=options or SubscribeOptions(qos=qos), properties=props)
+        else:
+            self.c.subscribe(topic, qos)
+        try:
+            return self.subacks.get(timeout=WAIT)
+        except queue.Empty:
+            raise Check("no SUBACK for %s" % topic)
+
+    def unsub(self, topic):
+        self.c.unsubscribe(topic)
+        try:
+            return self.unsubacks.get(timeout=WAIT)
+        except queue.Empty:
+            raise Check("no UNSUBACK for %s" % topic)
+
+    def pub(self, topic, payload, qos=0, retain=False, props=None):
+        info = self.c.publish(topic, payload, qos, retain, properties=props) if self.v5 else \
+            self.c.publish(topic, payload, qos, retain)
+        if qos > 0:
+            info.wait_for_publish(timeout=WAIT)
+            expect(info.is_published(), "publish to %s (QoS %d) not acknowledged" % (topic, qos))
+
+    def got(self, n, wait=WAIT):
+        """n messages, or fewer if they do not come within wait."""
+        out, end = [], time.time() + wait
+        while len(out) < n:
+            try:
+                out.append(self.msgs.get(timeout=max(end - time.time(), 0.01)))
+            except queue.Empty:
+                break
+        return out
+
+    def quiet(self, wait=0.5):
+        """Messages that arrive within wait (expected: none)."""
+        return self.got(1 << 30, wait)
+
+    def stop(self):
+        try:
+            self.c.disconnect()
+        except Exception:
+            pass
+        self.c.loop_stop()
+
+
+# -- raw MQTT, for what paho does not let a test do (die without DISCONNECT,
+# stop pinging) --------------------------------------------------------------
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n % 128
+        n //= 128
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def mstr(s):
+    b = s.encode() if isinstance(s, str) else s
+    return struct.pack(">H", len(b)) + b
+
+
+def raw_connect(cid, keepalive=60, will=None, v5=False, props=b"", will_props=b"", clean=True):
+    """Connects a raw socket; will = (topic, payload, qos, retain). Returns it
+    after its CONNACK."""
+    flags = 0x02 if clean else 0
+    payload = mstr(cid)
+    if will:
+        topic, msg, qos, retain = will
+        flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
+        if v5:
+            payload += varint(len(will_props)) + will_props
+        payload += mstr(topic) + mstr(msg)
+    var = mstr("MQTT") + bytes([5 if v5 else 4, flags]) + struct.pack(">H", keepalive)
+    if v5:
+        var += varint(len(props)) + props
+    body = var + payload
+    s = socket.create_connection((HOST, PORT), timeout=WAIT)
+    s.sendall(bytes([0x10]) + varint(len(body)) + body)
+    head = s.recv(2)
+    expect(len(head) == 2 and head[0] == 0x20, "raw CONNECT of %s: no CONNACK (%r)" % (cid, head))
+    rest = b""
+    while len(rest) < head[1]:
+        chunk = s.recv(head[1] - len(rest))
+        expect(chunk, "raw CONNECT of %s: short CONNACK" % cid)
+        rest += chunk
+    rc = rest[1]
+    expect(rc == 0, "raw CONNECT of %s: CONNACK code %d" % (cid, rc))
+    return s
+
+
+def prop_u32(ident, v):
+    return bytes([ident]) + struct.pack(">I", v)
+
+
+# -- MQTT 3.1.1 --------------------------------------------------------------
+
+def v3_basic():
+    c = Client(uid("basic"))
+    t = uid("basic/t")
+    c.sub(t, 2)
+    for q in (0, 1, 2):
+        c.pub(t, "qos %d" % q, q)
+    got = c.got(3)
+    c.stop()
+    expect(len(got) == 3, "3 published, %d received" % len(got))
+    expect(sorted(m.payload for m in got) == [b"qos 0", b"qos 1", b"qos 2"], "payloads %r" % [m.payload for m in got])
+    expect(sorted(m.qos for m in got) == [0, 1, 2], "granted QoS %r" % [m.qos for m in got])
+
+
+def v3_retained():
+    root = uid("retained")
+    c = Client(uid("ret-pub"))
+    for q in (0, 1, 2):
+        c.pub("%s/q%d" % (root, q), "r%d" % q, q, retain=True)
+    c.stop()
+    s = Client(uid("ret-sub"))
+    s.sub(root + "/#", 2)
+    got = s.got(3)
+    expect(len(got) == 3, "3 retained, %d received" % len(got))
+    expect(all(m.retain for m in got), "retained messages without the retain flag")
+    s.stop()
+    c = Client(uid("ret-clear"))
+    for q in (0, 1, 2):
+        c.pub("%s/q%d" % (root, q), "", q, retain=True)
+    c.stop()
+    s = Client(uid("ret-sub2"))
+    s.sub(root + "/#", 2)
+    late = s.quiet(1.0)
+    s.stop()
+    expect(not late, "cleared retained messages still delivered: %r" % [m.topic for m in late])
+
+
+def v3_offline_queue():
+    cid, t = uid("offline"), uid("offline/t")
+    s = Client(cid, clean=False)
+    s.sub(t + "/#", 2)
+    s.stop()
+    p = Client(uid("offline-pub"))
+    for q in (0, 1, 2):
+        p.pub("%s/q%d" % (t, q), "m%d" % q, q)
+    p.stop()
+    s = Client(cid, clean=False)
+    expect(s.flags.get("session present") == 1, "session present flag not set on reconnect")
+    got = s.got(3, 2.0)
+    s.stop()
+    Client(cid, clean=True).stop()  # let the session go
+    payloads = sorted(m.payload for m in got)
+    # QoS 0 may or may not be queued [MQTT-3.1.2-5]; QoS 1 and 2 must be.
+    expect(payloads in ([b"m1", b"m2"], [b"m0", b"m1", b"m2"]), "queued while offline: %r" % payloads)
+
+
+def v3_will():
+    t = uid("will/t")
+    s = Client(uid("will-sub"))
+    s.sub(t, 1)
+    w = raw_connect(uid("will-dies"), will=(t, "gone", 1, False))
+    w.close()  # no DISCONNECT: the will is published
+    got = s.got(1)
+    expect(got and got[0].payload == b"gone", "no will after the connection dropped")
+    # A DISCONNECT drops the will.
+    w = Client(uid("will-polite"), will=(t, "should not", 1, False))
+    w.stop()
+    late = s.quiet(1.0)
+    s.stop()
+    expect(not late, "will published after a DISCONNECT")
+
+
+def v3_keepalive():
+    t = uid("keepalive/t")
+    s = Client(uid("ka-sub"))
+    s.sub(t, 1)
+    start = time.time()
+    w = raw_connect(uid("ka-silent"), keepalive=2, will=(t, "timed out", 1, False))
+    got = s.got(1, 6.0)  # closed after 1.5 x keepalive [MQTT-3.1.2-24]
+    took = time.time() - start
+    # The broker closes the silent connection.
+    w.settimeout(WAIT)
+    try:
+        closed = w.recv(1) == b""
+    except OSError:
+        closed = True
+    w.close()
+    s.stop()
+    expect(got and got[0].payload == b"timed out", "no will for a client silent past its keepalive")
+    expect(took >= 2.0, "will after %.1f s, before the keepalive had passed" % took)
+    expect(closed, "silent connection not closed")
+
+
+def v3_overlapping():
+    root = uid("overlap")
+    c = Client(uid("overlap"))
+    c.sub(root + "/#", 2)
+    c.sub(root + "/+", 1)
+    c.pub(root + "/a", "o", 2)
+    got = c.got(2, 1.5)
+    c.stop()
+    qos = sorted(m.qos for m in got)
+    # One copy at the highest QoS, or one per subscription [MQTT-3.3.5-1].
+    expect(qos in ([2], [1, 2]), "overlapping subscriptions delivered QoS %r" % qos)
+
+
+def v3_dollar_topics():
+    root = uid("dollar")
+    c = Client(uid("dollar"))
+    c.sub("#", 0)
+    c.pub(root + "/x", "plain", 0)
+    got = []
+    end = time.time() + 3
+    while time.time() < end:
+        ms = c.got(1, 0.5)
+        got += ms
+        if any(m.topic == root + "/x" for m in ms):
+            break
+    dollar = [m.topic for m in got if m.topic.startswith("$")]
+    c.stop()
+    expect(any(m.topic == root + "/x" for m in got), "# missed a plain topic")
+    expect(not dollar, "# matched $ topics: %r" % dollar[:3])
+
+
+def v3_unsubscribe():
+    root = uid("unsub")
+    c = Client(uid("unsub"))
+    for t in ("a", "b", "c"):
+        c.sub("%s/%s" % (root, t), 1)
+    c.unsub(root + "/a")
+    c.unsub(root + "/c")
+    for t in ("a", "b", "c"):
+        c.pub("%s/%s" % (root, t), t, 1)
+    got = c.got(3, 1.5)
+    c.stop()
+    expect([m.payload for m in got] == [b"b"], "after unsubscribing two of three: %r" % [m.payload for m in got])
+
+
+def v3_zero_length_id():
+    c = Client("")  # clean session: the server assigns one
+    expect(c.rc == 0, "empty client id with clean session refused: %d" % c.rc)
+    c.stop()
+    # Without clean session, CONNACK 0x02 [MQTT-3.1.3-8].
+    body = mstr("MQTT") + bytes([4, 0]) + struct.pack(">H", 60) + mstr("")
+    s = socket.create_connection((HOST, PORT), timeout=WAIT)
+    s.sendall(bytes([0x10]) + varint(len(body)) + body)
+    ack = s.recv(4)
+    s.close()
+    expect(ack[:2] == b"\x20\x02" and len(ack) == 4 and ack[3] == 2,
+           "empty client id without clean session: CONNACK %r, want return code 2" % ack)
+
+
+def v3_order():
+    t = uid("order/t")
+    c = Client(uid("order"))
+    c.sub(t, 1)
+    n = 200
+    for i in range(n):
+        c.c.publish(t, str(i), 1)
+    got = c.got(n)
+    c.stop()
+    expect([int(m.payload) for m in got] == list(range(n)), "QoS 1 out of order or lost: %d of %d" % (len(got), n))
+
+
+# -- MQTT 5 ------------------------------------------------------------------
+
+def props(kind, **kw):
+    p = Properties(kind)
+    for k, v in kw.items():
+        setattr(p, k, v)
+    return p
+
+
+def v5_session_expiry():
+    cid, t = uid("v5-expiry"), uid("v5expiry/t")
+    c = Client(cid, v5=True, clean=True, props=props(PacketTypes.CONNECT, SessionExpiryInterval=1))
+    c.sub(t, 1)
+    c.stop()
+    p = Client(uid("v5-expiry-pub"), v5=True)
+    p.pub(t, "queued", 1)
+    p.stop()
+    time.sleep(2.5)  # past the 1 s expiry
+    c = Client(cid, v5=True, clean=False, props=props(PacketTypes.CONNECT, SessionExpiryInterval=0))
+    present = c.flags.get("session present")
+    late = c.quiet(1.0)
+    c.stop()
+    expect(present == 0, "session present after it expired")
+    expect(not late, "message of an expired session delivered")
+    # Within the interval, it is kept with its queue.
+    cid = uid("v5-kept")
+    c = Client(cid, v5=True, props=props(PacketTypes.CONNECT, SessionExpiryInterval=30))
+    c.sub(t + "k", 1)
+    c.stop()
+    p = Client(uid("v5-kept-pub"), v5=True)
+    p.pub(t + "k", "kept", 1)
+    p.stop()
+    c = Client(cid, v5=True, clean=False, props=props(PacketTypes.CONNECT, SessionExpiryInterval=0))
+    present = c.flags.get("session present")
+    got = c.got(1)
+    c.stop()
+    expect(present == 1, "session not present within its expiry")
+    expect(got and got[0].payload == b"kept", "queued message of a live session not delivered")
+
+
+def v5_will_delay():
+    t = uid("v5will/t")
+    s = Client(uid("v5-will-sub"), v5=True)
+    s.sub(t, 1)
+    cp = prop_u32(0x11, 10)  # session expiry 10 s
+    wp = prop_u32(0x18, 2)   # will delay 2 s
+    w = raw_connect(uid("v5-will"), v5=True, props=cp, will=(t, "delayed", 1, False), will_props=wp)
+    start = time.time()
+    w.close()
+    got = s.got(1, 6.0)
+    took = time.time() - start
+    expect(got and got[0].payload == b"delayed", "delayed will never published")
+    expect(took >= 1.5, "will published after %.2f s, before its 2 s delay" % took)
+    # Reconnecting within the delay cancels it [MQTT-3.1.3-9].
+    cid = uid("v5-will-back")
+    w = raw_connect(cid, v5=True, props=cp, will=(t, "cancelled", 1, False), will_props=wp)
+    w.close()
+    time.sleep(0.3)
+    back = Client(cid, v5=True, clean=False, props=props(PacketTypes.CONNECT, SessionExpiryInterval=0))
+    late = s.quiet(3.0)
+    back.stop()
+    s.stop()
+    expect(not late, "will published though the client came back within the delay: %r" % [m.payload for m in late])
+
+
+def v5_no_local_and_retain_options():
+    t = uid("v5opts/t")
+    c = Client(uid("v5-nolocal"), v5=True)
+    c.sub(t, options=SubscribeOptions(qos=1, noLocal=True))
+    c.pub(t, "mine", 1)
+    own = c.quiet(1.0)
+    c.stop()
+    expect(not own, "noLocal subscriber got its own message")
+    r = Client(uid("v5-ret-pub"), v5=True)
+    r.pub(t + "/r", "kept", 1, retain=True)
+    r.stop()
+    a = Client(uid("v5-rap"), v5=True)
+    a.sub(t + "/r", options=SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND))
+    none = a.quiet(1.0)
+    a.sub(t + "/#", options=SubscribeOptions(qos=1, retainAsPublished=True))
+    got = a.got(1)
+    a.stop()
+    r = Client(uid("v5-ret-clear"), v5=True)
+    r.pub(t + "/r", "", 1, retain=True)
+    r.stop()
+    expect(not none, "retain handling 2 sent a retained message")
+    expect(got and got[0].retain, "retained message on a new subscription without the retain flag")
+
+
+def v5_shared():
+    t = uid("v5shared/t")
+    subs = [Client(uid("v5-share-%d" % i), v5=True) for i in range(2)]
+    for s in subs:
+        s.sub("$share/grp/" + t, 1)
+    p = Client(uid("v5-share-pub"), v5=True)
+    n = 20
+    for i in range(n):
+        p.pub(t, str(i), 1)
+    p.stop()
+    got = [s.got(n, 1.5) for s in subs]
+    for s in subs:
+        s.stop()
+    all_ = sorted(int(m.payload) for g in got for m in g)
+    expect(all_ == list(range(n)), "shared group delivered %d of %d (each once)" % (len(all_), n))
+    expect(all(len(g) > 0 for g in got), "one member of the shared group got nothing: %r" % [len(g) for g in got])
+
+
+def v5_properties():
+    t = uid("v5props/t")
+    s = Client(uid("v5-props-sub"), v5=True)
+    s.sub(t, 1)
+    p = Client(uid("v5-props-pub"), v5=True)
+    pp = props(PacketTypes.PUBLISH, ResponseTopic=t + "/reply", CorrelationData=b"\x01\x02",
+               ContentType="text/plain", PayloadFormatIndicator=1)
+    pp.UserProperty = ("a", "1")
+    pp.UserProperty = ("b", "2")
+    pp.UserProperty = ("a", "3")
+    p.pub(t, "with props", 1, props=pp)
+    p.stop()
+    got = s.got(1)
+    s.stop()
+    expect(got, "message with properties not delivered")
+    mp = got[0].properties
+    expect(getattr(mp, "ResponseTopic", None) == t + "/reply", "response topic lost")
+    expect(getattr(mp, "CorrelationData", None) == b"\x01\x02", "correlation data lost")
+    expect(getattr(mp, "ContentType", None) == "text/plain", "content type lost")
+    expect(getattr(mp, "PayloadFormatIndicator", None) == 1, "payload format indicator lost")
+    expect(getattr(mp, "UserProperty", None) == [("a", "1"), ("b", "2"), ("a", "3")],
+           "user properties not kept in order: %r" % getattr(mp, "UserProperty", None))
+
+
+def v5_message_expiry():
+    cid, t = uid("v5-msgexp"), uid("v5msgexp/t")
+    c = Client(cid, v5=True, props=props(PacketTypes.CONNECT, SessionExpiryInterval=30))
+    c.sub(t, 1)
+    c.stop()
+    p = Client(uid("v5-msgexp-pub"), v5=True)
+    p.pub(t, "short", 1, props=props(PacketTypes.PUBLISH, MessageExpiryInterval=1))
+    p.pub(t, "long", 1, props=props(PacketTypes.PUBLISH, MessageExpiryInterval=60))
+    p.stop()
+    time.sleep(2.2)
+    c = Client(cid, v5=True, clean=False, props=props(PacketTypes.CONNECT, SessionExpiryInterval=0))
+    got = c.got(2, 1.5)
+    c.stop()
+    expect([m.payload for m in got] == [b"long"], "after 2 s offline: %r (want only the 60 s one)" % [m.payload for m in got])
+    left = getattr(got[0].properties, "MessageExpiryInterval", None)
+    expect(left is not None and left < 60, "expiry interval not counted down: %r" % left)
+
+
+def v5_topic_alias():
+    t = uid("v5alias/t")
+    s = Client(uid("v5-alias-sub"), v5=True)
+    s.sub(t, 1)
+    p = Client(uid("v5-alias-pub"), v5=True)
+    amax = getattr(p.props, "TopicAliasMaximum", 0)
+    expect(amax > 0, "no topic alias maximum in CONNACK")
+    p.pub(t, "first", 1, props=props(PacketTypes.PUBLISH, TopicAlias=1))
+    p.pub("", "second", 1, props=props(PacketTypes.PUBLISH, TopicAlias=1))
+    p.stop()
+    got = s.got(2)
+    s.stop()
+    expect([(m.topic, m.payload) for m in got] == [(t, b"first"), (t, b"second")],
+           "topic alias: %r" % [(m.topic, m.payload) for m in got])
+
+
+def raw_read(s):
+    """One packet from a raw socket: (first byte, body)."""
+    head = s.recv(1)
+    expect(head, "connection closed, no packet")
+    n, shift = 0, 0
+    while True:
+        b = s.recv(1)
+        expect(b, "connection closed inside a packet")
+        n |= (b[0] & 0x7F) << shift
+        shift += 7
+        if not b[0] & 0x80:
+            break
+    body = b""
+    while len(body) < n:
+        chunk = s.recv(n - len(body))
+        expect(chunk, "connection closed inside a packet")
+        body += chunk
+    return head[0], body
+
+
+def v5_alias_out_of_range():
+    # Raw: paho 1.6 reports a server's DISCONNECT as a lost connection.
+    s = raw_connect(uid("v5-alias-bad"), v5=True)
+    pp = bytes([0x23]) + struct.pack(">H", 0xFFFF)  # topic alias 65535
+    body = mstr(uid("v5bad/t")) + varint(len(pp)) + pp + b"x"
+    s.sendall(bytes([0x30]) + varint(len(body)) + body)
+    kind, body = raw_read(s)
+    s.close()
+    # DISCONNECT 0x94 (topic alias invalid) [MQTT-3.3.2-9].
+    expect(kind == 0xE0 and body[:1] == b"\x94", "alias over the maximum: packet 0x%x %r, want DISCONNECT 0x94" % (kind, body))
+
+
+def v5_maximum_packet_size():
+    t = uid("v5max/t")
+    s = Client(uid("v5-max-sub"), v5=True, props=props(PacketTypes.CONNECT, MaximumPacketSize=128))
+    s.sub(t, 1)
+    p = Client(uid("v5-max-pub"), v5=True)
+    p.pub(t, "x" * 500, 1)
+    p.pub(t, "small", 1)
+    p.stop()
+    got = s.got(2, 1.5)
+    s.stop()
+    expect([m.payload for m in got] == [b"small"], "a packet over the subscriber's maximum was sent: %r" % [len(m.payload) for m in got])
+
+
+def v5_assigned_id():
+    c = Client("", v5=True)
+    assigned = getattr(c.props, "AssignedClientIdentifier", "")
+    c.stop()
+    expect(assigned, "no assigned client identifier for an empty one")
+
+
+def v5_reason_codes():
+    # Raw: paho checks filters itself and would not send a bad one.
+    s = raw_connect(uid("v5-rc"), v5=True)
+    body = struct.pack(">H", 7) + varint(0) + mstr("bad/#/filter") + bytes([1])
+    s.sendall(bytes([0x82]) + varint(len(body)) + body)
+    kind, body = raw_read(s)
+    s.close()
+    expect(kind == 0x90 and body[:2] == b"\x00\x07", "no SUBACK for packet id 7: 0x%x %r" % (kind, body))
+    expect(body[3:] == b"\x8f", "SUBACK for an invalid filter: %r, want 0x8F" % body[3:])
+    c = Client(uid("v5-unsub-none"), v5=True)
+    rcs = c.unsub(uid("never/subscribed"))
+    c.stop()
+    rc = rcs[0] if isinstance(rcs, list) else rcs  # paho 1.6 passes one ReasonCodes
+    code = int(getattr(rc, "value", -1))
+    expect(code == 0x11, "UNSUBACK for no subscription: 0x%x, want 0x11" % code)
+
+
+def v5_subscription_identifier():
+    t = uid("v5subid/t")
+    c = Client(uid("v5-subid"), v5=True)
+    c.sub(t, 1, props=props(PacketTypes.SUBSCRIBE, SubscriptionIdentifier=42))
+    c.pub(t, "id", 1)
+    got = c.got(1)
+    c.stop()
+    ids = getattr(got[0].properties, "SubscriptionIdentifier", None) if got else None
+    expect(ids == [42], "subscription identifier %r, want [42]" % ids)
+
+
+CHECKS = [
+    ("v3 QoS 0/1/2 round trip", v3_basic),
+    ("v3 retained set and cleared", v3_retained),
+    ("v3 offline queue of a persistent session", v3_offline_queue),
+    ("v3 will on a dropped connection, none after DISCONNECT", v3_will),
+    ("v3 keepalive closes a silent client", v3_keepalive),
+    ("v3 overlapping subscriptions", v3_overlapping),
+    ("v3 # does not match $ topics", v3_dollar_topics),
+    ("v3 unsubscribe", v3_unsubscribe),
+    ("v3 zero-length client id", v3_zero_length_id),
+    ("v3 QoS 1 order", v3_order),
+    ("v5 session expiry", v5_session_expiry),
+    ("v5 will delay, cancelled by a return", v5_will_delay),
+    ("v5 no local, retain handling, retain as published", v5_no_local_and_retain_options),
+    ("v5 shared subscription", v5_shared),
+    ("v5 publish properties forwarded", v5_properties),
+    ("v5 message expiry in an offline queue", v5_message_expiry),
+    ("v5 topic alias", v5_topic_alias),
+    ("v5 topic alias over the maximum", v5_alias_out_of_range),
+    ("v5 maximum packet size", v5_maximum_packet_size),
+    ("v5 assigned client identifier", v5_assigned_id),
+    ("v5 SUBACK and UNSUBACK reason codes", v5_reason_codes),
+    ("v5 subscription identifier", v5_subscription_identifier),
+]
+
+
+def free_port():
+    s = socket.socket()
+    s.bind((HOST, 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def main():
+    global PORT
+    if len(sys.argv) != 2:
+        print("usage: %s path/to/cim" % sys.argv[0])
+        return 2
+    binary = os.path.abspath(sys.argv[1])
+    tmp = tempfile.mkdtemp(prefix="cim-paho.")
+    PORT = free_port()
+    args = [binary, "server", "--mqtt-addr", "%s:%d" % (HOST, PORT),
+            "--native-addr", "%s:%d" % (HOST, free_port()), "--http-addr", "%s:%d" % (HOST, free_port()),
+            "--data-dir", os.path.join(tmp, "data"), "--log-level", "error"]
+    srv = subprocess.Popen(args, cwd=tmp)
+    passed = failed = 0
+    try:
+        end = time.time() + 15
+        while True:
+            try:
+                socket.create_connection((HOST, PORT), timeout=0.2).close()
+                break
+            except OSError:
+                if srv.poll() is not None or time.time() > end:
+                    print("FAIL setup: the server did not listen on %s:%d" % (HOST, PORT))
+                    print("0 passed, 1 failed")
+                    return 1
+                time.sleep(0.05)
+        only = os.environ.get("CHECKS", "")
+        for name, fn in CHECKS:
+            if only and only not in name:
+                continue
+            try:
+                fn()
+                print("PASS " + name)
+                passed += 1
+            except Check as e:
+                print("FAIL %s\n    %s" % (name, e))
+                failed += 1
+            except Exception:
+                print("FAIL %s\n    %s" % (name, traceback.format_exc().replace("\n", "\n    ")))
+                failed += 1
+    finally:
+        srv.terminate()
+        try:
+            srv.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
