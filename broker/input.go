@@ -98,7 +98,7 @@ func (l *loop) checkPartials(now int64) {
 		switch {
 		case t.part == nil || t.state == stateClosing:
 			t.set(fListedPartial, false)
-		case now-t.part.since >= timeout:
+		case now-t.part.since > timeout: // since is a whole second, up to one before the frame began
 			t.set(fListedPartial, false)
 			l.srv.stats.InputTimeouts.Add(1)
 			t.close(reasonPacketTimeout, nil)

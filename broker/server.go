@@ -383,7 +383,8 @@ func (h handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 }
 
 // OnTick refreshes the clock and runs each loop's deadlines and the
-// sessions' deadlines, once a second.
+// sessions' deadlines, once a second, just after the second begins: what
+// falls due in a second is seen as it starts, not up to a second later.
 func (h handler) OnTick() (time.Duration, gnet.Action) {
 	s := h.s
 	s.loopsRunning() // bridge.go
@@ -396,7 +397,8 @@ func (h handler) OnTick() (time.Duration, gnet.Action) {
 	s.loopsMu.Unlock()
 	s.deadlines.advance(now, func(ss *session, at int64) { s.sessions.timeout(ss, at, now) })
 	s.guard.logs.flush(s) // "log lines suppressed" summaries (limits.go)
-	return time.Second, gnet.None
+	wall := time.Now() // the real clock, also when tests drive opts.Now
+	return wall.Truncate(time.Second).Add(time.Second + 2*time.Millisecond).Sub(wall), gnet.None
 }
 
 // nilCtx is the context for loop tasks, which never wait on it.

@@ -600,6 +600,229 @@ def v5_subscription_identifier():
     expect(ids == [42], "subscription identifier %r, want [42]" % ids)
 
 
+def raw_subscribe(s, topic, qos, pid=1, v5=False, opts=0):
+    body = struct.pack(">H", pid) + (varint(0) if v5 else b"") + mstr(topic) + bytes([qos | opts])
+    s.sendall(bytes([0x82]) + varint(len(body)) + body)
+    kind, body = raw_read(s)
+    expect(kind == 0x90, "no SUBACK: packet 0x%x" % kind)
+    return body
+
+
+def raw_publish_packet(kind, body):
+    """(topic, packet id or None, payload, flags) of a PUBLISH read raw (3.1.1)."""
+    expect(kind >> 4 == 3, "not a PUBLISH: 0x%x" % kind)
+    n = struct.unpack(">H", body[:2])[0]
+    topic, p = body[2:2 + n].decode(), 2 + n
+    pid = None
+    if kind & 0x06:
+        pid = struct.unpack(">H", body[p:p + 2])[0]
+        p += 2
+    return topic, pid, body[p:], kind & 0x0F
+
+
+def v31_connect():
+    c = mqtt.Client(client_id=uid("v31"), protocol=mqtt.MQTTv31)
+    got = queue.Queue()
+    c.on_connect = lambda c, u, f, rc: got.put(rc)
+    c.on_message = lambda c, u, m: got.put(m)
+    c.connect(HOST, PORT, 60)
+    c.loop_start()
+    try:
+        rc = got.get(timeout=WAIT)
+        expect(rc == 0, "MQTT 3.1 CONNECT refused: %d" % rc)
+        t = uid("v31/t")
+        c.subscribe(t, 1)
+        time.sleep(0.3)
+        c.publish(t, "old", 1)
+        m = got.get(timeout=WAIT)
+        expect(m.payload == b"old", "MQTT 3.1 round trip: %r" % m)
+    except queue.Empty:
+        raise Check("MQTT 3.1 client: nothing within %.0f s" % WAIT)
+    finally:
+        c.disconnect()
+        c.loop_stop()
+
+
+def v3_redelivery():
+    """A QoS 1 and a QoS 2 message left unacknowledged are sent again, with
+    DUP set and the same packet ids, when the persistent session returns
+    [MQTT-4.4.0-1]."""
+    cid, t = uid("redeliver"), uid("redeliver/t")
+    s = raw_connect(cid, clean=False)
+    raw_subscribe(s, t + "/#", 2)
+    p = Client(uid("redeliver-pub"))
+    p.pub(t + "/1", "one", 1)
+    p.pub(t + "/2", "two", 2)
+    p.stop()
+    first = [raw_publish_packet(*raw_read(s)) for _ in range(2)]
+    s.close()  # neither PUBACK nor PUBREC
+    time.sleep(0.3)
+    s = raw_connect(cid, clean=False)
+    again = [raw_publish_packet(*raw_read(s)) for _ in range(2)]
+    # Clean up: a clean connect ends the session.
+    s.close()
+    raw_connect(cid, clean=True).close()
+    expect([(x[0], x[2]) for x in again] == [(x[0], x[2]) for x in first],
+           "redelivered %r, first sent %r" % ([(x[0], x[2]) for x in again], [(x[0], x[2]) for x in first]))
+    expect([x[1] for x in again] == [x[1] for x in first], "packet ids changed: %r then %r" % ([x[1] for x in first], [x[1] for x in again]))
+    expect(all(x[3] & 0x08 for x in again), "redelivered without DUP")
+
+
+def v3_pubrel_resent():
+    """After PUBREC, a returning session gets the PUBREL again, not the
+    PUBLISH [MQTT-4.4.0-1]."""
+    cid, t = uid("pubrel"), uid("pubrel/t")
+    s = raw_connect(cid, clean=False)
+    raw_subscribe(s, t, 2)
+    p = Client(uid("pubrel-pub"))
+    p.pub(t, "exactly once", 2)
+    p.stop()
+    _, pid, _, _ = raw_publish_packet(*raw_read(s))
+    s.sendall(bytes([0x50, 2]) + struct.pack(">H", pid))  # PUBREC
+    kind, body = raw_read(s)
+    expect(kind == 0x62 and body == struct.pack(">H", pid), "no PUBREL after PUBREC: 0x%x" % kind)
+    s.close()  # no PUBCOMP
+    time.sleep(0.3)
+    s = raw_connect(cid, clean=False)
+    kind, body = raw_read(s)
+    s.sendall(bytes([0x70, 2]) + body[:2])  # PUBCOMP
+    s.settimeout(1.0)
+    try:
+        more = raw_read(s)
+    except (socket.timeout, Check):
+        more = None
+    s.close()
+    raw_connect(cid, clean=True).close()
+    expect(kind == 0x62 and body[:2] == struct.pack(">H", pid), "returning session got 0x%x, want PUBREL %d" % (kind, pid))
+    expect(more is None, "the message came again after its PUBREL: 0x%x" % (more[0] if more else 0))
+
+
+def v3_takeover():
+    cid = uid("takeover")
+    a = Client(cid)
+    b = Client(cid)
+    try:
+        rc = a.disconnects.get(timeout=WAIT)
+    except queue.Empty:
+        rc = None
+    a.c.loop_stop()
+    b.stop()
+    expect(rc is not None, "first connection not closed when its client id connected again")
+
+
+def v3_retained_qos_downgrade():
+    t = uid("downgrade/t")
+    p = Client(uid("downgrade-pub"))
+    p.pub(t, "q2", 2, retain=True)
+    p.stop()
+    s = Client(uid("downgrade-sub"))
+    s.sub(t, 1)
+    got = s.got(1)
+    s.stop()
+    c = Client(uid("downgrade-clear"))
+    c.pub(t, "", 1, retain=True)
+    c.stop()
+    expect(got and got[0].qos == 1, "retained QoS 2 to a QoS 1 subscription came at QoS %r" % (got[0].qos if got else None))
+
+
+def v3_wildcard_publish_refused():
+    s = raw_connect(uid("wild-pub"))
+    body = mstr("a/+/b") + b"x"
+    s.sendall(bytes([0x30]) + varint(len(body)) + body)
+    s.settimeout(WAIT)
+    try:
+        closed = s.recv(1) == b""
+    except ConnectionResetError:
+        closed = True
+    except socket.timeout:
+        closed = False
+    s.close()
+    expect(closed, "a PUBLISH to a topic with wildcards did not close the connection [MQTT-3.3.2-2]")
+
+
+def v3_second_connect_refused():
+    s = raw_connect(uid("twice"))
+    body = mstr("MQTT") + bytes([4, 2]) + struct.pack(">H", 60) + mstr(uid("twice"))
+    s.sendall(bytes([0x10]) + varint(len(body)) + body)
+    s.settimeout(WAIT)
+    try:
+        data = s.recv(16)
+        closed = data == b""
+    except ConnectionResetError:
+        closed = True
+    except socket.timeout:
+        closed = False
+    s.close()
+    expect(closed, "a second CONNECT did not close the connection [MQTT-3.1.0-2]")
+
+
+def v5_receive_maximum():
+    """The broker sends no more QoS 1 messages unacknowledged than the
+    client's Receive Maximum [MQTT-3.3.4-9]."""
+    cid, t = uid("v5-recvmax"), uid("v5recvmax/t")
+    s = raw_connect(cid, v5=True, props=bytes([0x21]) + struct.pack(">H", 2))
+    raw_subscribe(s, t, 1, v5=True)
+    p = Client(uid("v5-recvmax-pub"), v5=True)
+    for i in range(5):
+        p.pub(t, str(i), 1)
+    p.stop()
+    s.settimeout(1.0)
+    got = []
+    try:
+        while True:
+            got.append(raw_read(s))
+    except (socket.timeout, Check):
+        pass
+    n = len(got)
+    # Acking one lets one more come.
+    if got:
+        kind, body = got[0]
+        n_ = struct.unpack(">H", body[:2])[0]
+        pid = body[2 + n_:4 + n_]
+        s.sendall(bytes([0x40, 2]) + pid)
+    more = []
+    try:
+        more.append(raw_read(s))
+    except (socket.timeout, Check):
+        pass
+    s.close()
+    expect(n == 2, "%d QoS 1 messages in flight with Receive Maximum 2" % n)
+    expect(len(more) == 1, "no further message after a PUBACK")
+
+
+def v5_takeover_reason():
+    cid = uid("v5-takeover")
+    a = Client(cid, v5=True)
+    b = Client(cid, v5=True)
+    try:
+        rc = a.disconnects.get(timeout=WAIT)
+    except queue.Empty:
+        rc = None
+    a.c.loop_stop()
+    b.stop()
+    expect(rc is not None, "first connection not closed when its client id connected again")
+
+
+def v5_shared_no_local_refused():
+    s = raw_connect(uid("v5-share-nolocal"), v5=True)
+    body = struct.pack(">H", 3) + varint(0) + mstr("$share/g/" + uid("t")) + bytes([1 | 0x04])
+    s.sendall(bytes([0x82]) + varint(len(body)) + body)
+    s.settimeout(WAIT)
+    kind, body = raw_read(s)
+    s.close()
+    # A protocol error [MQTT-3.8.3-4]: DISCONNECT 0x82 (or a SUBACK refusing it).
+    ok = (kind == 0xE0 and body[:1] == b"\x82") or (kind == 0x90 and body[3:4] >= b"\x80")
+    expect(ok, "no local on a shared subscription: packet 0x%x %r" % (kind, body))
+
+
+def v5_server_keepalive():
+    # A keepalive over the broker's maximum comes back as Server Keep Alive.
+    c = Client(uid("v5-ka"), v5=True, keepalive=65535)
+    ska = getattr(c.props, "ServerKeepAlive", None)
+    c.stop()
+    expect(ska is None or 0 < ska <= 65535, "server keep alive %r" % ska)
+
+
 CHECKS = [
     ("v3 QoS 0/1/2 round trip", v3_basic),
     ("v3 retained set and cleared", v3_retained),
@@ -611,6 +834,13 @@ CHECKS = [
     ("v3 unsubscribe", v3_unsubscribe),
     ("v3 zero-length client id", v3_zero_length_id),
     ("v3 QoS 1 order", v3_order),
+    ("v3.1 (MQIsdp) client", v31_connect),
+    ("v3 redelivery with DUP and the same packet ids", v3_redelivery),
+    ("v3 PUBREL sent again to a returning session", v3_pubrel_resent),
+    ("v3 second connection of a client id takes over", v3_takeover),
+    ("v3 retained QoS capped by the subscription", v3_retained_qos_downgrade),
+    ("v3 PUBLISH to a wildcard topic closes", v3_wildcard_publish_refused),
+    ("v3 second CONNECT closes", v3_second_connect_refused),
     ("v5 session expiry", v5_session_expiry),
     ("v5 will delay, cancelled by a return", v5_will_delay),
     ("v5 no local, retain handling, retain as published", v5_no_local_and_retain_options),
@@ -623,6 +853,10 @@ CHECKS = [
     ("v5 assigned client identifier", v5_assigned_id),
     ("v5 SUBACK and UNSUBACK reason codes", v5_reason_codes),
     ("v5 subscription identifier", v5_subscription_identifier),
+    ("v5 receive maximum", v5_receive_maximum),
+    ("v5 second connection of a client id takes over", v5_takeover_reason),
+    ("v5 no local on a shared subscription refused", v5_shared_no_local_refused),
+    ("v5 server keep alive", v5_server_keepalive),
 ]
 
 
