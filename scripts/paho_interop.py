@@ -823,6 +823,134 @@ def v5_server_keepalive():
     expect(ska is None or 0 < ska <= 65535, "server keep alive %r" % ska)
 
 
+def raw_v5_connack(cid, props=b""):
+    """A raw MQTT 5 CONNECT; returns (socket, CONNACK properties as bytes)."""
+    var = mstr("MQTT") + bytes([5, 0x02]) + struct.pack(">H", 60) + varint(len(props)) + props
+    body = var + mstr(cid)
+    s = socket.create_connection((HOST, PORT), timeout=WAIT)
+    s.sendall(bytes([0x10]) + varint(len(body)) + body)
+    kind, body = raw_read(s)
+    expect(kind == 0x20 and body[1] == 0, "CONNACK 0x%x %r" % (kind, body[:2]))
+    return s, body[2:]
+
+
+def closed_with(s, code):
+    """Reads until the broker's DISCONNECT (or EOF); true if it carried code."""
+    s.settimeout(WAIT)
+    try:
+        while True:
+            kind, body = raw_read(s)
+            if kind == 0xE0:
+                return body[:1] == bytes([code])
+    except (Check, OSError):
+        return False
+
+
+def v5_publish_errors():
+    """Bad PUBLISHes from a client get their reason codes: topic alias 0
+    (0x94), a subscription identifier in a PUBLISH (0x82), an empty topic
+    without an alias (0x82), a packet over the broker's maximum (0x95)."""
+    cases = [
+        ("alias 0", mstr("t") + varint(3) + bytes([0x23, 0, 0]) + b"x", 0x94),
+        ("subscription id in PUBLISH", mstr("t") + varint(2) + bytes([0x0B, 1]) + b"x", 0x82),
+        ("empty topic, no alias", mstr("") + varint(0) + b"x", 0x82),
+    ]
+    bad = []
+    for name, body, code in cases:
+        s, _ = raw_v5_connack(uid("v5-puberr"))
+        s.sendall(bytes([0x30]) + varint(len(body)) + body)
+        if not closed_with(s, code):
+            bad.append(name)
+        s.close()
+    # Over the Maximum Packet Size of the CONNACK: 0x95 [MQTT-3.2.2-15];
+    # the broker can tell from the fixed header.
+    c = Client(uid("v5-max-of"), v5=True)
+    maxp = getattr(c.props, "MaximumPacketSize", None)
+    c.stop()
+    if maxp and maxp < 200 << 20:
+        s, _ = raw_v5_connack(uid("v5-toobig"))
+        head = mstr("big") + varint(0)
+        s.sendall(bytes([0x30]) + varint(maxp + 1) + head + b"x" * 65536)
+        if not closed_with(s, 0x95):
+            bad.append("a packet over the maximum packet size")
+        s.close()
+    expect(not bad, "no DISCONNECT with the right reason for: %s" % ", ".join(bad))
+
+
+def v5_connack_capabilities():
+    c = Client(uid("v5-caps"), v5=True)
+    p = c.props
+    c.stop()
+    for name in ("RetainAvailable", "WildcardSubscriptionAvailable", "SharedSubscriptionAvailable",
+                 "SubscriptionIdentifierAvailable"):
+        v = getattr(p, name, 1)
+        expect(v == 1, "%s = %r, though the broker does it" % (name, v))
+    ma = getattr(p, "MaximumQoS", 2)
+    expect(ma == 2 or ma == 1, "MaximumQoS %r" % ma)
+
+
+def v5_bad_shared_filters():
+    bad = []
+    for f in ("$share/grp", "$share//t", "$share/g+/t", "$share/g#/t"):
+        s, _ = raw_v5_connack(uid("v5-badshare"))
+        body = struct.pack(">H", 9) + varint(0) + mstr(f) + bytes([1])
+        s.sendall(bytes([0x82]) + varint(len(body)) + body)
+        s.settimeout(WAIT)
+        try:
+            kind, rest = raw_read(s)
+        except (Check, OSError):
+            kind, rest = 0, b""
+        s.close()
+        refused = (kind == 0x90 and rest[3:4] >= b"\x80") or kind == 0xE0
+        if not refused:
+            bad.append(f)
+    expect(not bad, "accepted invalid shared filters: %r" % bad)
+
+
+def v5_unsubscribe_shared():
+    t = uid("v5unshare/t")
+    a = Client(uid("v5-unshare"), v5=True)
+    a.sub("$share/g/" + t, 1)
+    a.unsub("$share/g/" + t)
+    p = Client(uid("v5-unshare-pub"), v5=True)
+    p.pub(t, "after", 1)
+    p.stop()
+    late = a.quiet(1.0)
+    a.stop()
+    expect(not late, "delivered to a shared subscription after UNSUBSCRIBE")
+
+
+def v5_request_problem_info():
+    """With Request Problem Information 0 the broker sends no Reason String
+    except in PUBLISH, CONNACK and DISCONNECT [MQTT-3.1.2-29]: a SUBACK
+    refusing a filter carries none."""
+    s, _ = raw_v5_connack(uid("v5-rpi"), props=bytes([0x17, 0]))
+    body = struct.pack(">H", 4) + varint(0) + mstr("a/#/b") + bytes([1])
+    s.sendall(bytes([0x82]) + varint(len(body)) + body)
+    kind, rest = raw_read(s)
+    s.close()
+    expect(kind == 0x90, "no SUBACK: 0x%x" % kind)
+    plen = rest[2]
+    expect(b"\x1f" not in rest[3:3 + plen], "SUBACK carries a reason string despite Request Problem Information 0")
+
+
+def v5_will_retained_and_props():
+    t = uid("v5willret/t")
+    wp = bytes([0x03]) + mstr("text/plain")  # content type
+    w = raw_connect(uid("v5-willret"), v5=True, will=(t, "bye", 1, True), will_props=wp)
+    w.close()
+    time.sleep(0.5)
+    s = Client(uid("v5-willret-sub"), v5=True)
+    s.sub(t, 1)
+    got = s.got(1)
+    s.stop()
+    c = Client(uid("v5-willret-clear"), v5=True)
+    c.pub(t, "", 1, retain=True)
+    c.stop()
+    expect(got and got[0].payload == b"bye" and got[0].retain, "retained will not kept for a late subscriber")
+    expect(getattr(got[0].properties, "ContentType", None) == "text/plain", "will's content type lost")
+
+
 CHECKS = [
     ("v3 QoS 0/1/2 round trip", v3_basic),
     ("v3 retained set and cleared", v3_retained),
@@ -857,6 +985,12 @@ CHECKS = [
     ("v5 second connection of a client id takes over", v5_takeover_reason),
     ("v5 no local on a shared subscription refused", v5_shared_no_local_refused),
     ("v5 server keep alive", v5_server_keepalive),
+    ("v5 bad PUBLISH reason codes", v5_publish_errors),
+    ("v5 CONNACK capabilities", v5_connack_capabilities),
+    ("v5 invalid shared subscription filters refused", v5_bad_shared_filters),
+    ("v5 unsubscribe a shared subscription", v5_unsubscribe_shared),
+    ("v5 request problem information 0", v5_request_problem_info),
+    ("v5 retained will with properties", v5_will_retained_and_props),
 ]
 
 
