@@ -25,9 +25,10 @@ var allowed = map[string][]string{
 	"broker/wire":    {},
 	"broker/topic":   {},
 	"storage":        {},
-	"cluster":        {},
+	"internal/mp":    {},
+	"cluster":        {"internal/mp"},
 	"client":         {"broker/wire"},
-	"broker":         {"broker/mqtt", "broker/wire", "broker/topic", "storage", "cluster"},
+	"broker":         {"broker/mqtt", "broker/wire", "broker/topic", "storage", "cluster", "internal/mp"},
 	"broker/httpapi": {"broker", "broker/mqtt", "broker/wire", "broker/topic", "storage", "cluster"},
 	"bench":          {"client", "broker/wire", "broker/mqtt"},
 	"chat":           {"client", "broker/wire"},
@@ -39,6 +40,7 @@ var thirdParty = map[string][]string{
 	"broker/mqtt":  {"github.com/mochi-mqtt/server/v2/packets"},
 	"broker/wire":  {"github.com/vmihailenco/msgpack/v5"},
 	"broker/topic": {},
+	"internal/mp":  {},
 	"client":       {"github.com/vmihailenco/msgpack/v5"},
 }
 

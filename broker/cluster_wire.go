@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/cimgo/cim/cluster"
+	"github.com/cimgo/cim/internal/mp"
 	"github.com/cimgo/cim/storage"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -58,8 +59,8 @@ type fwdEnvelope struct {
 // toList is To, decoded from the envelope if that is where it is.
 func (e *fwdEnvelope) toList() []string {
 	if e.To == nil && len(e.toRaw) > 0 {
-		r := mpReader{b: e.toRaw}
-		e.To = r.strs()
+		r := mp.Reader{B: e.toRaw}
+		e.To = r.Strs()
 	}
 	return e.To
 }
@@ -241,265 +242,53 @@ type dirApplyReq struct {
 // appendEnvelope appends e as msgpack.
 func appendEnvelope(b []byte, e *fwdEnvelope) []byte {
 	b = append(b, 0x98) // fixarray of 8
-	b = mpUint(b, uint64(e.Version))
-	b = mpBin(b, e.Props)
-	b = mpUint(b, e.SenderID)
-	b = mpStr(b, e.SenderName)
-	b = mpStrs(b, e.Shares)
-	b = mpStrs(b, e.Relay)
+	b = mp.AppendUint(b, uint64(e.Version))
+	b = mp.AppendBin(b, e.Props)
+	b = mp.AppendUint(b, e.SenderID)
+	b = mp.AppendStr(b, e.SenderName)
+	b = mp.AppendStrs(b, e.Shares)
+	b = mp.AppendStrs(b, e.Relay)
 	if e.To == nil && len(e.toRaw) > 0 {
 		b = append(b, e.toRaw...) // as decoded
 	} else {
-		b = mpStrs(b, e.To)
+		b = mp.AppendStrs(b, e.To)
 	}
-	if e.Plain {
-		return append(b, 0xc3)
-	}
-	return append(b, 0xc2)
-}
-
-func mpUint(b []byte, v uint64) []byte {
-	switch {
-	case v < 0x80:
-		return append(b, byte(v))
-	case v <= 0xff:
-		return append(b, 0xcc, byte(v))
-	case v <= 0xffff:
-		return append(b, 0xcd, byte(v>>8), byte(v))
-	case v <= 0xffffffff:
-		return append(b, 0xce, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
-	}
-	return append(b, 0xcf, byte(v>>56), byte(v>>48), byte(v>>40), byte(v>>32), byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
-}
-
-func mpStr(b []byte, s string) []byte {
-	n := len(s)
-	switch {
-	case n < 32:
-		b = append(b, 0xa0|byte(n))
-	case n <= 0xff:
-		b = append(b, 0xd9, byte(n))
-	case n <= 0xffff:
-		b = append(b, 0xda, byte(n>>8), byte(n))
-	default:
-		b = append(b, 0xdb, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	}
-	return append(b, s...)
-}
-
-func mpBin(b []byte, p []byte) []byte {
-	if p == nil {
-		return append(b, 0xc0)
-	}
-	n := len(p)
-	switch {
-	case n <= 0xff:
-		b = append(b, 0xc4, byte(n))
-	case n <= 0xffff:
-		b = append(b, 0xc5, byte(n>>8), byte(n))
-	default:
-		b = append(b, 0xc6, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	}
-	return append(b, p...)
-}
-
-func mpStrs(b []byte, ss []string) []byte {
-	n := len(ss)
-	switch {
-	case ss == nil:
-		return append(b, 0xc0)
-	case n < 16:
-		b = append(b, 0x90|byte(n))
-	case n <= 0xffff:
-		b = append(b, 0xdc, byte(n>>8), byte(n))
-	default:
-		b = append(b, 0xdd, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	}
-	for _, s := range ss {
-		b = mpStr(b, s)
-	}
-	return b
-}
-
-// mpReader reads the msgpack appendEnvelope writes (and what the msgpack
-// library writes for the same struct). The first error sticks.
-type mpReader struct {
-	b   []byte
-	err error
-}
-
-func (r *mpReader) fail() {
-	if r.err == nil {
-		r.err = fmt.Errorf("%w: envelope", errWire)
-	}
-	r.b = nil
-}
-
-func (r *mpReader) take(n int) []byte {
-	if n < 0 || len(r.b) < n {
-		r.fail()
-		return nil
-	}
-	p := r.b[:n]
-	r.b = r.b[n:]
-	return p
-}
-
-func (r *mpReader) be(n int) uint64 {
-	var v uint64
-	for _, c := range r.take(n) {
-		v = v<<8 | uint64(c)
-	}
-	return v
-}
-
-func (r *mpReader) code() byte {
-	p := r.take(1)
-	if p == nil {
-		return 0xc1 // never used by msgpack: fails below
-	}
-	return p[0]
-}
-
-func (r *mpReader) uint() uint64 {
-	switch c := r.code(); {
-	case c < 0x80:
-		return uint64(c)
-	case c == 0xcc:
-		return r.be(1)
-	case c == 0xcd:
-		return r.be(2)
-	case c == 0xce:
-		return r.be(4)
-	case c == 0xcf:
-		return r.be(8)
-	}
-	r.fail()
-	return 0
-}
-
-// strLen reads a str or bin header; nil reports msgpack nil.
-func (r *mpReader) strLen() (n int, isNil bool) {
-	switch c := r.code(); {
-	case c == 0xc0:
-		return 0, true
-	case c&0xe0 == 0xa0:
-		return int(c & 0x1f), false
-	case c == 0xd9 || c == 0xc4:
-		return int(r.be(1)), false
-	case c == 0xda || c == 0xc5:
-		return int(r.be(2)), false
-	case c == 0xdb || c == 0xc6:
-		return int(r.be(4)), false
-	}
-	r.fail()
-	return 0, true
-}
-
-// str and bin alias the buffer (decodeEnvelope's caller owns it and never
-// changes it).
-func (r *mpReader) str() string {
-	n, _ := r.strLen()
-	return unsafeString(r.take(n))
-}
-
-func (r *mpReader) bin() []byte {
-	n, isNil := r.strLen()
-	if isNil {
-		return nil
-	}
-	p := r.take(n)
-	return p[:len(p):len(p)]
-}
-
-func (r *mpReader) arrayLen() int {
-	switch c := r.code(); {
-	case c == 0xc0:
-		return 0
-	case c&0xf0 == 0x90:
-		return int(c & 0x0f)
-	case c == 0xdc:
-		return int(r.be(2))
-	case c == 0xdd:
-		return int(r.be(4))
-	}
-	r.fail()
-	return 0
-}
-
-func (r *mpReader) strs() []string {
-	n := r.arrayLen()
-	if n == 0 || n > len(r.b) { // each takes at least a byte
-		if n > len(r.b) {
-			r.fail()
-		}
-		return nil
-	}
-	out := make([]string, n)
-	for i := range out {
-		out[i] = r.str()
-	}
-	return out
-}
-
-// skipStrs passes over a list of strings and returns its bytes.
-func (r *mpReader) skipStrs() []byte {
-	start := r.b
-	n := r.arrayLen()
-	if n > len(r.b) {
-		r.fail()
-		return nil
-	}
-	for range n {
-		r.str()
-	}
-	if r.err != nil {
-		return nil
-	}
-	return start[:len(start)-len(r.b)]
-}
-
-func (r *mpReader) bool() bool {
-	switch r.code() {
-	case 0xc3:
-		return true
-	case 0xc2, 0xc0:
-		return false
-	}
-	r.fail()
-	return false
+	return mp.AppendBool(b, e.Plain)
 }
 
 // decodeEnvelope reads an envelope; fields a later version appends are
 // ignored, fields an older one lacks are zero. Its strings and Props alias
 // b, which must not change afterwards.
 func decodeEnvelope(b []byte, e *fwdEnvelope) error {
-	r := mpReader{b: b}
-	n := r.arrayLen()
-	if r.err != nil || n < 1 {
+	r := mp.Reader{B: b}
+	n := r.ArrayLen()
+	if r.Bad || n < 1 {
 		return fmt.Errorf("%w: envelope", errWire)
 	}
-	for i := 0; i < n && r.err == nil; i++ {
+	for i := 0; i < n && !r.Bad; i++ {
 		switch i {
 		case 0:
-			e.Version = int(r.uint())
+			e.Version = int(r.Uint())
 		case 1:
-			e.Props = r.bin()
+			e.Props = r.Raw()
 		case 2:
-			e.SenderID = r.uint()
+			e.SenderID = r.Uint()
 		case 3:
-			e.SenderName = r.str()
+			e.SenderName = r.Str()
 		case 4:
-			e.Shares = r.strs()
+			e.Shares = r.Strs()
 		case 5:
-			e.Relay = r.strs()
+			e.Relay = r.Strs()
 		case 6:
-			e.toRaw = r.skipStrs() // (toList)
+			e.toRaw = r.SkipStrs() // (toList)
 		case 7:
-			e.Plain = r.bool()
+			e.Plain = r.Bool()
 		default:
-			return r.err // a later version's fields: ignored (they end the envelope)
+			i = n // a later version's fields: ignored (they end the envelope)
 		}
 	}
-	return r.err
+	if r.Bad {
+		return fmt.Errorf("%w: envelope", errWire)
+	}
+	return nil
 }

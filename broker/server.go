@@ -397,7 +397,7 @@ func (h handler) OnTick() (time.Duration, gnet.Action) {
 	s.loopsMu.Unlock()
 	s.deadlines.advance(now, func(ss *session, at int64) { s.sessions.timeout(ss, at, now) })
 	s.guard.logs.flush(s) // "log lines suppressed" summaries (limits.go)
-	wall := time.Now() // the real clock, also when tests drive opts.Now
+	wall := time.Now()    // the real clock, also when tests drive opts.Now
 	return wall.Truncate(time.Second).Add(time.Second + 2*time.Millisecond).Sub(wall), gnet.None
 }
 

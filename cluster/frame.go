@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/cimgo/cim/internal/mp"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -185,14 +186,14 @@ func (fd *frameDecoder) Decode(buf []byte) (frame, int, error) {
 }
 
 func (fd *frameDecoder) decodeBody(body []byte, f *frame) error {
-	r := mpReader{b: body}
+	r := mp.Reader{B: body}
 	fail := func(what string) error { return fmt.Errorf("%w: frame %s", ErrMalformed, what) }
-	cnt := r.arrayLen()
-	if r.bad || cnt < 1 {
+	cnt := r.ArrayLen()
+	if r.Bad || cnt < 1 {
 		return fail("header")
 	}
-	t := r.uint()
-	if r.bad || t < uint64(frameHello) || t > uint64(frameResponse) {
+	t := r.Uint()
+	if r.Bad || t < uint64(frameHello) || t > uint64(frameResponse) {
 		return fail(fmt.Sprintf("type %d", t))
 	}
 	f.typ = frameType(t)
@@ -202,18 +203,18 @@ func (fd *frameDecoder) decodeBody(body []byte, f *frame) error {
 	switch f.typ {
 	case frameHello, frameHelloAck:
 		// Handshake frames alias a buffer read again: strings are copied.
-		f.version = r.uint()
-		f.cluster = strings.Clone(r.str())
-		f.node = strings.Clone(r.str())
-		f.incarnation = r.uint()
-		f.nonce = r.raw()
+		f.version = r.Uint()
+		f.cluster = strings.Clone(r.Str())
+		f.node = strings.Clone(r.Str())
+		f.incarnation = r.Uint()
+		f.nonce = r.Raw()
 		if f.typ == frameHelloAck {
-			f.mac = r.raw()
-			f.delivered = r.uint()
+			f.mac = r.Raw()
+			f.delivered = r.Uint()
 		}
 	case frameAuth:
-		f.mac = r.raw()
-		f.delivered = r.uint()
+		f.mac = r.Raw()
+		f.delivered = r.Uint()
 	case framePing:
 	case framePublish:
 		var p *Publish
@@ -222,49 +223,49 @@ func (fd *frameDecoder) decodeBody(body []byte, f *frame) error {
 		} else {
 			p = new(Publish)
 		}
-		f.seq = r.uint()
-		*p = Publish{Topic: r.str(), Payload: r.raw()}
-		q := r.uint()
+		f.seq = r.Uint()
+		*p = Publish{Topic: r.Str(), Payload: r.Raw()}
+		q := r.Uint()
 		if q > 2 {
 			return fail("qos")
 		}
 		p.QoS = byte(q)
-		p.Retain = r.bool()
-		p.Props = r.raw()
-		p.Sender = r.str()
-		p.ID = r.uint()
-		p.Created = r.int()
-		p.Expiry = r.int()
-		p.Origin = r.str()
+		p.Retain = r.Bool()
+		p.Props = r.Raw()
+		p.Sender = r.Str()
+		p.ID = r.Uint()
+		p.Created = r.Int()
+		p.Expiry = r.Int()
+		p.Origin = r.Str()
 		f.pub = p
-		if !r.bad && (q == 0) != (f.seq == 0) {
+		if !r.Bad && (q == 0) != (f.seq == 0) {
 			return fail("seq for qos")
 		}
 	case frameAck:
-		f.seq = r.uint()
+		f.seq = r.Uint()
 	case frameRequest, frameResponse:
-		f.id = r.uint()
-		f.body = r.raw()
+		f.id = r.Uint()
+		f.body = r.Raw()
 		if f.typ == frameResponse {
-			f.failed = r.bool()
-			f.errMsg = strings.Clone(r.str())
+			f.failed = r.Bool()
+			f.errMsg = strings.Clone(r.Str())
 		}
 	}
-	if r.bad {
+	if r.Bad {
 		return fail(fmt.Sprintf("type %d: a field", t))
 	}
 	if cnt > fieldCount[f.typ] {
 		// A later version's fields (rare): skipped with the library.
-		br := bytes.NewReader(body[r.i:])
+		br := bytes.NewReader(body[r.I:])
 		d := msgpack.NewDecoder(br)
 		for i := fieldCount[f.typ]; i < cnt; i++ {
 			if err := d.Skip(); err != nil {
 				return fmt.Errorf("%w: frame extra field: %v", ErrMalformed, err)
 			}
 		}
-		r.i = len(body) - br.Len()
+		r.I = len(body) - br.Len()
 	}
-	if r.i != len(body) {
+	if r.I != len(body) {
 		return fail("trailing bytes")
 	}
 	return nil
@@ -281,144 +282,21 @@ func appendPublishFrame(dst []byte, seq uint64, p *Publish, self string) []byte 
 	if origin == "" {
 		origin = self
 	}
-	n := 1 + mpUintLen(uint64(framePublish)) + mpUintLen(seq) + mpStrLen(len(p.Topic)) + mpBinLen(p.Payload) +
-		mpUintLen(uint64(p.QoS)) + 1 + mpBinLen(p.Props) + mpStrLen(len(p.Sender)) + mpUintLen(p.ID) +
-		mpIntLen(p.Created) + mpIntLen(p.Expiry) + mpStrLen(len(origin))
+	n := 1 + mp.UintLen(uint64(framePublish)) + mp.UintLen(seq) + mp.StrLen(len(p.Topic)) + mp.BinLen(p.Payload) +
+		mp.UintLen(uint64(p.QoS)) + 1 + mp.BinLen(p.Props) + mp.StrLen(len(p.Sender)) + mp.UintLen(p.ID) +
+		mp.IntLen(p.Created) + mp.IntLen(p.Expiry) + mp.StrLen(len(origin))
 	dst = binary.AppendUvarint(dst, uint64(n))
 	dst = append(dst, 0x90|byte(fieldCount[framePublish]))
-	dst = mpAppendUint(dst, uint64(framePublish))
-	dst = mpAppendUint(dst, seq)
-	dst = mpAppendStr(dst, p.Topic)
-	dst = mpAppendBin(dst, p.Payload)
-	dst = mpAppendUint(dst, uint64(p.QoS))
-	if p.Retain {
-		dst = append(dst, 0xc3)
-	} else {
-		dst = append(dst, 0xc2)
-	}
-	dst = mpAppendBin(dst, p.Props)
-	dst = mpAppendStr(dst, p.Sender)
-	dst = mpAppendUint(dst, p.ID)
-	dst = mpAppendInt(dst, p.Created)
-	dst = mpAppendInt(dst, p.Expiry)
-	return mpAppendStr(dst, origin)
-}
-
-// msgpack's compact forms, as vmihailenco/msgpack's EncodeUint, EncodeInt,
-// EncodeString and EncodeBytes write them.
-
-func mpUintLen(v uint64) int {
-	switch {
-	case v <= 0x7f:
-		return 1
-	case v <= 0xff:
-		return 2
-	case v <= 0xffff:
-		return 3
-	case v <= 0xffffffff:
-		return 5
-	}
-	return 9
-}
-
-func mpAppendUint(b []byte, v uint64) []byte {
-	switch {
-	case v <= 0x7f:
-		return append(b, byte(v))
-	case v <= 0xff:
-		return append(b, 0xcc, byte(v))
-	case v <= 0xffff:
-		return binary.BigEndian.AppendUint16(append(b, 0xcd), uint16(v))
-	case v <= 0xffffffff:
-		return binary.BigEndian.AppendUint32(append(b, 0xce), uint32(v))
-	}
-	return binary.BigEndian.AppendUint64(append(b, 0xcf), v)
-}
-
-func mpIntLen(v int64) int {
-	if v >= 0 {
-		return mpUintLen(uint64(v))
-	}
-	switch {
-	case v >= -32:
-		return 1
-	case v >= -128:
-		return 2
-	case v >= -32768:
-		return 3
-	case v >= -2147483648:
-		return 5
-	}
-	return 9
-}
-
-func mpAppendInt(b []byte, v int64) []byte {
-	if v >= 0 {
-		return mpAppendUint(b, uint64(v))
-	}
-	switch {
-	case v >= -32:
-		return append(b, byte(v))
-	case v >= -128:
-		return append(b, 0xd0, byte(v))
-	case v >= -32768:
-		return binary.BigEndian.AppendUint16(append(b, 0xd1), uint16(v))
-	case v >= -2147483648:
-		return binary.BigEndian.AppendUint32(append(b, 0xd2), uint32(v))
-	}
-	return binary.BigEndian.AppendUint64(append(b, 0xd3), uint64(v))
-}
-
-func mpStrLen(n int) int {
-	switch {
-	case n <= 31:
-		return 1 + n
-	case n <= 0xff:
-		return 2 + n
-	case n <= 0xffff:
-		return 3 + n
-	}
-	return 5 + n
-}
-
-func mpAppendStr(b []byte, s string) []byte {
-	switch n := len(s); {
-	case n <= 31:
-		b = append(b, 0xa0|byte(n))
-	case n <= 0xff:
-		b = append(b, 0xd9, byte(n))
-	case n <= 0xffff:
-		b = binary.BigEndian.AppendUint16(append(b, 0xda), uint16(n))
-	default:
-		b = binary.BigEndian.AppendUint32(append(b, 0xdb), uint32(n))
-	}
-	return append(b, s...)
-}
-
-// mpBinLen and mpAppendBin: nil is msgpack nil, as EncodeBytes writes it.
-func mpBinLen(p []byte) int {
-	switch n := len(p); {
-	case p == nil:
-		return 1
-	case n <= 0xff:
-		return 2 + n
-	case n <= 0xffff:
-		return 3 + n
-	default:
-		return 5 + n
-	}
-}
-
-func mpAppendBin(b []byte, p []byte) []byte {
-	switch n := len(p); {
-	case p == nil:
-		return append(b, 0xc0)
-	case n <= 0xff:
-		b = append(b, 0xc4, byte(n))
-	case n <= 0xffff:
-		b = binary.BigEndian.AppendUint16(append(b, 0xc5), uint16(n))
-	default:
-		b = binary.BigEndian.AppendUint32(append(b, 0xc6), uint32(n))
-	}
-	return append(b, p...)
+	dst = mp.AppendUint(dst, uint64(framePublish))
+	dst = mp.AppendUint(dst, seq)
+	dst = mp.AppendStr(dst, p.Topic)
+	dst = mp.AppendBin(dst, p.Payload)
+	dst = mp.AppendUint(dst, uint64(p.QoS))
+	dst = mp.AppendBool(dst, p.Retain)
+	dst = mp.AppendBin(dst, p.Props)
+	dst = mp.AppendStr(dst, p.Sender)
+	dst = mp.AppendUint(dst, p.ID)
+	dst = mp.AppendInt(dst, p.Created)
+	dst = mp.AppendInt(dst, p.Expiry)
+	return mp.AppendStr(dst, origin)
 }
