@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // Three nodes: a publish on n1 reaches MQTT subscribers on n2 and n3,
@@ -171,6 +173,43 @@ func TestClusterTakeoverAcrossNodes(t *testing.T) {
 	p.publish("q/z", "on n2", 1, false)
 	s2.expect("q/z", "on n2")
 	s3.none()
+}
+
+// QoS 1 and 2 messages in flight when a persistent session is taken over
+// from another node are sent again under their packet ids with DUP set
+// [MQTT-4.4.0-1], as on one node; a QoS 1 one came under a new id without
+// DUP before.
+func TestClusterTakeoverResendsInFlight(t *testing.T) {
+	nodes := startTestCluster(t, 2, nil)
+	n1, n2 := nodes[0], nodes[1]
+	old := dialRaw(t, n1.srv)
+	old.connect(4, "flier", false, 0)
+	old.subscribe(1, 0, packets.Subscription{Filter: "fl/#", Qos: 2})
+	waitInterest(t, nodes, "n1", "fl/#")
+	p := connectV5(t, n2.srv, "p")
+	for q, topic := range []string{"fl/1", "fl/2"} {
+		if rc := p.publish(topic, topic, byte(q+1), false); rc != 0 {
+			t.Fatalf("publish %s: %#x", topic, rc)
+		}
+	}
+	first := map[string]uint16{}
+	for range 2 {
+		pk := old.expect(packets.Publish)
+		first[pk.TopicName] = pk.PacketID
+	}
+	old.c.Close() // neither PUBACK nor PUBREC
+	waitOffline(t, n1.srv, "flier")
+	moved := dialRaw(t, n2.srv)
+	if ack := moved.connect(4, "flier", false, 0); !ack.SessionPresent {
+		t.Fatal("session not present on n2")
+	}
+	for range 2 {
+		pk := moved.expect(packets.Publish)
+		if id, ok := first[pk.TopicName]; !ok || pk.PacketID != id || !pk.FixedHeader.Dup {
+			t.Errorf("%s again under id %d dup=%v, first sent under %d", pk.TopicName, pk.PacketID, pk.FixedHeader.Dup, id)
+		}
+		delete(first, pk.TopicName)
+	}
 }
 
 // A node with another secret cannot join, nor open a peer link.

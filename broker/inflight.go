@@ -34,7 +34,11 @@ type inflight struct {
 // sendLocked assigns a tag and sends q. REQUIRES: s.mu held.
 func (s *session) sendLocked(ep endpoint, q queued, now int64, shared *encodeOnce) {
 	tag := s.tagForLocked(q)
-	d := delivery{m: q.m, subIDs: q.subIDs, now: now, tag: tag, qos: q.qos, retain: q.retain, offline: q.offline, shared: shared}
+	// A recorded tag is one it was sent under (in flight when the session
+	// moved from another node, or a QoS 2 tag kept in the store): this is
+	// a redelivery [MQTT-4.4.0-1].
+	dup := q.tag != 0 && tag == q.tag
+	d := delivery{m: q.m, subIDs: q.subIDs, now: now, tag: tag, qos: q.qos, retain: q.retain, offline: q.offline, shared: shared, dup: dup}
 	if !ep.deliver(d) {
 		s.dropQueuedLocked(q.seq)
 		return // too large for this client: discarded
@@ -46,18 +50,19 @@ func (s *session) sendLocked(ep endpoint, q queued, now int64, shared *encodeOnc
 	s.inflight[tag] = &inflight{queued: q, order: s.sendSeq, tag: tag}
 }
 
-// tagForLocked picks q's tag. A stored QoS 2 message takes the tag its
-// queue seq gives, so that after a crash its resend carries the same MQTT
-// packet id and the receiver knows it [MQTT-4.3.3]; if that tag is taken,
-// the one it gets is recorded with it. REQUIRES: s.mu held.
+// tagForLocked picks q's tag: the one it was sent under before, if it has
+// one and it is free. A stored QoS 2 message takes the tag its queue seq
+// gives, so that after a crash its resend carries the same MQTT packet id
+// and the receiver knows it [MQTT-4.3.3]; if that tag is taken, the one it
+// gets is recorded with it. REQUIRES: s.mu held.
 func (s *session) tagForLocked(q queued) uint16 {
-	if q.qos != 2 || q.seq == 0 || !s.persistentLocked() {
-		return s.allocTagLocked()
-	}
 	if q.tag != 0 {
 		if _, used := s.inflight[q.tag]; !used {
-			return q.tag // as recorded before a restart
+			return q.tag // as recorded before a restart or a hand-off
 		}
+	}
+	if q.qos != 2 || q.seq == 0 || !s.persistentLocked() {
+		return s.allocTagLocked()
 	}
 	tag := seqTag(q.seq)
 	if _, used := s.inflight[tag]; !used {

@@ -143,7 +143,7 @@ type queued struct {
 	m       *Message
 	subIDs  []uint32
 	seq     uint64 // key of the stored copy; 0 if not stored
-	tag     uint16 // the tag it was sent under before a restart (QoS 2), 0 if none
+	tag     uint16 // the tag it was sent under before a restart (QoS 2) or a hand-off, 0 if none
 	qos     byte
 	retain  bool
 	offline bool // arrived while the client was away
