@@ -43,6 +43,7 @@ test: build
 	$(GO) test -count=1 -race -timeout 10m $(RACE)
 	./scripts/mosquitto_e2e.sh ./$(BIN)
 	/usr/bin/python3 scripts/paho_interop.py ./$(BIN)
+	/usr/bin/python3 scripts/paho_cluster.py ./$(BIN)
 	./scripts/http_api.sh ./$(BIN)
 	./scripts/chat_e2e.sh ./$(BIN)
 	./scripts/chat_tmux.sh ./$(BIN)

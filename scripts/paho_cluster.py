@@ -1,0 +1,290 @@
+#!/usr/bin/python3
+"""paho_cluster.py BIN: a three-node cluster of `BIN server` processes
+checked with Eclipse Paho's Python client (python3-paho-mqtt).
+
+Starts three nodes on loopback addresses of their own (127.0.0.21-23, free
+ports), joined through the first, waits until a publish on every node
+reaches a subscriber on every other, then checks what a client of a
+cluster relies on: delivery across nodes at every QoS and through
+wildcards, retained messages on a late subscriber of another node, a
+shared subscription delivering once cluster-wide, a will reaching another
+node, a persistent session taken over from another node with its queued
+messages (the old connection told why), and GET /v1/cluster. Prints PASS
+or FAIL per check and "N passed, M failed"; non-zero exit if anything
+failed. Every wait is bounded.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.request
+
+import paho_interop as pi
+from paho_interop import Check, Client, expect, uid
+
+SECRET = "paho-cluster-secret-0123456789"
+nodes = []  # dicts: name, host, mqtt, http
+
+
+def free_port(host):
+    s = socket.socket()
+    s.bind((host, 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def free_udp_tcp_port(host):
+    for _ in range(20):
+        p = free_port(host)
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            u.bind((host, p))
+            return p
+        except OSError:
+            continue
+        finally:
+            u.close()
+    raise RuntimeError("no free tcp+udp port on " + host)
+
+
+def on(node):
+    """Points the paho_interop clients at node."""
+    pi.HOST, pi.PORT = node["host"], node["mqtt"]
+
+
+def client(node, cid, **kw):
+    on(node)
+    return Client(cid, **kw)
+
+
+def waitfor(what, cond, limit=15.0):
+    end = time.time() + limit
+    while not cond():
+        if time.time() > end:
+            raise Check("timed out waiting for " + what)
+        time.sleep(0.05)
+
+
+def converge():
+    """Every node's subscriber gets a publish from every other node."""
+    subs = [client(n, uid("conv-sub-" + n["name"])) for n in nodes]
+    for s in subs:
+        s.sub("conv/#", 0)
+    pubs = [client(n, uid("conv-pub-" + n["name"])) for n in nodes]
+    want = {(i, j) for i in range(3) for j in range(3) if i != j}
+    end = time.time() + 30
+    while want and time.time() < end:
+        for j, p in enumerate(pubs):
+            p.c.publish("conv/%d" % j, "x", 0)
+        time.sleep(0.1)
+        for i, s in enumerate(subs):
+            for m in s.quiet(0.01):
+                j = int(m.topic.split("/")[1])
+                want.discard((i, j))
+    for c in subs + pubs:
+        c.stop()
+    expect(not want, "not converged after 30 s: missing (subscriber node, publisher node) %r" % sorted(want))
+
+
+def across_nodes():
+    root = uid("x")
+    s2 = client(nodes[1], uid("x-s2"))
+    s2.sub(root + "/+/c", 2)
+    s3 = client(nodes[2], uid("x-s3"))
+    s3.sub(root + "/#", 2)
+    time.sleep(0.5)  # interest gossip
+    p = client(nodes[0], uid("x-p"))
+    for q in (0, 1, 2):
+        p.pub("%s/b/c" % root, "q%d" % q, q)
+    p.pub("%s/only3" % root, "three", 1)
+    p.stop()
+    g2, g3 = s2.got(3), s3.got(4)
+    s2.stop()
+    s3.stop()
+    expect(sorted(m.payload for m in g2) == [b"q0", b"q1", b"q2"], "n2 via a/+/c: %r" % [m.payload for m in g2])
+    expect(sorted(m.payload for m in g3) == [b"q0", b"q1", b"q2", b"three"], "n3 via a/#: %r" % [m.payload for m in g3])
+    expect(sorted(m.qos for m in g2) == [0, 1, 2], "QoS across nodes: %r" % [m.qos for m in g2])
+
+
+def retained_across():
+    t = uid("ret/t")
+    p = client(nodes[0], uid("ret-p"))
+    p.pub(t, "kept", 1, retain=True)
+    p.stop()
+    got = []
+
+    def late_gets_it():
+        s = client(nodes[2], uid("ret-late"))
+        s.sub(t, 1)
+        got[:] = s.got(1, 0.5)
+        s.stop()
+        return bool(got)
+
+    waitfor("the retained message on n3", late_gets_it, 10)
+    c = client(nodes[1], uid("ret-clear"))
+    c.pub(t, "", 1, retain=True)
+    c.stop()
+    expect(got[0].payload == b"kept" and got[0].retain, "retained on n3: %r retain=%r" % (got[0].payload, got[0].retain))
+
+
+def shared_once():
+    t = uid("sh/t")
+    members = [client(nodes[i], uid("sh-m%d" % i)) for i in (1, 2)]
+    for m in members:
+        m.sub("$share/workers/" + t, 1)
+    time.sleep(0.5)
+    p = client(nodes[0], uid("sh-p"))
+    n = 30
+    for i in range(n):
+        p.pub(t, str(i), 1)
+    p.stop()
+    got = [m.got(n, 2.0) for m in members]
+    for m in members:
+        m.stop()
+    all_ = sorted(int(m.payload) for g in got for m in g)
+    expect(all_ == list(range(n)), "shared group across nodes delivered %d of %d, each once: %r" % (len(all_), n, all_[:40]))
+
+
+def will_across():
+    t = uid("will/t")
+    s = client(nodes[2], uid("will-s"))
+    s.sub(t, 1)
+    time.sleep(0.5)
+    on(nodes[0])
+    w = pi.raw_connect(uid("will-dies"), will=(t, "gone", 1, False))
+    w.close()
+    got = s.got(1)
+    s.stop()
+    expect(got and got[0].payload == b"gone", "the will of a client on n1 did not reach n3")
+
+
+def takeover_across():
+    """A persistent session left on n1 is taken over on n3: session present,
+    the messages queued meanwhile (published on n2) in order, new ones
+    following it; then taken back on n1, which closes the n3 connection."""
+    cid, t = uid("mover"), uid("mv/t")
+    a = client(nodes[0], cid, clean=False)
+    a.sub(t, 1)
+    a.stop()
+    time.sleep(0.5)
+    p = client(nodes[1], uid("mv-p"))
+    n = 20
+    for i in range(n):
+        p.pub(t, str(i), 1)
+    on(nodes[2])
+    b = pi.raw_connect(cid, clean=False)
+    got = []
+    for _ in range(n):
+        topic, pid, payload, _ = pi.raw_publish_packet(*pi.raw_read(b))
+        got.append(payload)
+        b.sendall(bytes([0x40, 2]) + pid.to_bytes(2, "big"))  # PUBACK
+    p.pub(t, "after", 1)
+    after = pi.raw_publish_packet(*pi.raw_read(b))
+    b.sendall(bytes([0x40, 2]) + after[1].to_bytes(2, "big"))
+    back = client(nodes[0], cid, clean=False)
+    present = back.flags.get("session present")
+    b.settimeout(pi.WAIT)
+    try:
+        closed = b.recv(1) == b""
+    except OSError:
+        closed = True
+    b.close()
+    back.stop()
+    Client(cid, clean=True).stop()  # end the session (on n1, where pi points)
+    p.stop()
+    expect([int(x) for x in got] == list(range(n)), "queued while away, on n3: %r" % got)
+    expect(after[2] == b"after", "a message after the move did not follow the session")
+    expect(present == 1, "session not present when taken back on n1")
+    expect(closed, "the connection on n3 stayed open after n1 took the session")
+
+
+def cluster_api():
+    n = nodes[0]
+    with urllib.request.urlopen("http://%s:%d/v1/cluster" % (n["host"], n["http"]), timeout=5) as r:
+        body = json.load(r)
+    members = {m["name"]: m for m in body.get("members", [])}
+    expect(set(members) == {x["name"] for x in nodes}, "members %r" % sorted(members))
+    expect(all(m["state"] == "alive" for m in members.values()), "states %r" % {k: v["state"] for k, v in members.items()})
+    expect(all(m.get("addr") for m in members.values()), "a member without addr: %r" % members)
+
+
+CHECKS = [
+    ("cluster converges (every node reaches every other)", converge),
+    ("QoS 0/1/2 and wildcards across nodes", across_nodes),
+    ("retained message on a late subscriber of another node", retained_across),
+    ("shared subscription once cluster-wide", shared_once),
+    ("will reaches another node", will_across),
+    ("persistent session taken over from another node", takeover_across),
+    ("GET /v1/cluster", cluster_api),
+]
+
+
+def main():
+    if len(sys.argv) != 2:
+        print("usage: %s path/to/cim" % sys.argv[0])
+        return 2
+    binary = os.path.abspath(sys.argv[1])
+    tmp = tempfile.mkdtemp(prefix="cim-paho-cluster.")
+    procs = []
+    env = dict(os.environ, CIM_CLUSTER_SECRET=SECRET)
+    passed = failed = 0
+    try:
+        for i in range(3):
+            host = "127.0.0.%d" % (21 + i)
+            n = {"name": "pc%d" % (i + 1), "host": host, "mqtt": free_port(host), "http": free_port(host),
+                 "gossip": free_udp_tcp_port(host)}
+            args = [binary, "server", "--node-name", n["name"], "--mqtt-addr", "%s:%d" % (host, n["mqtt"]),
+                    "--native-addr", "%s:%d" % (host, free_port(host)), "--http-addr", "%s:%d" % (host, n["http"]),
+                    "--peer-addr", "%s:%d" % (host, free_port(host)), "--cluster-addr", "%s:%d" % (host, n["gossip"]),
+                    "--cluster-timing", "loopback", "--data-dir", os.path.join(tmp, n["name"]), "--log-level", "error"]
+            if nodes:
+                args += ["--join", "%s:%d" % (nodes[0]["host"], nodes[0]["gossip"])]
+            procs.append(subprocess.Popen(args, cwd=tmp, env=env))
+            nodes.append(n)
+        for n, p in zip(nodes, procs):
+            end = time.time() + 15
+            while True:
+                try:
+                    socket.create_connection((n["host"], n["mqtt"]), timeout=0.2).close()
+                    break
+                except OSError:
+                    if p.poll() is not None or time.time() > end:
+                        print("FAIL setup: %s did not listen" % n["name"])
+                        print("0 passed, 1 failed")
+                        return 1
+                    time.sleep(0.05)
+        for name, fn in CHECKS:
+            try:
+                fn()
+                print("PASS " + name)
+                passed += 1
+            except Check as e:
+                print("FAIL %s\n    %s" % (name, e))
+                failed += 1
+            except Exception:
+                print("FAIL %s\n    %s" % (name, traceback.format_exc().replace("\n", "\n    ")))
+                failed += 1
+            if name.startswith("cluster converges") and failed:
+                break  # nothing else can pass
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
