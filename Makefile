@@ -44,6 +44,7 @@ test: build
 	./scripts/mosquitto_e2e.sh ./$(BIN)
 	/usr/bin/python3 scripts/paho_interop.py ./$(BIN)
 	/usr/bin/python3 scripts/paho_cluster.py ./$(BIN)
+	/usr/bin/python3 scripts/native_interop.py ./$(BIN)
 	./scripts/http_api.sh ./$(BIN)
 	./scripts/chat_e2e.sh ./$(BIN)
 	./scripts/chat_tmux.sh ./$(BIN)

@@ -168,8 +168,10 @@ var kickCodes = [...]wire.Code{
 	reasonLoginTimeout:  wire.CodeLoginTimeout,
 }
 
-// goodbye tells the client why it is being closed: a kick frame once
-// logged in, an error frame before. Loop only.
+// goodbye tells the client why it is being closed: a kick frame for the
+// reasons a kick is for (5003-5006: taken over, kicked, shutting down, slow
+// consumer) once logged in, an error frame for everything else (a
+// protocol error, a timeout), as docs/native-protocol.md says. Loop only.
 func (c *nativeConn) goodbye(r closeReason, err error) {
 	code := kickCodes[r]
 	if r == reasonProtocolError && err != nil {
@@ -181,9 +183,12 @@ func (c *nativeConn) goodbye(r closeReason, err error) {
 	if err != nil {
 		text = err.Error()
 	}
-	if c.state == stateActive {
-		c.appendFrame(&wire.Kick{Code: code, Text: text})
-		return
+	switch code {
+	case wire.CodeTakenOver, wire.CodeKicked, wire.CodeShuttingDown, wire.CodeSlowConsumer:
+		if c.state == stateActive {
+			c.appendFrame(&wire.Kick{Code: code, Text: text})
+			return
+		}
 	}
 	c.sendError(code, text)
 }

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -60,13 +61,22 @@ func codeOfIM(err error) wire.Code {
 	return wire.CodeOf(err)
 }
 
+// badArgs is a request's 3000, its text naming the arguments the method
+// takes (keys of broker/wire/methods.go) and what was wrong, if known.
+func badArgs(method, want string, err error) error {
+	if err != nil {
+		return fmt.Errorf("%w: %s: a: want %s: %v", wire.CodeBadArgument, method, want, err)
+	}
+	return fmt.Errorf("%w: %s: a: want %s", wire.CodeBadArgument, method, want)
+}
+
 // request runs one method for user. Off the loops.
 func (srv *Server) request(ctx context.Context, user *Account, r *wire.Request) (any, error) {
 	switch r.Method {
 	case wire.MethodOnline:
 		var a wire.OnlineArgs
 		if err := r.Args.Unmarshal(&a); err != nil {
-			return nil, wire.CodeBadArgument
+			return nil, badArgs(r.Method, "{p: name prefix, l: limit}", err)
 		}
 		limit := int(a.Limit)
 		if limit <= 0 || limit > 1000 {
@@ -81,7 +91,7 @@ func (srv *Server) request(ctx context.Context, user *Account, r *wire.Request) 
 	case wire.MethodHistory:
 		var a wire.HistoryArgs
 		if err := r.Args.Unmarshal(&a); err != nil {
-			return nil, wire.CodeBadArgument
+			return nil, badArgs(r.Method, "{k, u or t: the conversation, q: keyword, b: before, c: cursor, l: limit}", err)
 		}
 		q := HistoryQuery{User: user.ID, With: a.Target, Keyword: a.Keyword, Before: uintOfCursor(a.Cursor), Limit: int(a.Limit)}
 		if q.Before == 0 && a.Before > 0 {
@@ -95,7 +105,7 @@ func (srv *Server) request(ctx context.Context, user *Account, r *wire.Request) 
 	case wire.MethodGroupCreate, wire.MethodGroupJoin, wire.MethodGroupLeave, wire.MethodGroupMembers:
 		var a wire.GroupArgs
 		if err := r.Args.Unmarshal(&a); err != nil || a.Name == "" {
-			return nil, wire.CodeBadArgument
+			return nil, badArgs(r.Method, "{n: group name}", err)
 		}
 		switch r.Method {
 		case wire.MethodGroupCreate:
@@ -126,7 +136,7 @@ func (srv *Server) request(ctx context.Context, user *Account, r *wire.Request) 
 	case wire.MethodDelayed:
 		var a wire.DelayedArgs
 		if err := r.Args.Unmarshal(&a); err != nil {
-			return nil, wire.CodeBadArgument
+			return nil, badArgs(r.Method, "{c: cursor, l: limit}", err)
 		}
 		list, err := srv.Delayed(user.ID, int(a.Limit))
 		if err != nil {

@@ -1,0 +1,440 @@
+#!/usr/bin/python3
+"""native_interop.py BIN: cim's native protocol spoken by a client written
+from its documentation alone (broker/wire/doc.go, docs/native-protocol.md),
+with Debian's python3-msgpack, against `BIN server`; MQTT interop with
+python3-paho-mqtt.
+
+Nothing here shares code with the Go SDK: a frame is a uvarint length, a
+type byte and a msgpack map, as the documentation draws it. Checks the
+login flow (token, wrong password, frames before login, takeover), private
+messages with acks and QoS 1 redelivery, offline messages, batches in
+order, groups, everyone, topics both ways with MQTT, and bad frames (unknown
+type, invalid msgpack, oversize). Prints PASS or FAIL per check and "N
+passed, M failed"; non-zero exit if anything failed. Every wait is bounded.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.request
+
+import msgpack
+
+import paho_interop as pi
+from paho_interop import Check, expect, uid
+
+HOST = "127.0.0.1"
+NATIVE = HTTP = 0
+WAIT = 5.0
+
+# Frame types (doc.go, "Frame types").
+LOGIN, LOGIN_ACK, PING, PONG, SEND, SEND_ACK, DELIVER, DELIVER_ACK = range(1, 9)
+SUBSCRIBE, SUB_ACK, UNSUBSCRIBE, UNSUB_ACK, REQUEST, RESPONSE, KICK, ERROR = range(9, 17)
+# Kinds of a target.
+K_USER, K_GROUP, K_TOPIC, K_ALL = 1, 2, 3, 4
+
+
+def uvarint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def frame(typ, body):
+    raw = bytes([typ]) + msgpack.packb(body, use_bin_type=True)
+    return uvarint(len(raw)) + raw
+
+
+class Conn:
+    """One native connection: frames out, frames in (type, map)."""
+
+    def __init__(self):
+        self.s = socket.create_connection((HOST, NATIVE), timeout=WAIT)
+        self.buf = b""
+
+    def send(self, typ, body):
+        self.s.sendall(frame(typ, body))
+
+    def raw(self, b):
+        self.s.sendall(b)
+
+    def read(self, wait=WAIT):
+        """The next frame, or None when nothing comes within wait; EOF raises."""
+        self.s.settimeout(wait)
+        end = time.time() + wait
+        while True:
+            n, shift, i = 0, 0, 0
+            while i < len(self.buf):
+                c = self.buf[i]
+                n |= (c & 0x7F) << shift
+                shift += 7
+                i += 1
+                if not c & 0x80:
+                    break
+            else:
+                i = -1
+            if i > 0 and len(self.buf) >= i + n:
+                typ, body = self.buf[i], self.buf[i + 1:i + n]
+                self.buf = self.buf[i + n:]
+                return typ, msgpack.unpackb(body, raw=False) if body else {}
+            try:
+                self.s.settimeout(max(end - time.time(), 0.01))
+                chunk = self.s.recv(65536)
+            except socket.timeout:
+                return None
+            if not chunk:
+                raise EOFError("connection closed")
+            self.buf += chunk
+
+    def expect(self, typ, wait=WAIT):
+        while True:
+            f = self.read(wait)
+            expect(f is not None, "no frame of type %d within %.1f s" % (typ, wait))
+            if f[0] in (PING, PONG) and f[0] != typ:
+                continue
+            expect(f[0] == typ, "want frame type %d, got %d %r" % (typ, f[0], f[1]))
+            return f[1]
+
+    def closed(self, wait=WAIT):
+        """True once the server closes (frames before it are skipped)."""
+        end = time.time() + wait
+        try:
+            while time.time() < end:
+                if self.read(max(end - time.time(), 0.01)) is None:
+                    return False
+        except (EOFError, ConnectionResetError):
+            return True
+        return False
+
+    def close(self):
+        self.s.close()
+
+
+def http(method, path, body=None):
+    req = urllib.request.Request("http://%s:%d%s" % (HOST, HTTP, path), method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=WAIT) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+
+
+def account(name):
+    """Registers name with a password; returns (id, name, password)."""
+    pw = "pw-" + name
+    status, body = http("POST", "/v1/accounts", {"name": name, "password": pw})
+    expect(status in (200, 201), "register %s: HTTP %d %r" % (name, status, body))
+    expect(body.get("code") == "9000", "register %s: %r" % (name, body))
+    return int(body["dataBody"]["id"]), name, pw
+
+
+def login(acct, **extra):
+    c = Conn()
+    c.send(LOGIN, dict({"n": acct[1], "p": acct[2], "v": "native_interop.py"}, **extra))
+    ack = c.expect(LOGIN_ACK)
+    expect(ack.get("c") == 9000, "login of %s: %r" % (acct[1], ack))
+    return c, ack
+
+
+# -- checks ------------------------------------------------------------------
+
+def login_flow():
+    a = account(uid("ann"))
+    c, ack = login(a)
+    for k in ("u", "n", "t", "e", "ts", "o", "k", "x"):
+        expect(k in ack, "login-ack without %r: %r" % (k, ack))
+    expect(ack["u"] == a[0] and ack["n"] == a[1], "login-ack names %r/%r, want %r" % (ack["u"], ack["n"], a[:2]))
+    expect(abs(ack["ts"] - time.time() * 1000) < 60000, "server time %r" % ack["ts"])
+    c.send(PING, {})
+    expect(c.expect(PONG) == {}, "pong not an empty map")
+    c.close()
+    # The token logs in without the password.
+    t = Conn()
+    t.send(LOGIN, {"u": a[0], "t": ack["t"]})
+    ok = t.expect(LOGIN_ACK)
+    t.close()
+    expect(ok.get("c") == 9000, "login by token: %r" % ok)
+    # A wrong password: 9100 and a close.
+    w = Conn()
+    w.send(LOGIN, {"n": a[1], "p": "wrong"})
+    bad = w.expect(LOGIN_ACK)
+    closed = w.closed()
+    w.close()
+    expect(bad.get("c") == 9100, "wrong password: code %r, want 9100" % bad.get("c"))
+    expect(closed, "connection open after a refused login")
+
+
+def before_login():
+    c = Conn()
+    c.send(SEND, {"i": 1, "k": K_ALL, "b": b"too early"})
+    f = c.read()
+    closed = c.closed()
+    c.close()
+    expect(f is not None and f[0] == ERROR and f[1].get("c") == 3004, "a send before login: %r, want error 3004" % (f,))
+    expect(closed, "connection open after a frame before login")
+
+
+def private_qos1():
+    a, b = account(uid("pa")), account(uid("pb"))
+    ca, _ = login(a)
+    cb, _ = login(b)
+    ca.send(SEND, {"i": 7, "k": K_USER, "u": b[0], "q": 1, "b": b"hello bob"})
+    sa = ca.expect(SEND_ACK)
+    d = cb.expect(DELIVER)
+    expect(sa.get("i") == 7 and sa.get("c") == 9000 and sa.get("s"), "send-ack %r" % sa)
+    expect(d.get("i") == sa["s"], "deliver id %r, send-ack's server id %r" % (d.get("i"), sa["s"]))
+    expect(d.get("f") == a[0] and d.get("n") == a[1], "sender %r/%r, want %r" % (d.get("f"), d.get("n"), a[:2]))
+    expect(d.get("k") == K_USER and d.get("b") == b"hello bob" and d.get("q") == 1, "deliver %r" % d)
+    # Not acknowledged: it comes again on the next login.
+    cb.close()
+    time.sleep(0.3)
+    cb, _ = login(b)
+    again = cb.expect(DELIVER)
+    cb.send(DELIVER_ACK, {"i": again["i"]})
+    expect(again.get("i") == d["i"] and again.get("b") == b"hello bob", "unacked deliver not sent again: %r" % again)
+    # Acknowledged: it does not.
+    cb.close()
+    time.sleep(0.3)
+    cb, _ = login(b)
+    f = cb.read(1.0)
+    ca.close()
+    cb.close()
+    expect(f is None or f[0] != DELIVER, "acknowledged deliver sent again: %r" % (f,))
+
+
+def offline_then_online():
+    a, b = account(uid("oa")), account(uid("ob"))
+    ca, _ = login(a)
+    ca.send(SEND, {"i": 1, "k": K_USER, "u": b[0], "q": 1, "b": b"while away"})
+    sa = ca.expect(SEND_ACK)
+    expect(sa.get("c") == 7000, "send to an offline user: code %r, want 7000" % sa.get("c"))
+    cb, _ = login(b)
+    d = cb.expect(DELIVER)
+    cb.send(DELIVER_ACK, {"i": d["i"]})
+    ca.close()
+    cb.close()
+    expect(d.get("o") is True and d.get("b") == b"while away" and d.get("f") == a[0], "offline deliver %r" % d)
+
+
+def batch_in_order():
+    a, b = account(uid("ba")), account(uid("bb"))
+    ca, _ = login(a)
+    cb, _ = login(b)
+    bodies = [("m%d" % i).encode() for i in range(5)]
+    ca.send(SEND, {"i": 100, "k": K_USER, "u": b[0], "q": 1, "a": bodies})
+    acks = [ca.expect(SEND_ACK) for _ in bodies]
+    got = []
+    for _ in bodies:
+        d = cb.expect(DELIVER)
+        got.append(d.get("b"))
+        cb.send(DELIVER_ACK, {"i": d["i"]})
+    ca.close()
+    cb.close()
+    expect(sorted(x.get("i") for x in acks) == list(range(100, 105)), "batch acks for ids %r" % [x.get("i") for x in acks])
+    expect(all(x.get("c") == 9000 for x in acks), "batch codes %r" % [x.get("c") for x in acks])
+    expect(got == bodies, "batch delivered %r" % got)
+
+
+def request(c, rid, method, args=None):
+    body = {"i": rid, "m": method}
+    if args is not None:
+        body["a"] = args
+    c.send(REQUEST, body)
+    r = c.expect(RESPONSE)
+    expect(r.get("i") == rid, "response for %r, want %d" % (r.get("i"), rid))
+    return r
+
+
+def groups_and_everyone():
+    a, b, c3 = account(uid("ga")), account(uid("gb")), account(uid("gc"))
+    ca, _ = login(a)
+    cb, _ = login(b)
+    cc, _ = login(c3)
+    g = uid("team")
+    # A wrong argument: 3000, the text naming what the method takes.
+    r = request(ca, 9, "group.create", {"name": g})
+    expect(r.get("c") == 3000 and "n:" in r.get("m", ""), "group.create with a wrong key: %r" % r)
+    r = request(ca, 1, "group.create", {"n": g})
+    expect(r.get("c") == 9000, "group.create: %r" % r)
+    r = request(cb, 2, "group.join", {"n": g})
+    expect(r.get("c") == 9000, "group.join: %r" % r)
+    r = request(ca, 3, "group.members", {"n": g})
+    expect(r.get("c") == 9000, "group.members: %r" % r)
+    names = sorted(u.get("n") for u in r.get("r", {}).get("u", []))
+    expect(names == sorted([a[1], b[1]]), "group.members: %r" % names)
+    ca.send(SEND, {"i": 1, "k": K_GROUP, "t": g, "b": b"to the team"})
+    ca.expect(SEND_ACK)
+    d = cb.expect(DELIVER)
+    expect(d.get("k") == K_GROUP and d.get("t") == g and d.get("b") == b"to the team", "group deliver %r" % d)
+    f = cc.read(0.7)
+    expect(f is None or f[0] != DELIVER, "a non-member got the group's message: %r" % (f,))
+    # Everyone: every other user online, not the sender.
+    ca.send(SEND, {"i": 2, "k": K_ALL, "b": b"hi all"})
+    ca.expect(SEND_ACK)
+    for who in (cb, cc):
+        d = who.expect(DELIVER)
+        expect(d.get("k") == K_ALL and d.get("b") == b"hi all", "everyone deliver %r" % d)
+    own = ca.read(0.7)
+    for x in (ca, cb, cc):
+        x.close()
+    expect(own is None or own[0] != DELIVER, "the sender got its own message to everyone")
+
+
+def topics_with_mqtt():
+    a = account(uid("ta"))
+    ca, _ = login(a)
+    t = uid("dev/temp")
+    ca.send(SUBSCRIBE, {"i": 1, "f": [t], "q": 1})
+    sa = ca.expect(SUB_ACK)
+    expect(sa.get("i") == 1 and sa.get("c") == [9000], "sub-ack %r" % sa)
+    m = pi.Client(uid("ta-mqtt"), v5=True)
+    m.sub(t + "/out", 1)
+    m.pub(t, "21.5", 1)  # MQTT -> native
+    d = ca.expect(DELIVER)
+    ca.send(DELIVER_ACK, {"i": d.get("i", 0)})
+    ca.send(SEND, {"i": 2, "k": K_TOPIC, "t": t + "/out", "b": b"native says hi"})  # native -> MQTT
+    ca.expect(SEND_ACK)
+    got = m.got(1)
+    m.stop()
+    ca.close()
+    expect(d.get("k") == K_TOPIC and d.get("t") == t and d.get("b") == b"21.5", "MQTT to native: %r" % d)
+    expect(got and got[0].payload == b"native says hi", "native to MQTT: nothing")
+    props = dict(getattr(got[0].properties, "UserProperty", []) or [])
+    expect(props.get("cim-sender") == a[1], "MQTT 5 subscriber lacks the sender's name: %r" % props)
+
+
+def takeover():
+    a = account(uid("ka"))
+    old, _ = login(a)
+    new, _ = login(a)
+    k = old.expect(KICK)
+    closed = old.closed()
+    old.close()
+    new.close()
+    expect(k.get("c") == 5003, "kick code %r, want 5003" % k.get("c"))
+    expect(closed, "old connection open after the kick")
+
+
+def bad_frames():
+    a = account(uid("bad"))
+    c, ack = login(a)
+    # Unknown type: error 3001, the connection stays.
+    c.raw(uvarint(2) + bytes([0x3f, 0x80]))
+    e = c.expect(ERROR)
+    c.send(PING, {})
+    pong = c.expect(PONG)
+    expect(e.get("c") == 3001, "unknown frame type: %r, want 3001" % e)
+    expect(pong == {}, "connection unusable after an unknown frame")
+    # Invalid msgpack: 3003 and a close.
+    c.raw(uvarint(3) + bytes([SEND, 0xc1, 0xc1]))
+    e = c.read()
+    closed = c.closed()
+    c.close()
+    expect(e is not None and e[0] == ERROR and e[1].get("c") == 3003, "invalid msgpack: %r, want error 3003" % (e,))
+    expect(closed, "connection open after invalid msgpack")
+    # Over the maximum the login-ack announced: 3002 and a close, seen from
+    # the length prefix alone.
+    c, ack = login(a)
+    c.raw(uvarint(ack["x"] + 1) + bytes([SEND]))
+    e = c.read()
+    closed = c.closed()
+    c.close()
+    expect(e is not None and e[0] == ERROR and e[1].get("c") == 3002, "oversize frame: %r, want error 3002" % (e,))
+    expect(closed, "connection open after an oversize frame")
+    # Unknown receiver and empty body: their codes, the connection stays.
+    c, _ = login(a)
+    c.send(SEND, {"i": 1, "k": K_USER, "u": 987654321, "b": b"x"})
+    r1 = c.expect(SEND_ACK)
+    c.send(SEND, {"i": 2, "k": K_USER, "u": a[0]})
+    r2 = c.expect(SEND_ACK)
+    c.close()
+    expect(r1.get("c") == 3005, "unknown receiver: %r, want 3005" % r1)
+    expect(r2.get("c") == 3006, "empty body: %r, want 3006" % r2)
+
+
+CHECKS = [
+    ("login, token, wrong password", login_flow),
+    ("a frame before login", before_login),
+    ("private QoS 1: ack, redelivery until acked", private_qos1),
+    ("offline, then online", offline_then_online),
+    ("a batch in order", batch_in_order),
+    ("groups and everyone", groups_and_everyone),
+    ("topics both ways with MQTT", topics_with_mqtt),
+    ("a second login takes over", takeover),
+    ("bad frames and bad sends", bad_frames),
+]
+
+
+def free_port():
+    s = socket.socket()
+    s.bind((HOST, 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def main():
+    global NATIVE, HTTP
+    if len(sys.argv) != 2:
+        print("usage: %s path/to/cim" % sys.argv[0])
+        return 2
+    binary = os.path.abspath(sys.argv[1])
+    tmp = tempfile.mkdtemp(prefix="cim-native.")
+    NATIVE, HTTP, mqtt_port = free_port(), free_port(), free_port()
+    pi.HOST, pi.PORT = HOST, mqtt_port
+    srv = subprocess.Popen([binary, "server", "--mqtt-addr", "%s:%d" % (HOST, mqtt_port),
+                            "--native-addr", "%s:%d" % (HOST, NATIVE), "--http-addr", "%s:%d" % (HOST, HTTP),
+                            "--data-dir", os.path.join(tmp, "data"), "--log-level", "error"], cwd=tmp)
+    passed = failed = 0
+    try:
+        end = time.time() + 15
+        while True:
+            try:
+                socket.create_connection((HOST, HTTP), timeout=0.2).close()
+                socket.create_connection((HOST, NATIVE), timeout=0.2).close()
+                break
+            except OSError:
+                if srv.poll() is not None or time.time() > end:
+                    print("FAIL setup: the server did not listen")
+                    print("0 passed, 1 failed")
+                    return 1
+                time.sleep(0.05)
+        only = os.environ.get("CHECKS", "")
+        for name, fn in CHECKS:
+            if only and only not in name:
+                continue
+            try:
+                fn()
+                print("PASS " + name)
+                passed += 1
+            except Check as e:
+                print("FAIL %s\n    %s" % (name, e))
+                failed += 1
+            except Exception:
+                print("FAIL %s\n    %s" % (name, traceback.format_exc().replace("\n", "\n    ")))
+                failed += 1
+    finally:
+        srv.terminate()
+        try:
+            srv.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
