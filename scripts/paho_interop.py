@@ -949,6 +949,143 @@ def v5_will_retained_and_props():
     expect(getattr(got[0].properties, "ContentType", None) == "text/plain", "will's content type lost")
 
 
+def v3_qos2_exactly_once_inbound():
+    """A QoS 2 PUBLISH sent again (DUP) before its PUBREL is delivered once
+    [MQTT-4.3.3-9]."""
+    t = uid("qos2in/t")
+    sub = Client(uid("qos2in-sub"))
+    sub.sub(t, 2)
+    s = raw_connect(uid("qos2in-pub"))
+    body = mstr(t) + struct.pack(">H", 5) + b"once"
+    s.sendall(bytes([0x34]) + varint(len(body)) + body)  # QoS 2
+    kind, rest = raw_read(s)
+    expect(kind == 0x50 and rest[:2] == b"\x00\x05", "no PUBREC: 0x%x" % kind)
+    s.sendall(bytes([0x3C]) + varint(len(body)) + body)  # again, DUP
+    kind, rest = raw_read(s)
+    expect(kind == 0x50, "no PUBREC for the resend: 0x%x" % kind)
+    s.sendall(bytes([0x62, 2, 0, 5]))  # PUBREL
+    kind, rest = raw_read(s)
+    s.close()
+    got = sub.got(2, 1.5)
+    sub.stop()
+    expect(kind == 0x70, "no PUBCOMP: 0x%x" % kind)
+    expect([m.payload for m in got] == [b"once"], "a QoS 2 message sent twice before PUBREL was delivered %d times" % len(got))
+
+
+def v5_publish_fields(body):
+    """(topic, properties bytes, payload) of a QoS 0 MQTT 5 PUBLISH body."""
+    n = struct.unpack(">H", body[:2])[0]
+    topic, p = body[2:2 + n].decode(), 2 + n
+    plen, shift = 0, 0
+    while True:
+        c = body[p]
+        p += 1
+        plen |= (c & 0x7F) << shift
+        shift += 7
+        if not c & 0x80:
+            break
+    return topic, body[p:p + plen], body[p + plen:]
+
+
+def v5_props(pr):
+    """The properties of a PUBLISH as {identifier: value} (the last of a
+    repeated one)."""
+    out, i = {}, 0
+    while i < len(pr):
+        ident = pr[i]
+        i += 1
+        if ident in (0x01,):
+            v, i = pr[i], i + 1
+        elif ident in (0x23,):
+            v, i = struct.unpack(">H", pr[i:i + 2])[0], i + 2
+        elif ident in (0x02,):
+            v, i = struct.unpack(">I", pr[i:i + 4])[0], i + 4
+        elif ident in (0x03, 0x08, 0x09):
+            n = struct.unpack(">H", pr[i:i + 2])[0]
+            v, i = pr[i + 2:i + 2 + n], i + 2 + n
+        elif ident == 0x26:
+            n = struct.unpack(">H", pr[i:i + 2])[0]
+            m = struct.unpack(">H", pr[i + 2 + n:i + 4 + n])[0]
+            v, i = (pr[i + 2:i + 2 + n], pr[i + 4 + n:i + 4 + n + m]), i + 4 + n + m
+        elif ident == 0x0B:
+            v, shift = 0, 0
+            while True:
+                c = pr[i]
+                i += 1
+                v |= (c & 0x7F) << shift
+                shift += 7
+                if not c & 0x80:
+                    break
+        else:
+            raise Check("PUBLISH with property 0x%x" % ident)
+        out[ident] = v
+    return out
+
+
+def v5_server_topic_alias():
+    """With the client's Topic Alias Maximum the server may use aliases: a
+    topic with an alias first, then the alias alone, never one over the
+    maximum [MQTT-3.3.2-10, -11]. (Raw: paho 1.6 does not map aliases it
+    receives.)"""
+    t = uid("v5srvalias/t")
+    s = raw_connect(uid("v5-srvalias"), v5=True, props=bytes([0x22, 0, 2]))  # Topic Alias Maximum 2
+    raw_subscribe(s, t, 0, v5=True)
+    p = Client(uid("v5-srvalias-pub"), v5=True)
+    for i in range(4):
+        p.pub(t, str(i), 1)
+    p.stop()
+    known, got = {}, []
+    for _ in range(4):
+        kind, body = raw_read(s)
+        expect(kind >> 4 == 3, "not a PUBLISH: 0x%x" % kind)
+        topic, pr, payload = v5_publish_fields(body)
+        alias = v5_props(pr).get(0x23)
+        if alias is not None:
+            expect(1 <= alias <= 2, "alias %d over the maximum 2" % alias)
+            if topic:
+                known[alias] = topic
+            else:
+                expect(alias in known, "alias %d used before it was set" % alias)
+                topic = known[alias]
+        got.append((topic, payload))
+    s.close()
+    expect(got == [(t, str(i).encode()) for i in range(4)], "with server aliases: %r" % got)
+
+
+def v5_retain_handling_1():
+    """Retain handling 1: retained messages only for a new subscription."""
+    t = uid("v5rh1/t")
+    r = Client(uid("v5-rh1-pub"), v5=True)
+    r.pub(t, "kept", 1, retain=True)
+    r.stop()
+    c = Client(uid("v5-rh1"), v5=True)
+    opts = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+    c.sub(t, options=opts)
+    first = c.got(1)
+    c.sub(t, options=opts)  # the same subscription again: not new
+    again = c.quiet(1.0)
+    c.stop()
+    r = Client(uid("v5-rh1-clear"), v5=True)
+    r.pub(t, "", 1, retain=True)
+    r.stop()
+    expect(first and first[0].payload == b"kept", "retain handling 1: nothing on a new subscription")
+    expect(not again, "retain handling 1: retained sent again for an existing subscription")
+
+
+def v5_overlapping_subscription_ids():
+    """One copy for overlapping subscriptions carries every matching
+    subscription identifier [MQTT-3.3.4-5]; one copy each carries its own."""
+    root = uid("v5ovl")
+    c = Client(uid("v5-ovl"), v5=True)
+    c.sub(root + "/#", 1, props=props(PacketTypes.SUBSCRIBE, SubscriptionIdentifier=1))
+    c.sub(root + "/+", 1, props=props(PacketTypes.SUBSCRIBE, SubscriptionIdentifier=2))
+    c.pub(root + "/x", "o", 1)
+    got = c.got(2, 1.5)
+    c.stop()
+    ids = sorted(sorted(getattr(m.properties, "SubscriptionIdentifier", [])) for m in got)
+    expect(ids in ([[1, 2]], [[1], [2]]), "subscription identifiers of overlapping subscriptions: %r" % ids)
+
+
 CHECKS = [
     ("v3 QoS 0/1/2 round trip", v3_basic),
     ("v3 retained set and cleared", v3_retained),
@@ -967,6 +1104,7 @@ CHECKS = [
     ("v3 retained QoS capped by the subscription", v3_retained_qos_downgrade),
     ("v3 PUBLISH to a wildcard topic closes", v3_wildcard_publish_refused),
     ("v3 second CONNECT closes", v3_second_connect_refused),
+    ("v3 QoS 2 inbound delivered once though sent twice", v3_qos2_exactly_once_inbound),
     ("v5 session expiry", v5_session_expiry),
     ("v5 will delay, cancelled by a return", v5_will_delay),
     ("v5 no local, retain handling, retain as published", v5_no_local_and_retain_options),
@@ -989,6 +1127,9 @@ CHECKS = [
     ("v5 unsubscribe a shared subscription", v5_unsubscribe_shared),
     ("v5 request problem information 0", v5_request_problem_info),
     ("v5 retained will with properties", v5_will_retained_and_props),
+    ("v5 topic aliases from the server", v5_server_topic_alias),
+    ("v5 retain handling 1", v5_retain_handling_1),
+    ("v5 overlapping subscriptions' identifiers", v5_overlapping_subscription_ids),
 ]
 
 
