@@ -13,10 +13,13 @@ type, invalid msgpack, oversize). Prints PASS or FAIL per check and "N
 passed, M failed"; non-zero exit if anything failed. Every wait is bounded.
 """
 
+import base64
+import hashlib
 import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -55,11 +58,87 @@ def frame(typ, body):
     return uvarint(len(raw)) + raw
 
 
-class Conn:
-    """One native connection: frames out, frames in (type, map)."""
+class WsSocket:
+    """A WebSocket client (RFC 6455) as far as /ws needs. Over WebSocket a
+    binary message is one frame without its length prefix
+    (docs/native-protocol.md): sendall takes whole frames and sends each as
+    a masked message; recv gives a message back with its prefix."""
 
-    def __init__(self):
-        self.s = socket.create_connection((HOST, NATIVE), timeout=WAIT)
+    def __init__(self, path):
+        self.s = socket.create_connection((HOST, HTTP), timeout=WAIT)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.s.sendall(("GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                        "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (path, HOST, HTTP, key)).encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.s.recv(4096)
+            expect(chunk, "connection closed during the WebSocket handshake")
+            head += chunk
+        head, self.rest = head.split(b"\r\n\r\n", 1)
+        lines = head.decode().split("\r\n")
+        expect(lines[0].split()[1] == "101", "WebSocket handshake: %s" % lines[0])
+        want = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+        accept = [l.split(":", 1)[1].strip() for l in lines[1:] if l.lower().startswith("sec-websocket-accept:")]
+        expect(accept == [want], "Sec-WebSocket-Accept %r, want %r" % (accept, want))
+
+    def settimeout(self, t):
+        self.s.settimeout(t)
+
+    def sendall(self, frames):
+        while frames:
+            n, i, shift = 0, 0, 0
+            while True:
+                c = frames[i]
+                i += 1
+                n |= (c & 0x7F) << shift
+                shift += 7
+                if not c & 0x80:
+                    break
+            self.message(frames[i:i + n])
+            frames = frames[i + n:]
+
+    def message(self, data):
+        mask = os.urandom(4)
+        n = len(data)
+        head = bytes([0x82]) + (bytes([0x80 | n]) if n < 126 else
+                                bytes([0x80 | 126]) + struct.pack(">H", n) if n < 65536 else
+                                bytes([0x80 | 127]) + struct.pack(">Q", n))
+        self.s.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+    def _take(self, n):
+        while len(self.rest) < n:
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise EOFError("connection closed")
+            self.rest += chunk
+        out, self.rest = self.rest[:n], self.rest[n:]
+        return out
+
+    def recv(self, _n):
+        while True:
+            b0, b1 = self._take(2)
+            n = b1 & 0x7F
+            if n == 126:
+                n = struct.unpack(">H", self._take(2))[0]
+            elif n == 127:
+                n = struct.unpack(">Q", self._take(8))[0]
+            payload = self._take(n)
+            op = b0 & 0x0F
+            if op == 8:
+                return b""  # close
+            if op in (0, 1, 2):
+                return uvarint(len(payload)) + payload
+
+    def close(self):
+        self.s.close()
+
+
+class Conn:
+    """One native connection: frames out, frames in (type, map); over TCP,
+    or over WebSocket at path."""
+
+    def __init__(self, ws=None):
+        self.s = WsSocket(ws) if ws else socket.create_connection((HOST, NATIVE), timeout=WAIT)
         self.buf = b""
 
     def send(self, typ, body):
@@ -140,8 +219,8 @@ def account(name):
     return int(body["dataBody"]["id"]), name, pw
 
 
-def login(acct, **extra):
-    c = Conn()
+def login(acct, ws=None, **extra):
+    c = Conn(ws)
     c.send(LOGIN, dict({"n": acct[1], "p": acct[2], "v": "native_interop.py"}, **extra))
     ack = c.expect(LOGIN_ACK)
     expect(ack.get("c") == 9000, "login of %s: %r" % (acct[1], ack))
@@ -364,6 +443,27 @@ def bad_frames():
     expect(r2.get("c") == 3006, "empty body: %r, want 3006" % r2)
 
 
+def over_websocket():
+    """Native frames as binary WebSocket messages at /ws, to and from a
+    user on TCP."""
+    a, b = account(uid("wsa")), account(uid("wsb"))
+    ca, _ = login(a, ws="/ws")
+    cb, _ = login(b)
+    ca.send(SEND, {"i": 1, "k": K_USER, "u": b[0], "q": 1, "b": b"from a browser"})
+    sa = ca.expect(SEND_ACK)
+    d = cb.expect(DELIVER)
+    cb.send(DELIVER_ACK, {"i": d["i"]})
+    cb.send(SEND, {"i": 1, "k": K_USER, "u": a[0], "b": b"back over ws"})
+    back = ca.expect(DELIVER)
+    ca.send(PING, {})
+    pong = ca.expect(PONG)
+    ca.close()
+    cb.close()
+    expect(sa.get("c") == 9000 and d.get("b") == b"from a browser" and d.get("f") == a[0], "ws to tcp: %r %r" % (sa, d))
+    expect(back.get("b") == b"back over ws", "tcp to ws: %r" % back)
+    expect(pong == {}, "ping over ws")
+
+
 CHECKS = [
     ("login, token, wrong password", login_flow),
     ("a frame before login", before_login),
@@ -374,6 +474,7 @@ CHECKS = [
     ("topics both ways with MQTT", topics_with_mqtt),
     ("a second login takes over", takeover),
     ("bad frames and bad sends", bad_frames),
+    ("over WebSocket (/ws)", over_websocket),
 ]
 
 

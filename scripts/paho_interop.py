@@ -37,6 +37,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 WAIT = 5.0  # seconds any one step may take
 HOST = "127.0.0.1"
 PORT = 0  # set by main
+HTTP_PORT = 0  # the HTTP listener (WebSocket at /mqtt), set by main
 seq = [0]
 
 
@@ -1086,6 +1087,36 @@ def v5_overlapping_subscription_ids():
     expect(ids in ([[1, 2]], [[1], [2]]), "subscription identifiers of overlapping subscriptions: %r" % ids)
 
 
+def over_websocket(v5):
+    """A round trip at QoS 1 over WebSocket (/mqtt on the HTTP port,
+    subprotocol mqtt), to a subscriber on plain TCP."""
+    def check():
+        t = uid("ws/t")
+        sub = Client(uid("ws-sub"), v5=v5)
+        sub.sub(t, 1)
+        proto = mqtt.MQTTv5 if v5 else mqtt.MQTTv311
+        c = mqtt.Client(client_id=uid("ws-pub"), protocol=proto, transport="websockets")
+        c.ws_set_options(path="/mqtt")
+        acked = queue.Queue()
+        c.on_connect = lambda *a: acked.put("connected")
+        c.connect(HOST, HTTP_PORT, 30)
+        c.loop_start()
+        try:
+            expect(acked.get(timeout=WAIT) == "connected", "no CONNACK over WebSocket")
+            info = c.publish(t, "over ws", 1)
+            info.wait_for_publish(timeout=WAIT)
+            expect(info.is_published(), "no PUBACK over WebSocket")
+        except queue.Empty:
+            raise Check("no CONNACK over WebSocket within %.0f s" % WAIT)
+        finally:
+            c.disconnect()
+            c.loop_stop()
+        got = sub.got(1)
+        sub.stop()
+        expect(got and got[0].payload == b"over ws", "message sent over WebSocket not delivered")
+    return check
+
+
 CHECKS = [
     ("v3 QoS 0/1/2 round trip", v3_basic),
     ("v3 retained set and cleared", v3_retained),
@@ -1105,6 +1136,7 @@ CHECKS = [
     ("v3 PUBLISH to a wildcard topic closes", v3_wildcard_publish_refused),
     ("v3 second CONNECT closes", v3_second_connect_refused),
     ("v3 QoS 2 inbound delivered once though sent twice", v3_qos2_exactly_once_inbound),
+    ("v3 over WebSocket", over_websocket(False)),
     ("v5 session expiry", v5_session_expiry),
     ("v5 will delay, cancelled by a return", v5_will_delay),
     ("v5 no local, retain handling, retain as published", v5_no_local_and_retain_options),
@@ -1130,6 +1162,7 @@ CHECKS = [
     ("v5 topic aliases from the server", v5_server_topic_alias),
     ("v5 retain handling 1", v5_retain_handling_1),
     ("v5 overlapping subscriptions' identifiers", v5_overlapping_subscription_ids),
+    ("v5 over WebSocket", over_websocket(True)),
 ]
 
 
@@ -1142,15 +1175,15 @@ def free_port():
 
 
 def main():
-    global PORT
+    global PORT, HTTP_PORT
     if len(sys.argv) != 2:
         print("usage: %s path/to/cim" % sys.argv[0])
         return 2
     binary = os.path.abspath(sys.argv[1])
     tmp = tempfile.mkdtemp(prefix="cim-paho.")
-    PORT = free_port()
+    PORT, HTTP_PORT = free_port(), free_port()
     args = [binary, "server", "--mqtt-addr", "%s:%d" % (HOST, PORT),
-            "--native-addr", "%s:%d" % (HOST, free_port()), "--http-addr", "%s:%d" % (HOST, free_port()),
+            "--native-addr", "%s:%d" % (HOST, free_port()), "--http-addr", "%s:%d" % (HOST, HTTP_PORT),
             "--data-dir", os.path.join(tmp, "data"), "--log-level", "error"]
     srv = subprocess.Popen(args, cwd=tmp)
     passed = failed = 0

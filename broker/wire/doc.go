@@ -20,6 +20,9 @@
 //	e.g. a ping:   02 03 80               L=2, type 0x03, empty map
 //	a deliver ack: 05 08 81 a1 69 63      L=5, type 0x08, {"i": 99}
 //
+// Over WebSocket (the server's /ws) each binary message is one frame
+// without its length prefix: the type byte and the body.
+//
 // Keys are short strings. A field at its zero value is left out; a
 // missing key, or nil, means the zero value, except for the keys that
 // "Keys derived when absent" lists, whose absence means a value the
