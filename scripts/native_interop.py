@@ -464,6 +464,48 @@ def over_websocket():
     expect(pong == {}, "ping over ws")
 
 
+def http_api_is_native():
+    """A message sent through POST /v1/messages is the same message as one
+    sent over a connection: delivered with its server id, sender and body,
+    stored for an offline receiver (7000), kept in history (GET
+    /v1/history, keyword search), and delayed ones listed (GET
+    /v1/delayed) until due (docs/im.md)."""
+    a, b = account(uid("ha")), account(uid("hb"))
+    cb, _ = login(b)
+    word = uid("kiwi").replace("-", "")
+    st, r = http("POST", "/v1/messages", {"from": a[0], "to": "user:%d" % b[0], "body": "about " + word, "qos": 1})
+    expect(st == 200 and r.get("code") == "9000", "POST /v1/messages: HTTP %d %r" % (st, r))
+    sent = r["dataBody"][0]
+    d = cb.expect(DELIVER)
+    cb.send(DELIVER_ACK, {"i": d["i"]})
+    # (msgId is a JSON string: 64 bits do not fit JavaScript's numbers)
+    expect(str(d.get("i")) == sent.get("msgId") and d.get("f") == a[0] and d.get("b") == ("about " + word).encode(),
+           "HTTP send delivered as %r, acked as %r" % (d, sent))
+    cb.close()
+    time.sleep(0.3)
+    st, r = http("POST", "/v1/messages", {"from": a[0], "to": "user:%d" % b[0], "body": "later", "qos": 1})
+    expect(r.get("dataBody", [{}])[0].get("code") == "7000" or r.get("code") == "7000",
+           "to an offline user over HTTP: %r, want 7000" % r)
+    st, r = http("POST", "/v1/messages", {"from": a[0], "to": "user:%d" % b[0], "body": "in a minute", "qos": 1, "delayMs": 60000})
+    expect(st == 200 and r.get("code") in ("9000", "7000"), "delayed send: %r" % r)
+    st, dl = http("GET", "/v1/delayed?user=%d&limit=10" % a[0])
+    expect(st == 200 and any(x.get("body") in ("in a minute", base64.b64encode(b"in a minute").decode())
+                             for x in dl.get("dataBody") or []), "GET /v1/delayed: %r" % dl)
+    st, h = http("GET", "/v1/history?user=%d&with=user:%d&q=%s&limit=10" % (b[0], a[0], word))
+    msgs = (h.get("dataBody") or {}).get("messages") or []
+    expect(st == 200 and len(msgs) == 1, "GET /v1/history keyword search: HTTP %d %r" % (st, h))
+    cb, _ = login(b)
+    late = cb.expect(DELIVER)
+    cb.send(DELIVER_ACK, {"i": late["i"]})
+    cb.close()
+    expect(late.get("o") is True and late.get("b") == b"later", "offline message sent over HTTP: %r" % late)
+    st, bad = http("POST", "/v1/messages", {"from": a[0], "to": "user:%d" % b[0]})
+    expect(st in (200, 400) and bad.get("code") == "3000" and "body" in bad.get("message", ""),
+           "a send without a body: HTTP %d %r, want 3000 naming body" % (st, bad))
+    st, empty = http("POST", "/v1/messages", {"from": a[0], "to": "user:%d" % b[0], "body": ""})
+    expect(empty.get("code") == "3006", "a send with an empty body: %r, want 3006" % empty)
+
+
 CHECKS = [
     ("login, token, wrong password", login_flow),
     ("a frame before login", before_login),
@@ -475,6 +517,7 @@ CHECKS = [
     ("a second login takes over", takeover),
     ("bad frames and bad sends", bad_frames),
     ("over WebSocket (/ws)", over_websocket),
+    ("the HTTP API's messages are native messages", http_api_is_native),
 ]
 
 

@@ -44,7 +44,7 @@ type cimRequest struct {
 	UserName  string   `json:"userName"`
 	Password  string   `json:"password"`
 	ReceiveID uint64   `json:"receiveUserId"`
-	Msg       string   `json:"msg"`
+	Msg       *string  `json:"msg"` // nil: absent (3000), "": empty (3006)
 	BatchMsg  []string `json:"batchMsg"`
 }
 
@@ -241,10 +241,13 @@ func (rt *imHandlers) groupRoute(r *http.Request, req *cimRequest) (any, error) 
 	if req.UserID == 0 {
 		return nil, badArg("userId is required")
 	}
-	if strings.TrimSpace(req.Msg) == "" {
-		return nil, &imError{wire.CodeEmptyBody, "msg is required"}
+	switch {
+	case req.Msg == nil:
+		return nil, badArg("msg is required")
+	case strings.TrimSpace(*req.Msg) == "":
+		return nil, &imError{wire.CodeEmptyBody, "msg: empty"}
 	}
-	res, err := rt.srv.Send(r.Context(), req.UserID, wire.ToAll(), [][]byte{[]byte(req.Msg)}, broker.SendOptions{QoS: 1})
+	res, err := rt.srv.Send(r.Context(), req.UserID, wire.ToAll(), [][]byte{[]byte(*req.Msg)}, broker.SendOptions{QoS: 1})
 	if err != nil {
 		return nil, err
 	}
@@ -258,15 +261,18 @@ func (rt *imHandlers) p2pRoute(r *http.Request, req *cimRequest) (any, error) {
 	case req.ReceiveID == 0:
 		return nil, badArg("receiveUserId is required")
 	}
+	if req.Msg == nil && req.BatchMsg == nil {
+		return nil, badArg("msg or batchMsg is required")
+	}
 	var bodies [][]byte
-	if req.Msg != "" {
-		bodies = append(bodies, []byte(req.Msg))
+	if req.Msg != nil && *req.Msg != "" {
+		bodies = append(bodies, []byte(*req.Msg))
 	}
 	for _, m := range req.BatchMsg {
 		bodies = append(bodies, []byte(m))
 	}
 	if len(bodies) == 0 {
-		return nil, &imError{wire.CodeEmptyBody, "msg or batchMsg is required"}
+		return nil, &imError{wire.CodeEmptyBody, "msg and batchMsg: empty"}
 	}
 	res, err := rt.srv.Send(r.Context(), req.UserID, wire.ToUser(req.ReceiveID), bodies, broker.SendOptions{QoS: 1})
 	if err != nil {

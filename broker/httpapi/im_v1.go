@@ -129,7 +129,7 @@ func (rt *imHandlers) v1Send(w http.ResponseWriter, r *http.Request) (any, error
 	var req struct {
 		From     uint64   `json:"from"`
 		To       string   `json:"to"`
-		Body     string   `json:"body"`
+		Body     *string  `json:"body"` // nil: absent (3000), "": empty (3006)
 		Bodies   []string `json:"bodies"`
 		QoS      *byte    `json:"qos"`
 		DelayMs  int64    `json:"delayMs"`
@@ -150,15 +150,18 @@ func (rt *imHandlers) v1Send(w http.ResponseWriter, r *http.Request) (any, error
 	if err != nil {
 		return nil, err
 	}
+	if req.Body == nil && req.Bodies == nil {
+		return nil, badArg("body or bodies is required")
+	}
 	var bodies [][]byte
-	if req.Body != "" {
-		bodies = append(bodies, []byte(req.Body))
+	if req.Body != nil && *req.Body != "" {
+		bodies = append(bodies, []byte(*req.Body))
 	}
 	for _, b := range req.Bodies {
 		bodies = append(bodies, []byte(b))
 	}
 	if len(bodies) == 0 {
-		return nil, &imError{wire.CodeEmptyBody, "body or bodies is required"}
+		return nil, &imError{wire.CodeEmptyBody, "body and bodies: empty"}
 	}
 	o := broker.SendOptions{QoS: 1, Delay: time.Duration(req.DelayMs) * time.Millisecond, ClientID: req.ClientID}
 	if req.QoS != nil {
