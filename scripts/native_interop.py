@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 import urllib.request
 
 import msgpack
@@ -521,14 +520,6 @@ CHECKS = [
 ]
 
 
-def free_port():
-    s = socket.socket()
-    s.bind((HOST, 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def main():
     global NATIVE, HTTP
     if len(sys.argv) != 2:
@@ -536,45 +527,17 @@ def main():
         return 2
     binary = os.path.abspath(sys.argv[1])
     tmp = tempfile.mkdtemp(prefix="cim-native.")
-    NATIVE, HTTP, mqtt_port = free_port(), free_port(), free_port()
+    NATIVE, HTTP, mqtt_port = pi.free_port(HOST), pi.free_port(HOST), pi.free_port(HOST)
     pi.HOST, pi.PORT = HOST, mqtt_port
     srv = subprocess.Popen([binary, "server", "--mqtt-addr", "%s:%d" % (HOST, mqtt_port),
                             "--native-addr", "%s:%d" % (HOST, NATIVE), "--http-addr", "%s:%d" % (HOST, HTTP),
                             "--data-dir", os.path.join(tmp, "data"), "--log-level", "error"], cwd=tmp)
-    passed = failed = 0
+    passed, failed = 0, 1
     try:
-        end = time.time() + 15
-        while True:
-            try:
-                socket.create_connection((HOST, HTTP), timeout=0.2).close()
-                socket.create_connection((HOST, NATIVE), timeout=0.2).close()
-                break
-            except OSError:
-                if srv.poll() is not None or time.time() > end:
-                    print("FAIL setup: the server did not listen")
-                    print("0 passed, 1 failed")
-                    return 1
-                time.sleep(0.05)
-        only = os.environ.get("CHECKS", "")
-        for name, fn in CHECKS:
-            if only and only not in name:
-                continue
-            try:
-                fn()
-                print("PASS " + name)
-                passed += 1
-            except Check as e:
-                print("FAIL %s\n    %s" % (name, e))
-                failed += 1
-            except Exception:
-                print("FAIL %s\n    %s" % (name, traceback.format_exc().replace("\n", "\n    ")))
-                failed += 1
+        if pi.listening([(srv, (HOST, HTTP)), (srv, (HOST, NATIVE))]):
+            passed, failed = pi.run_checks(CHECKS)
     finally:
-        srv.terminate()
-        try:
-            srv.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            srv.kill()
+        pi.stop([srv])
         shutil.rmtree(tmp, ignore_errors=True)
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0

@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 import urllib.request
 
 import paho_interop as pi
@@ -32,17 +31,9 @@ SECRET = "paho-cluster-secret-0123456789"
 nodes = []  # dicts: name, host, mqtt, http
 
 
-def free_port(host):
-    s = socket.socket()
-    s.bind((host, 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def free_udp_tcp_port(host):
     for _ in range(20):
-        p = free_port(host)
+        p = pi.free_port(host)
         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             u.bind((host, p))
@@ -234,53 +225,24 @@ def main():
     tmp = tempfile.mkdtemp(prefix="cim-paho-cluster.")
     procs = []
     env = dict(os.environ, CIM_CLUSTER_SECRET=SECRET)
-    passed = failed = 0
+    passed, failed = 0, 1
     try:
         for i in range(3):
             host = "127.0.0.%d" % (21 + i)
-            n = {"name": "pc%d" % (i + 1), "host": host, "mqtt": free_port(host), "http": free_port(host),
-                 "gossip": free_udp_tcp_port(host)}
+            port = lambda: pi.free_port(host)
+            n = {"name": "pc%d" % (i + 1), "host": host, "mqtt": port(), "http": port(), "gossip": free_udp_tcp_port(host)}
             args = [binary, "server", "--node-name", n["name"], "--mqtt-addr", "%s:%d" % (host, n["mqtt"]),
-                    "--native-addr", "%s:%d" % (host, free_port(host)), "--http-addr", "%s:%d" % (host, n["http"]),
-                    "--peer-addr", "%s:%d" % (host, free_port(host)), "--cluster-addr", "%s:%d" % (host, n["gossip"]),
+                    "--native-addr", "%s:%d" % (host, port()), "--http-addr", "%s:%d" % (host, n["http"]),
+                    "--peer-addr", "%s:%d" % (host, port()), "--cluster-addr", "%s:%d" % (host, n["gossip"]),
                     "--cluster-timing", "loopback", "--data-dir", os.path.join(tmp, n["name"]), "--log-level", "error"]
             if nodes:
                 args += ["--join", "%s:%d" % (nodes[0]["host"], nodes[0]["gossip"])]
             procs.append(subprocess.Popen(args, cwd=tmp, env=env))
             nodes.append(n)
-        for n, p in zip(nodes, procs):
-            end = time.time() + 15
-            while True:
-                try:
-                    socket.create_connection((n["host"], n["mqtt"]), timeout=0.2).close()
-                    break
-                except OSError:
-                    if p.poll() is not None or time.time() > end:
-                        print("FAIL setup: %s did not listen" % n["name"])
-                        print("0 passed, 1 failed")
-                        return 1
-                    time.sleep(0.05)
-        for name, fn in CHECKS:
-            try:
-                fn()
-                print("PASS " + name)
-                passed += 1
-            except Check as e:
-                print("FAIL %s\n    %s" % (name, e))
-                failed += 1
-            except Exception:
-                print("FAIL %s\n    %s" % (name, traceback.format_exc().replace("\n", "\n    ")))
-                failed += 1
-            if name.startswith("cluster converges") and failed:
-                break  # nothing else can pass
+        if pi.listening([(p, (n["host"], n["mqtt"])) for p, n in zip(procs, nodes)]):
+            passed, failed = pi.run_checks(CHECKS, first_is_setup=True)
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        pi.stop(procs)
         shutil.rmtree(tmp, ignore_errors=True)
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0

@@ -25,7 +25,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 
@@ -1166,12 +1165,65 @@ CHECKS = [
 ]
 
 
-def free_port():
+# -- the runner, shared by paho_cluster.py and native_interop.py ------------
+
+def free_port(host=None):
     s = socket.socket()
-    s.bind((HOST, 0))
+    s.bind((host or HOST, 0))
     p = s.getsockname()[1]
     s.close()
     return p
+
+
+def listening(servers, limit=15.0):
+    """Waits until every (process, (host, port)) accepts; prints the FAIL
+    line and returns False if one exits first or limit passes."""
+    end = time.time() + limit
+    for proc, addr in servers:
+        while True:
+            try:
+                socket.create_connection(addr, timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > end:
+                    print("FAIL setup: the server did not listen on %s:%d" % addr)
+                    return False
+                time.sleep(0.05)
+    return True
+
+
+def stop(procs):
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def run_checks(checks, first_is_setup=False):
+    """Runs (name, check) pairs (those whose name contains $CHECKS, if set),
+    printing PASS or FAIL for each; returns (passed, failed). With
+    first_is_setup, a failed first check stops the run."""
+    passed = failed = 0
+    only = os.environ.get("CHECKS", "")
+    for k, (name, fn) in enumerate(checks):
+        if only and only not in name and not (first_is_setup and k == 0):
+            continue
+        try:
+            fn()
+            print("PASS " + name)
+            passed += 1
+        except Check as e:
+            print("FAIL %s\n    %s" % (name, e))
+            failed += 1
+        except Exception:
+            print("FAIL %s\n    %s" % (name, traceback.format_exc().replace("\n", "\n    ")))
+            failed += 1
+        if first_is_setup and k == 0 and failed:
+            break  # nothing else can pass
+    return passed, failed
 
 
 def main():
@@ -1186,39 +1238,12 @@ def main():
             "--native-addr", "%s:%d" % (HOST, free_port()), "--http-addr", "%s:%d" % (HOST, HTTP_PORT),
             "--data-dir", os.path.join(tmp, "data"), "--log-level", "error"]
     srv = subprocess.Popen(args, cwd=tmp)
-    passed = failed = 0
+    passed, failed = 0, 1
     try:
-        end = time.time() + 15
-        while True:
-            try:
-                socket.create_connection((HOST, PORT), timeout=0.2).close()
-                break
-            except OSError:
-                if srv.poll() is not None or time.time() > end:
-                    print("FAIL setup: the server did not listen on %s:%d" % (HOST, PORT))
-                    print("0 passed, 1 failed")
-                    return 1
-                time.sleep(0.05)
-        only = os.environ.get("CHECKS", "")
-        for name, fn in CHECKS:
-            if only and only not in name:
-                continue
-            try:
-                fn()
-                print("PASS " + name)
-                passed += 1
-            except Check as e:
-                print("FAIL %s\n    %s" % (name, e))
-                failed += 1
-            except Exception:
-                print("FAIL %s\n    %s" % (name, traceback.format_exc().replace("\n", "\n    ")))
-                failed += 1
+        if listening([(srv, (HOST, PORT))]):
+            passed, failed = run_checks(CHECKS)
     finally:
-        srv.terminate()
-        try:
-            srv.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            srv.kill()
+        stop([srv])
         shutil.rmtree(tmp, ignore_errors=True)
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
