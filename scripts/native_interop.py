@@ -85,14 +85,7 @@ class WsSocket:
 
     def sendall(self, frames):
         while frames:
-            n, i, shift = 0, 0, 0
-            while True:
-                c = frames[i]
-                i += 1
-                n |= (c & 0x7F) << shift
-                shift += 7
-                if not c & 0x80:
-                    break
+            n, i = pi.read_varint(frames, 0)
             self.message(frames[i:i + n])
             frames = frames[i + n:]
 
@@ -151,17 +144,11 @@ class Conn:
         self.s.settimeout(wait)
         end = time.time() + wait
         while True:
-            n, shift, i = 0, 0, 0
-            while i < len(self.buf):
-                c = self.buf[i]
-                n |= (c & 0x7F) << shift
-                shift += 7
-                i += 1
-                if not c & 0x80:
-                    break
-            else:
-                i = -1
-            if i > 0 and len(self.buf) >= i + n:
+            try:
+                n, i = pi.read_varint(self.buf, 0)
+            except IndexError:  # the prefix is not all here yet
+                n, i = 1 << 62, 0
+            if len(self.buf) >= i + n:
                 typ, body = self.buf[i], self.buf[i + 1:i + n]
                 self.buf = self.buf[i + n:]
                 return typ, msgpack.unpackb(body, raw=False) if body else {}
