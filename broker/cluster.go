@@ -89,6 +89,7 @@ type clusterNode struct {
 	presence presenceTable
 	hints    hintQueue  // cluster_forward.go
 	dir      dirReplica // cluster_sync.go
+	cleared  clearedRetained
 }
 
 // StartCluster makes this server a node of a cluster: it joins with o

@@ -26,8 +26,10 @@ import (
 // Retained messages: a retained publish goes to every live node
 // (cluster_forward.go); a node that starts fetches the set of the first
 // node it meets and keeps the newer of each topic (by message id, which is
-// time-ordered). A retained message cleared while a node was away is not
-// cleared there (no tombstones).
+// time-ordered). A clear leaves a tombstone on the node that routed it, for
+// an hour (clearedRetained), sent with the first page of the set, so a node
+// that was away when a retained message was cleared drops its copy when it
+// returns.
 //
 // The IM directory (accounts and groups) is in cluster_dir.go.
 
@@ -353,6 +355,66 @@ func (cn *clusterNode) linkUp(node string) (cluster.LinkStats, bool) {
 
 const retainedPage = 1000
 
+// Tombstones of cleared retained messages: how long and how many are kept.
+const (
+	tombstoneTTL = 3600 // seconds
+	tombstoneMax = 10000
+)
+
+// clearedRetained holds the tombstones of retained messages cleared
+// through this node, by topic. Any goroutine.
+type clearedRetained struct {
+	mu sync.Mutex
+	m  map[string]tombstone // REQUIRES: mu held.
+}
+
+type tombstone struct {
+	id uint64 // the clearing message's (time-ordered, so comparable)
+	at int64  // unix seconds, for tombstoneTTL
+}
+
+// note records that topic's retained message was cleared by message id (0:
+// not known, a new id is taken).
+func (c *clearedRetained) note(topic string, id uint64, srv *Server) {
+	if id == 0 {
+		id = srv.newID()
+	}
+	now := srv.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = make(map[string]tombstone)
+	}
+	if len(c.m) >= tombstoneMax {
+		for t, ts := range c.m { // the expired first, then any
+			if now-ts.at > tombstoneTTL || len(c.m) >= tombstoneMax {
+				delete(c.m, t)
+			}
+		}
+	}
+	c.m[strings.Clone(topic)] = tombstone{id: id, at: now}
+}
+
+// forget drops topic's tombstone: it is retained again.
+func (c *clearedRetained) forget(topic string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, topic)
+}
+
+// list is the tombstones younger than tombstoneTTL.
+func (c *clearedRetained) list(now int64) []retainedClear {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]retainedClear, 0, len(c.m))
+	for t, ts := range c.m {
+		if now-ts.at <= tombstoneTTL {
+			out = append(out, retainedClear{Topic: t, ID: ts.id})
+		}
+	}
+	return out
+}
+
 func (cn *clusterNode) serveRetained(body []byte) ([]byte, error) {
 	var req retainedReq
 	if err := decodeBody(body, &req); err != nil {
@@ -367,6 +429,9 @@ func (cn *clusterNode) serveRetained(body []byte) ([]byte, error) {
 	})
 	slices.SortFunc(all, func(a, b *Message) int { return strings.Compare(a.Topic, b.Topic) })
 	resp := retainedResp{}
+	if req.After == "" {
+		resp.Cleared = cn.cleared.list(cn.srv.now())
+	}
 	size := 0
 	for _, m := range all {
 		if len(resp.Msgs) == retainedPage || size > 1<<20 {
@@ -417,6 +482,16 @@ func (cn *clusterNode) pullRetained(node string) error {
 				lb.get().PutRetained(storeMessage(m))
 			}
 			n++
+		}
+		// Cleared while this node was away: drop a copy older than its clear.
+		for _, c := range page.Cleared {
+			if cur, ok := cn.srv.retained.Get(c.Topic); ok && cur.ID < c.ID {
+				cn.srv.retain(&Message{ID: c.ID, Topic: strings.Clone(c.Topic)})
+				if cn.srv.store != nil {
+					lb.get().DeleteRetained(c.Topic)
+				}
+				n++
+			}
 		}
 		cn.srv.commit(&lb, nil)
 		if !page.More {

@@ -72,6 +72,28 @@ func TestClusterRetainedReplicated(t *testing.T) {
 	}
 }
 
+// A retained message cleared while a node was away is cleared there too
+// when it returns: it fetches the clear with the retained set (it kept
+// serving the stale copy before).
+func TestClusterRetainedClearedWhileAway(t *testing.T) {
+	nodes := startTestCluster(t, 3, nil)
+	n1, n3 := nodes[0], nodes[2]
+	p := connectV5(t, n1.srv, "p")
+	p.publish("state/valve", "open", 1, true)
+	p.publish("state/pump", "on", 1, true)
+	waitFor15(t, "retained on n3", func() bool { r, _ := n3.srv.Retained("state/#"); return len(r) == 2 })
+	n3.stop()
+	waitFor15(t, "n3 gone", func() bool { m, _ := n1.cn().c.Member("n3"); return !m.Live() })
+	p.publish("state/valve", "", 1, true) // cleared while n3 is away
+	n3.start()
+	waitClusterUp(t, nodes)
+	waitFor15(t, "the clear fetched by n3", func() bool { r, _ := n3.srv.Retained("state/valve"); return len(r) == 0 })
+	late := connectV5(t, n3.srv, "late")
+	late.subscribe("state/#", 1)
+	late.expect("state/pump", "on") // the one not cleared stays
+	late.none()
+}
+
 // A shared subscription with members on three nodes gets each message
 // once, cluster-wide, and every member gets some.
 func TestClusterSharedSubscriptionOnce(t *testing.T) {

@@ -185,6 +185,15 @@ type retainedResp struct {
 	_msgpack struct{} `msgpack:",as_array"`
 	Msgs     []storage.Message
 	More     bool
+	Cleared  []retainedClear // on the first page (cluster_sync.go)
+}
+
+// retainedClear is a tombstone: topic's retained message was cleared by
+// the message with this id.
+type retainedClear struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Topic    string
+	ID       uint64
 }
 
 // dirOp is one change of the IM directory, decided by the registrar.

@@ -13,10 +13,14 @@ import (
 // retain stores m as its topic's retained message, or clears it when the
 // payload is empty [MQTT-3.3.1-6] [MQTT-3.3.1-7]. Any goroutine.
 func (srv *Server) retain(m *Message) {
+	cn := srv.clusterNode() // cluster hook: tombstones of clears (cluster_sync.go)
 	if len(m.Payload) == 0 {
 		if _, ok := srv.retained.Get(m.Topic); ok {
 			srv.retained.Delete(m.Topic)
 			srv.stats.Retained.Add(-1)
+		}
+		if cn != nil {
+			cn.cleared.note(m.Topic, m.ID, srv)
 		}
 		return
 	}
@@ -24,6 +28,9 @@ func (srv *Server) retain(m *Message) {
 		srv.stats.Retained.Add(1)
 	}
 	srv.retained.Set(m.Topic, m)
+	if cn != nil {
+		cn.cleared.forget(m.Topic)
+	}
 }
 
 // sendRetained delivers the retained messages matching filter to s, with the
