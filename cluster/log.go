@@ -37,7 +37,8 @@ func (w *mlLog) Write(p []byte) (int, error) {
 		w.suspect(line[len(suspectPrefix) : len(line)-len(suspectSuffix)])
 	}
 	// Memberlist is chatty at INFO about routine events; one level down.
-	if level == slog.LevelInfo {
+	// Its sends on a socket the node is closing are a shutdown, not a fault.
+	if level == slog.LevelInfo || strings.Contains(line, "use of closed network connection") {
 		level = slog.LevelDebug
 	}
 	if w.log.Enabled(context.Background(), level) {

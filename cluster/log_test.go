@@ -17,11 +17,13 @@ func TestMemberlistLogLevelsAndSuspicion(t *testing.T) {
 	l.Printf("[INFO] memberlist: Suspect n3 has failed, no acks received")
 	l.Printf("[WARN] memberlist: Refuting a suspect message (from: n2)")
 	l.Printf("[ERR] memberlist: boom")
+	l.Printf("[ERR] memberlist: Failed to send gossip to 127.0.0.23:7946: write udp 127.0.0.22:1->127.0.0.23:7946: use of closed network connection")
 	if len(suspected) != 1 || suspected[0] != "n3" {
 		t.Fatalf("suspected %v", suspected)
 	}
 	s := out.String()
-	for _, want := range []string{"level=DEBUG msg=\"Suspect n3", "level=WARN msg=\"Refuting", "level=ERROR msg=boom"} {
+	for _, want := range []string{"level=DEBUG msg=\"Suspect n3", "level=WARN msg=\"Refuting", "level=ERROR msg=boom",
+		"level=DEBUG msg=\"Failed to send gossip"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("missing %q in %s", want, s)
 		}

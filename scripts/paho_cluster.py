@@ -9,7 +9,8 @@ cluster relies on: delivery across nodes at every QoS and through
 wildcards, retained messages on a late subscriber of another node, a
 shared subscription delivering once cluster-wide, a will reaching another
 node, a persistent session taken over from another node with its queued
-messages (the old connection told why), and GET /v1/cluster. Prints PASS
+messages and back, a retained message cleared while a node was stopped, and
+GET /v1/cluster. Prints PASS
 or FAIL per check and "N passed, M failed"; non-zero exit if anything
 failed. Every wait is bounded.
 """
@@ -28,7 +29,7 @@ import paho_interop as pi
 from paho_interop import Check, Client, expect, uid
 
 SECRET = "paho-cluster-secret-0123456789"
-nodes = []  # dicts: name, host, mqtt, http
+nodes = []  # dicts: name, host, mqtt, http, args (to start it again), proc
 
 
 def free_udp_tcp_port(host):
@@ -196,6 +197,40 @@ def takeover_across():
     expect(closed, "the connection on n3 stayed open after n1 took the session")
 
 
+def retained_cleared_while_away():
+    """A node stopped, a retained message cleared meanwhile, the node started
+    again on its data: a late subscriber there does not get the cleared
+    message (it gets the other one)."""
+    root = uid("away")
+    p = client(nodes[0], uid("away-p"))
+    p.pub(root + "/a", "stale", 1, retain=True)
+    p.pub(root + "/b", "kept", 1, retain=True)
+    n3 = nodes[2]
+    time.sleep(0.5)  # replicated to n3
+    pi.stop([n3["proc"]])
+    time.sleep(2)  # dropped from the cluster (loopback timing)
+    p.pub(root + "/a", "", 1, retain=True)
+    p.stop()
+    n3["proc"] = subprocess.Popen(n3["args"], cwd=n3["cwd"], env=n3["env"])
+    expect(pi.listening([(n3["proc"], (n3["host"], n3["mqtt"]))]), "n3 did not listen again")
+    got = []
+
+    def only_kept():
+        s = client(n3, uid("away-late"))
+        s.sub(root + "/#", 1)
+        got[:] = s.got(2, 0.7)
+        s.stop()
+        return [m.payload for m in got] == [b"kept"]
+
+    try:
+        waitfor("n3 to drop the cleared message", only_kept, 15)
+    except Check:
+        raise Check("late subscriber on n3 got %r, want only b'kept'" % [m.payload for m in got])
+    c = client(nodes[0], uid("away-clear"))
+    c.pub(root + "/b", "", 1, retain=True)
+    c.stop()
+
+
 def cluster_api():
     n = nodes[0]
     with urllib.request.urlopen("http://%s:%d/v1/cluster" % (n["host"], n["http"]), timeout=5) as r:
@@ -213,6 +248,7 @@ CHECKS = [
     ("shared subscription once cluster-wide", shared_once),
     ("will reaches another node", will_across),
     ("persistent session taken over from another node", takeover_across),
+    ("retained message cleared while a node was stopped", retained_cleared_while_away),
     ("GET /v1/cluster", cluster_api),
 ]
 
@@ -237,12 +273,14 @@ def main():
                     "--cluster-timing", "loopback", "--data-dir", os.path.join(tmp, n["name"]), "--log-level", "error"]
             if nodes:
                 args += ["--join", "%s:%d" % (nodes[0]["host"], nodes[0]["gossip"])]
-            procs.append(subprocess.Popen(args, cwd=tmp, env=env))
+            n.update(args=args, cwd=tmp, env=env)
+            n["proc"] = subprocess.Popen(args, cwd=tmp, env=env)
+            procs.append(n["proc"])
             nodes.append(n)
         if pi.listening([(p, (n["host"], n["mqtt"])) for p, n in zip(procs, nodes)]):
             passed, failed = pi.run_checks(CHECKS, first_is_setup=True)
     finally:
-        pi.stop(procs)
+        pi.stop([n["proc"] for n in nodes])
         shutil.rmtree(tmp, ignore_errors=True)
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
