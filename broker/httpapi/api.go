@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -32,6 +33,12 @@ type Options struct {
 	// WebSocketIdentityAsUser logs a WSS client with a verified certificate
 	// in as the certificate's identity (broker.BridgeInfo.IdentityAsUser).
 	WebSocketIdentityAsUser bool
+	// TrustedProxies are reverse proxies in front of the listener: a
+	// WebSocket whose TCP peer is one is known by the rightmost address of
+	// X-Forwarded-For that is not one (what the nearest untrusted hop
+	// said). Without them, X-Forwarded-For is ignored: a client could
+	// name any address.
+	TrustedProxies []netip.Prefix
 	// ReadyChecks are more conditions of /readyz (beyond the broker's
 	// Ready); each returns nil when ready.
 	ReadyChecks []func() error

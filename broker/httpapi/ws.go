@@ -85,7 +85,7 @@ func (a *API) WebSocketHandler(protocol string, framing Framing, subprotocols ..
 			b, _ := rw.Reader.Peek(n)
 			c.src = io.MultiReader(bytes.NewReader(bytes.Clone(b)), conn)
 		}
-		info := broker.BridgeInfo{Protocol: protocol, Transport: "ws", Remote: remoteOf(r, conn)}
+		info := broker.BridgeInfo{Protocol: protocol, Transport: "ws", Remote: remoteOf(r, conn, a.opts.TrustedProxies)}
 		if r.TLS != nil {
 			info.Transport = "wss"
 			info.Identity = broker.CertIdentity(r.TLS)
@@ -109,11 +109,39 @@ func offeredProtocols(r *http.Request) []string {
 	return out
 }
 
-func remoteOf(r *http.Request, conn net.Conn) net.Addr {
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+func remoteOf(r *http.Request, conn net.Conn, trusted []netip.Prefix) net.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return conn.RemoteAddr()
+	}
+	if !inPrefixes(ap.Addr(), trusted) {
 		return net.TCPAddrFromAddrPort(ap)
 	}
-	return conn.RemoteAddr()
+	// Through our proxies: the rightmost hop they did not add.
+	var hops []string
+	for _, h := range r.Header.Values("X-Forwarded-For") {
+		hops = append(hops, strings.Split(h, ",")...)
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break // garbled: stop at the last hop we can trust
+		}
+		if !inPrefixes(a, trusted) {
+			return net.TCPAddrFromAddrPort(netip.AddrPortFrom(a.Unmap(), 0))
+		}
+	}
+	return net.TCPAddrFromAddrPort(ap)
+}
+
+func inPrefixes(a netip.Addr, ps []netip.Prefix) bool {
+	a = a.Unmap()
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // ErrWebSocket is wrapped by a WebSocket stream's protocol errors.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -391,3 +392,52 @@ func (c *chunked) Read(p []byte) (int, error) {
 type discardConn struct{ net.Conn }
 
 func (discardConn) Write(p []byte) (int, error) { return len(p), nil }
+
+// Behind trusted proxies a WebSocket client is known by the rightmost
+// X-Forwarded-For hop they did not add; from anywhere else the header is
+// ignored (a client could name any address).
+func TestWebSocketForwardedFor(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		trusted []netip.Prefix
+		xff     []string
+		want    string // remote IP, "" for the TCP peer's
+	}{
+		{"trusted proxy", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, []string{"198.51.100.9, 203.0.113.7"}, "203.0.113.7"},
+		{"two trusted hops", []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("10.0.0.0/8")},
+			[]string{"203.0.113.7", "10.1.2.3"}, "203.0.113.7"},
+		{"garbled hop", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, []string{"203.0.113.7, not-an-ip"}, ""},
+		{"no trusted proxies", nil, []string{"203.0.113.7"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, Options{TrustedProxies: tc.trusted})
+			h := http.Header{}
+			for _, v := range tc.xff {
+				h.Add("X-Forwarded-For", v)
+			}
+			d := ws.Dialer{Protocols: []string{"mqtt"}, Timeout: wait, Header: ws.HandshakeHeaderHTTP(h)}
+			conn, _, _, err := d.Dial(context.Background(), "ws"+strings.TrimPrefix(e.web.URL, "http")+"/mqtt")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			writeFrames(t, conn, encode(t, &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4,
+				Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: "proxied", Clean: true, Keepalive: 30}}))
+			readPackets(t, conn, 1)
+			var remote string
+			for _, c := range e.srv.Clients() {
+				if c.ID == "proxied" {
+					remote = c.Remote
+				}
+			}
+			host, _, _ := net.SplitHostPort(remote)
+			want := tc.want
+			if want == "" {
+				want = "127.0.0.1"
+			}
+			if host != want {
+				t.Fatalf("remote %q, want %s", remote, want)
+			}
+		})
+	}
+}

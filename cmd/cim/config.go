@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"reflect"
 	"slices"
@@ -59,10 +60,15 @@ type Config struct {
 	Join        []string `yaml:"join"`         // host:port of nodes to join
 
 	// The HTTP listener: /metrics, /healthz, /readyz, /v1/admin, /mqtt (WebSocket).
-	HTTPAddr       string `yaml:"http_addr"`        // default :8083
-	HTTPPprof      bool   `yaml:"http_pprof"`       // /debug/pprof on the HTTP listener (behind admin_token if set)
-	AdminToken     string `yaml:"admin_token"`      // bearer token of /v1/admin; none: the admin API is off
-	AdminTokenFile string `yaml:"admin_token_file"` // or read it from this file (first line)
+	HTTPAddr  string `yaml:"http_addr"`  // default :8083
+	HTTPPprof bool   `yaml:"http_pprof"` // /debug/pprof on the HTTP listener (behind admin_token if set)
+	// TrustedProxies are the addresses (IPs or CIDRs) of reverse proxies in
+	// front of the HTTP listener: a WebSocket client coming through one is
+	// known by the X-Forwarded-For address the proxies appended (for the
+	// per-IP limit, the admin API and the logs).
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	AdminToken     string   `yaml:"admin_token"`      // bearer token of /v1/admin; none: the admin API is off
+	AdminTokenFile string   `yaml:"admin_token_file"` // or read it from this file (first line)
 
 	// TLS: MQTT over TLS on tls_addr, the native protocol over TLS on
 	// native_tls_addr and WebSocket over TLS on wss_addr, all on when
@@ -588,6 +594,9 @@ func checkConfig(c *Config) []problem {
 			add(fmt.Sprintf("join[%d]", i), "%v", err)
 		}
 	}
+	if _, err := parsePrefixes(c.TrustedProxies); err != nil {
+		add("trusted_proxies", "%v", err)
+	}
 	for key, d := range map[string]time.Duration{"connect_timeout": c.ConnectTimeout, "slow_consumer_timeout": c.SlowConsumerTimeout} {
 		if d < 0 {
 			add(key, "want a positive duration such as 10s, got %s", d)
@@ -779,3 +788,20 @@ const (
 	defaultNativeTLSAddr = ":9443"
 	defaultWSSAddr       = ":8084"
 )
+
+// parsePrefixes reads IPs and CIDRs (an IP is a /32 or /128).
+func parsePrefixes(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, v := range list {
+		if p, err := netip.ParsePrefix(v); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(v)
+		if err != nil {
+			return nil, fmt.Errorf("want an IP or a CIDR such as 10.0.0.0/8, got %q", v)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
+}

@@ -98,6 +98,7 @@ func TestOpsConfigErrors(t *testing.T) {
 		{[]string{"--max-connections", "-1"}, "max_connections): want 0 (no limit) or more"},
 		{[]string{"--max-connections-per-ip", "many"}, "max_connections_per_ip): want an integer"},
 		{[]string{"--http-addr", "8083"}, `http_addr): want host:port`},
+		{[]string{"--trusted-proxies", "10.0.0.0/8,proxy.local"}, `--trusted-proxies (trusted_proxies): want an IP or a CIDR such as 10.0.0.0/8, got "proxy.local"`},
 		{[]string{"--wss-addr", ":8084"}, "wss_addr): needs tls_cert and tls_key"},
 	} {
 		code, out := serverRun(t, append(c.args, "--memory", "--check-config")...)

@@ -51,6 +51,7 @@ var serverFlags = []struct {
 	{"native-addr", "native protocol listener `host:port` (default :9000)", flagString},
 	{"http-addr", "HTTP listener `host:port`: IM API, /metrics, /healthz, /readyz, /v1/admin, /mqtt and /ws WebSockets (default :8083)", flagString},
 	{"http-pprof", "serve /debug/pprof on the HTTP listener (behind the admin token if set)", flagBool},
+	{"trusted-proxies", "`ip|cidr,...` of reverse proxies in front of the HTTP listener: WebSocket clients through them are known by X-Forwarded-For", flagList},
 	{"admin-token", "bearer `token` of /v1/admin (at least 16 characters; none: admin API off)", flagString},
 	{"admin-token-file", "read the admin token from `file`", flagString},
 	{"tls-addr", "MQTT over TLS listener `host:port` (default :8883 when --tls-cert is set)", flagString},
@@ -309,8 +310,9 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		_ = srv.LeaveCluster(time.Second)
 		return 1
 	}
+	proxies, _ := parsePrefixes(cfg.TrustedProxies) // checked with the config
 	api, err := httpapi.New(srv, httpapi.Options{Addr: lns.http.Addr().String(), AdminToken: adminToken, Pprof: cfg.HTTPPprof, Logger: log,
-		WebSocketIdentityAsUser: cfg.TLSIdentityAsUsername})
+		WebSocketIdentityAsUser: cfg.TLSIdentityAsUsername, TrustedProxies: proxies})
 	if err != nil {
 		log.Error("http api", "err", err) // unreachable: default options
 		return 1
