@@ -51,17 +51,18 @@ func (s *session) sendLocked(ep endpoint, q queued, now int64, shared *encodeOnc
 }
 
 // tagForLocked picks q's tag: the one it was sent under before, if it has
-// one and it is free. A stored QoS 2 message takes the tag its queue seq
-// gives, so that after a crash its resend carries the same MQTT packet id
-// and the receiver knows it [MQTT-4.3.3]; if that tag is taken, the one it
-// gets is recorded with it. REQUIRES: s.mu held.
+// one and it is free. A stored QoS 1 or 2 message takes the tag its queue
+// seq gives, so that after a crash its resend carries the same MQTT packet
+// id [MQTT-4.4.0-1] (for QoS 2 the receiver knows it by it [MQTT-4.3.3]);
+// if that tag is taken, the one it gets is recorded with it. REQUIRES:
+// s.mu held.
 func (s *session) tagForLocked(q queued) uint16 {
 	if q.tag != 0 {
 		if _, used := s.inflight[q.tag]; !used {
 			return q.tag // as recorded before a restart or a hand-off
 		}
 	}
-	if q.qos != 2 || q.seq == 0 || !s.persistentLocked() {
+	if q.qos == 0 || q.seq == 0 || !s.persistentLocked() {
 		return s.allocTagLocked()
 	}
 	tag := seqTag(q.seq)

@@ -245,3 +245,51 @@ func TestQoS2SurvivesKillAtEachStep(t *testing.T) {
 		sub.none()
 	})
 }
+
+// A QoS 1 message sent to a persistent session and not acknowledged when
+// the broker is killed comes again under the same packet id
+// [MQTT-4.4.0-1] (without DUP: the store does not record that it was
+// sent). It came under a new id before.
+func TestQoS1KeepsItsPacketIDAcrossKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns broker processes")
+	}
+	addr, dir := freeAddr(t), t.TempDir()
+	srv := &childServer{startChild(t, addr, dir), addr, dir}
+	sub, _ := dialMQTT(t, addr, "q1-sub", false)
+	sub.send(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 1,
+		Filters: packets.Subscriptions{{Filter: "q1/#", Qos: 1}}})
+	sub.expect(packets.Suback)
+	pub, _ := dialMQTT(t, addr, "q1-pub", true)
+	// Five acknowledged first, so the ids in flight are not the ones a
+	// fresh session would hand out.
+	for range 5 {
+		pub.send(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: 3,
+			TopicName: "q1/x", Payload: []byte("done")})
+		pub.expect(packets.Puback)
+		sub.ack(packets.Puback, sub.expect(packets.Publish).PacketID)
+	}
+	for _, payload := range []string{"a", "b", "c"} {
+		pub.send(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: 3,
+			TopicName: "q1/x", Payload: []byte(payload)})
+		pub.expect(packets.Puback)
+	}
+	first := map[string]uint16{}
+	for range 3 {
+		p := sub.expect(packets.Publish) // never acknowledged
+		first[string(p.Payload)] = p.PacketID
+	}
+	crash(t, &srv)
+	sub, present := dialMQTT(t, srv.addr, "q1-sub", false)
+	if !present {
+		t.Fatal("session not present after the restart")
+	}
+	for range 3 {
+		p := sub.expect(packets.Publish)
+		if id, ok := first[string(p.Payload)]; !ok || p.PacketID != id {
+			t.Errorf("%q again under id %d, first under %d", p.Payload, p.PacketID, id)
+		}
+		sub.ack(packets.Puback, p.PacketID)
+	}
+	sub.none()
+}
