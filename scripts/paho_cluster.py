@@ -105,6 +105,23 @@ def across_nodes():
     expect(sorted(m.qos for m in g2) == [0, 1, 2], "QoS across nodes: %r" % [m.qos for m in g2])
 
 
+def subscribe_then_publish_elsewhere():
+    """A publish on n1 right after a SUBACK on n2 (no pause) reaches the
+    subscriber: the subscription holds cluster-wide from its SUBACK."""
+    missed = []
+    for i in range(20):
+        t = uid("sp/t")
+        s = client(nodes[1], uid("sp-sub"))
+        s.sub(t, 1)
+        p = client(nodes[0], uid("sp-pub"))
+        p.pub(t, "now", 1)
+        p.stop()
+        if not s.got(1, 3.0):
+            missed.append(i)
+        s.stop()
+    expect(not missed, "publishes right after a SUBACK on another node missed in rounds %r of 20" % missed)
+
+
 def retained_across():
     t = uid("ret/t")
     p = client(nodes[0], uid("ret-p"))
@@ -244,6 +261,7 @@ def cluster_api():
 CHECKS = [
     ("cluster converges (every node reaches every other)", converge),
     ("QoS 0/1/2 and wildcards across nodes", across_nodes),
+    ("a SUBACK holds cluster-wide at once", subscribe_then_publish_elsewhere),
     ("retained message on a late subscriber of another node", retained_across),
     ("shared subscription once cluster-wide", shared_once),
     ("will reaches another node", will_across),
