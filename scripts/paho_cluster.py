@@ -25,6 +25,7 @@ import tempfile
 import time
 import urllib.request
 
+import native_interop as ni
 import paho_interop as pi
 from paho_interop import Check, Client, expect, uid
 
@@ -120,6 +121,56 @@ def subscribe_then_publish_elsewhere():
             missed.append(i)
         s.stop()
     expect(not missed, "publishes right after a SUBACK on another node missed in rounds %r of 20" % missed)
+
+
+def native_on(node):
+    """Points the native_interop client at node."""
+    ni.HOST, ni.NATIVE, ni.HTTP = node["host"], node["native"], node["http"]
+
+
+def native_across():
+    """Native users on two nodes: an account registered on n1 logs in on n3,
+    a private message crosses with its ack, a message to a user offline
+    everywhere is stored (7000) and delivered at their login on n2, and
+    cim's /onlineUser on any node lists users online on every node."""
+    native_on(nodes[0])
+    a, b, c = ni.account(uid("na")), ni.account(uid("nb")), ni.account(uid("nc"))
+    ca, _ = ni.login(a)
+    native_on(nodes[2])
+    cb = []
+
+    def logged_in():  # the account reaches n3 with the directory
+        try:
+            cb[:] = [ni.login(b)[0]]
+            return True
+        except (Check, OSError, EOFError):
+            return False
+
+    waitfor("%s's account on n3" % b[1], logged_in, 10)
+    cb = cb[0]
+    ca.send(ni.SEND, {"i": 1, "k": ni.K_USER, "u": b[0], "q": 1, "b": b"across nodes"})
+    sa = ca.expect(ni.SEND_ACK)
+    d = cb.expect(ni.DELIVER)
+    cb.send(ni.DELIVER_ACK, {"i": d["i"]})
+    expect(sa.get("c") == 9000 and d.get("b") == b"across nodes" and d.get("f") == a[0], "across: %r %r" % (sa, d))
+    native_on(nodes[1])
+    users = []
+
+    def both_online():
+        st, r = ni.http("GET", "/onlineUser")
+        users[:] = sorted(u.get("userName") for u in r.get("dataBody") or [])
+        return users == sorted([a[1], b[1]])
+
+    waitfor("both users in n2's /onlineUser", both_online, 5)
+    ca.send(ni.SEND, {"i": 2, "k": ni.K_USER, "u": c[0], "q": 1, "b": b"for later"})
+    off = ca.expect(ni.SEND_ACK)
+    expect(off.get("c") == 7000, "to a user offline everywhere: %r, want 7000" % off)
+    cc, _ = ni.login(c)  # on n2
+    late = cc.expect(ni.DELIVER)
+    cc.send(ni.DELIVER_ACK, {"i": late["i"]})
+    for x in (ca, cb, cc):
+        x.close()
+    expect(late.get("o") is True and late.get("b") == b"for later", "offline message on n2: %r" % late)
 
 
 def retained_across():
@@ -262,6 +313,7 @@ CHECKS = [
     ("cluster converges (every node reaches every other)", converge),
     ("QoS 0/1/2 and wildcards across nodes", across_nodes),
     ("a SUBACK holds cluster-wide at once", subscribe_then_publish_elsewhere),
+    ("native users on different nodes", native_across),
     ("retained message on a late subscriber of another node", retained_across),
     ("shared subscription once cluster-wide", shared_once),
     ("will reaches another node", will_across),
@@ -284,9 +336,10 @@ def main():
         for i in range(3):
             host = "127.0.0.%d" % (21 + i)
             port = lambda: pi.free_port(host)
-            n = {"name": "pc%d" % (i + 1), "host": host, "mqtt": port(), "http": port(), "gossip": free_udp_tcp_port(host)}
+            n = {"name": "pc%d" % (i + 1), "host": host, "mqtt": port(), "http": port(), "native": port(),
+                 "gossip": free_udp_tcp_port(host)}
             args = [binary, "server", "--node-name", n["name"], "--mqtt-addr", "%s:%d" % (host, n["mqtt"]),
-                    "--native-addr", "%s:%d" % (host, port()), "--http-addr", "%s:%d" % (host, n["http"]),
+                    "--native-addr", "%s:%d" % (host, n["native"]), "--http-addr", "%s:%d" % (host, n["http"]),
                     "--peer-addr", "%s:%d" % (host, port()), "--cluster-addr", "%s:%d" % (host, n["gossip"]),
                     "--cluster-timing", "loopback", "--data-dir", os.path.join(tmp, n["name"]), "--log-level", "error"]
             if nodes:
