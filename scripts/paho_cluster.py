@@ -1,16 +1,18 @@
 #!/usr/bin/python3
 """paho_cluster.py BIN: a three-node cluster of `BIN server` processes
-checked with Eclipse Paho's Python client (python3-paho-mqtt).
+checked with Eclipse Paho's Python client (python3-paho-mqtt) and the
+native client of native_interop.py.
 
 Starts three nodes on loopback addresses of their own (127.0.0.21-23, free
 ports), joined through the first, waits until a publish on every node
 reaches a subscriber on every other, then checks what a client of a
 cluster relies on: delivery across nodes at every QoS and through
-wildcards, retained messages on a late subscriber of another node, a
-shared subscription delivering once cluster-wide, a will reaching another
-node, a persistent session taken over from another node with its queued
-messages and back, a retained message cleared while a node was stopped, and
-GET /v1/cluster. Prints PASS
+wildcards, a SUBACK holding cluster-wide at once, native users on different
+nodes (with python3-msgpack, through native_interop.py's client), retained
+messages on a late subscriber of another node, a shared subscription
+delivering once cluster-wide, a will reaching another node, a persistent
+session taken over from another node with its queued messages and back, a
+retained message cleared while a node was stopped, and GET /v1/cluster. Prints PASS
 or FAIL per check and "N passed, M failed"; non-zero exit if anything
 failed. Every wait is bounded.
 """
