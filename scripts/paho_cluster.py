@@ -7,7 +7,7 @@ Starts three nodes on loopback addresses of their own (127.0.0.21-23, free
 ports), joined through the first, waits until a publish on every node
 reaches a subscriber on every other, then checks what a client of a
 cluster relies on: delivery across nodes at every QoS and through
-wildcards, a SUBACK holding cluster-wide at once, native users on different
+wildcards, a SUBACK and an UNSUBACK holding cluster-wide, native users on different
 nodes (with python3-msgpack, through native_interop.py's client), retained
 messages on a late subscriber of another node, a shared subscription
 delivering once cluster-wide, a will reaching another node, a persistent
@@ -123,6 +123,23 @@ def subscribe_then_publish_elsewhere():
             missed.append(i)
         s.stop()
     expect(not missed, "publishes right after a SUBACK on another node missed in rounds %r of 20" % missed)
+
+
+def unsubscribe_holds_elsewhere():
+    """After an UNSUBACK on n2, a publish on n1 no longer reaches the
+    client (and its other subscription still does)."""
+    root = uid("us")
+    s = client(nodes[1], uid("us-sub"))
+    s.sub(root + "/gone", 1)
+    s.sub(root + "/kept", 1)
+    s.unsub(root + "/gone")
+    p = client(nodes[0], uid("us-pub"))
+    p.pub(root + "/gone", "after unsubscribe", 1)
+    p.pub(root + "/kept", "still", 1)
+    p.stop()
+    got = s.got(2, 2.0)
+    s.stop()
+    expect([m.payload for m in got] == [b"still"], "after UNSUBACK on n2, from n1: %r" % [m.payload for m in got])
 
 
 def native_on(node):
@@ -315,6 +332,7 @@ CHECKS = [
     ("cluster converges (every node reaches every other)", converge),
     ("QoS 0/1/2 and wildcards across nodes", across_nodes),
     ("a SUBACK holds cluster-wide at once", subscribe_then_publish_elsewhere),
+    ("an UNSUBACK holds cluster-wide", unsubscribe_holds_elsewhere),
     ("native users on different nodes", native_across),
     ("retained message on a late subscriber of another node", retained_across),
     ("shared subscription once cluster-wide", shared_once),
