@@ -26,7 +26,7 @@ import (
 // Retained messages: a retained publish goes to every live node
 // (cluster_forward.go); a node that starts fetches the set of the first
 // node it meets and keeps the newer of each topic (by message id, which is
-// time-ordered). A clear leaves a tombstone on the node that routed it, for
+// time-ordered). A clear leaves a tombstone on every node it reaches, for
 // an hour (clearedRetained), sent with the first page of the set, so a node
 // that was away when a retained message was cleared drops its copy when it
 // returns.
@@ -361,8 +361,8 @@ const (
 	tombstoneMax = 10000
 )
 
-// clearedRetained holds the tombstones of retained messages cleared
-// through this node, by topic. Any goroutine.
+// clearedRetained holds the tombstones of the retained messages this node
+// saw cleared, by topic. Any goroutine.
 type clearedRetained struct {
 	mu sync.Mutex
 	m  map[string]tombstone // REQUIRES: mu held.
