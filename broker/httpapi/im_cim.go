@@ -81,6 +81,26 @@ func badArg(format string, a ...any) error {
 	return &imError{wire.CodeBadArgument, fmt.Sprintf(format, a...)}
 }
 
+// bodiesOf is a send's bodies from its one-body field and its batch
+// (named oneKey and batchKey in the errors): 3000 when both are absent,
+// 3006 when all there is is empty.
+func bodiesOf(one *string, batch []string, oneKey, batchKey string) ([][]byte, error) {
+	if one == nil && batch == nil {
+		return nil, badArg("%s or %s is required", oneKey, batchKey)
+	}
+	var bodies [][]byte
+	if one != nil && *one != "" {
+		bodies = append(bodies, []byte(*one))
+	}
+	for _, b := range batch {
+		bodies = append(bodies, []byte(b))
+	}
+	if len(bodies) == 0 {
+		return nil, &imError{wire.CodeEmptyBody, oneKey + " and " + batchKey + ": empty"}
+	}
+	return bodies, nil
+}
+
 // codeOf maps an error of the broker's IM API to cim's codes.
 func codeOf(err error) wire.Code {
 	var ie *imError
@@ -261,18 +281,9 @@ func (rt *imHandlers) p2pRoute(r *http.Request, req *cimRequest) (any, error) {
 	case req.ReceiveID == 0:
 		return nil, badArg("receiveUserId is required")
 	}
-	if req.Msg == nil && req.BatchMsg == nil {
-		return nil, badArg("msg or batchMsg is required")
-	}
-	var bodies [][]byte
-	if req.Msg != nil && *req.Msg != "" {
-		bodies = append(bodies, []byte(*req.Msg))
-	}
-	for _, m := range req.BatchMsg {
-		bodies = append(bodies, []byte(m))
-	}
-	if len(bodies) == 0 {
-		return nil, &imError{wire.CodeEmptyBody, "msg and batchMsg: empty"}
+	bodies, err := bodiesOf(req.Msg, req.BatchMsg, "msg", "batchMsg")
+	if err != nil {
+		return nil, err
 	}
 	res, err := rt.srv.Send(r.Context(), req.UserID, wire.ToUser(req.ReceiveID), bodies, broker.SendOptions{QoS: 1})
 	if err != nil {

@@ -150,18 +150,9 @@ func (rt *imHandlers) v1Send(w http.ResponseWriter, r *http.Request) (any, error
 	if err != nil {
 		return nil, err
 	}
-	if req.Body == nil && req.Bodies == nil {
-		return nil, badArg("body or bodies is required")
-	}
-	var bodies [][]byte
-	if req.Body != nil && *req.Body != "" {
-		bodies = append(bodies, []byte(*req.Body))
-	}
-	for _, b := range req.Bodies {
-		bodies = append(bodies, []byte(b))
-	}
-	if len(bodies) == 0 {
-		return nil, &imError{wire.CodeEmptyBody, "body and bodies: empty"}
+	bodies, err := bodiesOf(req.Body, req.Bodies, "body", "bodies")
+	if err != nil {
+		return nil, err
 	}
 	o := broker.SendOptions{QoS: 1, Delay: time.Duration(req.DelayMs) * time.Millisecond, ClientID: req.ClientID}
 	if req.QoS != nil {
