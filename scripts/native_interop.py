@@ -17,12 +17,9 @@ import base64
 import hashlib
 import json
 import os
-import shutil
 import socket
 import struct
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
@@ -402,22 +399,19 @@ def bad_frames():
     pong = c.expect(PONG)
     expect(e.get("c") == 3001, "unknown frame type: %r, want 3001" % e)
     expect(pong == {}, "connection unusable after an unknown frame")
-    # Invalid msgpack: 3003 and a close.
-    c.raw(uvarint(3) + bytes([SEND, 0xc1, 0xc1]))
-    e = c.read()
-    closed = c.closed()
-    c.close()
-    expect(e is not None and e[0] == ERROR and e[1].get("c") == 3003, "invalid msgpack: %r, want error 3003" % (e,))
-    expect(closed, "connection open after invalid msgpack")
-    # Over the maximum the login-ack announced: 3002 and a close, seen from
-    # the length prefix alone.
+
+    def refused(c, raw, code, what):  # an error frame with code, then a close
+        c.raw(raw)
+        e = c.read()
+        closed = c.closed()
+        c.close()
+        expect(e is not None and e[0] == ERROR and e[1].get("c") == code, "%s: %r, want error %d" % (what, e, code))
+        expect(closed, "connection open after " + what)
+
+    refused(c, uvarint(3) + bytes([SEND, 0xc1, 0xc1]), 3003, "invalid msgpack")
+    # Over the maximum the login-ack announced, seen from the length prefix alone.
     c, ack = login(a)
-    c.raw(uvarint(ack["x"] + 1) + bytes([SEND]))
-    e = c.read()
-    closed = c.closed()
-    c.close()
-    expect(e is not None and e[0] == ERROR and e[1].get("c") == 3002, "oversize frame: %r, want error 3002" % (e,))
-    expect(closed, "connection open after an oversize frame")
+    refused(c, uvarint(ack["x"] + 1) + bytes([SEND]), 3002, "an oversize frame")
     # Unknown receiver and empty body: their codes, the connection stays.
     c, _ = login(a)
     c.send(SEND, {"i": 1, "k": K_USER, "u": 987654321, "b": b"x"})
@@ -509,25 +503,9 @@ CHECKS = [
 
 def main():
     global NATIVE, HTTP
-    if len(sys.argv) != 2:
-        print("usage: %s path/to/cim" % sys.argv[0])
-        return 2
-    binary = os.path.abspath(sys.argv[1])
-    tmp = tempfile.mkdtemp(prefix="cim-native.")
-    NATIVE, HTTP, mqtt_port = pi.free_port(HOST), pi.free_port(HOST), pi.free_port(HOST)
-    pi.HOST, pi.PORT = HOST, mqtt_port
-    srv = subprocess.Popen([binary, "server", "--mqtt-addr", "%s:%d" % (HOST, mqtt_port),
-                            "--native-addr", "%s:%d" % (HOST, NATIVE), "--http-addr", "%s:%d" % (HOST, HTTP),
-                            "--data-dir", os.path.join(tmp, "data"), "--log-level", "error"], cwd=tmp)
-    passed, failed = 0, 1
-    try:
-        if pi.listening([(srv, (HOST, HTTP)), (srv, (HOST, NATIVE))]):
-            passed, failed = pi.run_checks(CHECKS)
-    finally:
-        pi.stop([srv])
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    NATIVE, HTTP = pi.free_port(HOST), pi.free_port(HOST)
+    pi.HOST, pi.PORT = HOST, pi.free_port(HOST)
+    return pi.serve_one(CHECKS, "cim-native.", pi.PORT, NATIVE, HTTP)
 
 
 if __name__ == "__main__":

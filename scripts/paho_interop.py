@@ -472,21 +472,27 @@ def v5_no_local_and_retain_options():
     expect(got and got[0].retain, "retained message on a new subscription without the retain flag")
 
 
+def shared_delivery(members, pub, t, n, wait):
+    """Sends n QoS 1 messages on t from pub to members, already subscribed
+    to one shared group of t; checks that each came to the group once and
+    returns what each member got. Stops every client."""
+    for i in range(n):
+        pub.pub(t, str(i), 1)
+    pub.stop()
+    got = [m.got(n, wait) for m in members]
+    for m in members:
+        m.stop()
+    all_ = sorted(int(m.payload) for g in got for m in g)
+    expect(all_ == list(range(n)), "shared group delivered %d of %d, each once: %r" % (len(all_), n, all_[:40]))
+    return got
+
+
 def v5_shared():
     t = uid("v5shared/t")
     subs = [Client(uid("v5-share-%d" % i), v5=True) for i in range(2)]
     for s in subs:
         s.sub("$share/grp/" + t, 1)
-    p = Client(uid("v5-share-pub"), v5=True)
-    n = 20
-    for i in range(n):
-        p.pub(t, str(i), 1)
-    p.stop()
-    got = [s.got(n, 1.5) for s in subs]
-    for s in subs:
-        s.stop()
-    all_ = sorted(int(m.payload) for g in got for m in g)
-    expect(all_ == list(range(n)), "shared group delivered %d of %d (each once)" % (len(all_), n))
+    got = shared_delivery(subs, Client(uid("v5-share-pub"), v5=True), t, 20, 1.5)
     expect(all(len(g) > 0 for g in got), "one member of the shared group got nothing: %r" % [len(g) for g in got])
 
 
@@ -1225,27 +1231,32 @@ def run_checks(checks, first_is_setup=False):
     return passed, failed
 
 
-def main():
-    global PORT, HTTP_PORT
+def serve_one(checks, prefix, mqtt_port, native_port, http_port):
+    """The main of a script whose checks need one `BIN server` (BIN is the
+    one argument) on HOST with these ports: starts it on a throwaway data
+    dir, runs the checks, prints the summary; returns the exit status."""
     if len(sys.argv) != 2:
         print("usage: %s path/to/cim" % sys.argv[0])
         return 2
-    binary = os.path.abspath(sys.argv[1])
-    tmp = tempfile.mkdtemp(prefix="cim-paho.")
-    PORT, HTTP_PORT = free_port(), free_port()
-    args = [binary, "server", "--mqtt-addr", "%s:%d" % (HOST, PORT),
-            "--native-addr", "%s:%d" % (HOST, free_port()), "--http-addr", "%s:%d" % (HOST, HTTP_PORT),
-            "--data-dir", os.path.join(tmp, "data"), "--log-level", "error"]
-    srv = subprocess.Popen(args, cwd=tmp)
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    srv = subprocess.Popen([os.path.abspath(sys.argv[1]), "server", "--mqtt-addr", "%s:%d" % (HOST, mqtt_port),
+                            "--native-addr", "%s:%d" % (HOST, native_port), "--http-addr", "%s:%d" % (HOST, http_port),
+                            "--data-dir", os.path.join(tmp, "data"), "--log-level", "error"], cwd=tmp)
     passed, failed = 0, 1
     try:
-        if listening([(srv, (HOST, PORT))]):
-            passed, failed = run_checks(CHECKS)
+        if listening([(srv, (HOST, p)) for p in (mqtt_port, native_port, http_port)]):
+            passed, failed = run_checks(checks)
     finally:
         stop([srv])
         shutil.rmtree(tmp, ignore_errors=True)
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
+
+
+def main():
+    global PORT, HTTP_PORT
+    PORT, HTTP_PORT = free_port(), free_port()
+    return serve_one(CHECKS, "cim-paho.", PORT, free_port(), HTTP_PORT)
 
 
 if __name__ == "__main__":
