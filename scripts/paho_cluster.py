@@ -270,11 +270,7 @@ def takeover_across():
     b.sendall(bytes([0x40, 2]) + after[1].to_bytes(2, "big"))
     back = client(nodes[0], cid, clean=False)
     present = back.flags.get("session present")
-    b.settimeout(pi.WAIT)
-    try:
-        closed = b.recv(1) == b""
-    except OSError:
-        closed = True
+    closed = pi.closes(b)
     b.close()
     back.stop()
     Client(cid, clean=True).stop()  # end the session (on n1, where pi points)

@@ -300,11 +300,7 @@ def v3_keepalive():
     got = s.got(1, 6.0)  # closed after 1.5 x keepalive [MQTT-3.1.2-24]
     took = time.time() - start
     # The broker closes the silent connection.
-    w.settimeout(WAIT)
-    try:
-        closed = w.recv(1) == b""
-    except OSError:
-        closed = True
+    closed = closes(w)
     w.close()
     s.stop()
     expect(got and got[0].payload == b"timed out", "no will for a client silent past its keepalive")
